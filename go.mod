@@ -1,0 +1,3 @@
+module github.com/recsink/recsink
+
+go 1.26.8

@@ -1,0 +1,82 @@
+package recsink
+
+import "time"
+
+// Recording states.
+const (
+	RecordingRecording = "recording" // taking media and uploading parts
+	RecordingBlocked   = "blocked"   // taking media; no saved key works, uploads wait
+	RecordingStopping  = "stopping"  // stopped; the tail is being uploaded
+	RecordingUploaded  = "uploaded"  // the object is complete in the bucket
+	RecordingFailed    = "failed"    // cannot be completed; see LastError
+	RecordingDeleted   = "deleted"   // the object was deleted through recsink
+)
+
+// Recording event types.
+const (
+	EventStarted            = "started"
+	EventStopped            = "stopped"
+	EventUploaded           = "uploaded"
+	EventFailed             = "failed"
+	EventUploadBlocked      = "upload_blocked"
+	EventUploadResumed      = "upload_resumed"
+	EventCredentialSwitched = "credential_switched"
+	EventRecovered          = "recovered"
+	EventDeleted            = "deleted"
+)
+
+// Stop reasons.
+const (
+	StopRequested   = "requested"
+	StopMaxDuration = "max_duration"
+)
+
+// Recording is one recording streamed into a customer's bucket while it runs.
+type Recording struct {
+	ID           string `json:"recordingId"`
+	OrgID        string `json:"-"`
+	MeetingID    string `json:"meetingId"`
+	RoomName     string `json:"roomName"`
+	State        string `json:"state"`
+	CredentialID string `json:"-"`
+	// Destination as resolved at start; the key is the credential's.
+	Destination Destination `json:"-"`
+	ObjectKey   string      `json:"objectKey"`
+	UploadID    string      `json:"-"`
+	// IngestTokenHash is the SHA-256 of the recording's ingest token.
+	IngestTokenHash []byte     `json:"-"`
+	StartDate       time.Time  `json:"startDate"`
+	EndDate         *time.Time `json:"endDate"`
+	StopReason      string     `json:"stopReason,omitempty"`
+	BytesReceived   int64      `json:"bytesReceived"`
+	BytesUploaded   int64      `json:"bytesUploaded"`
+	SizeBytes       *int64     `json:"sizeBytes"`
+	SHA256          string     `json:"sha256,omitempty"`
+	LastError       string     `json:"lastError,omitempty"`
+	UpdatedAt       time.Time  `json:"-"`
+}
+
+// Finished reports whether the recording will change no more.
+func (r *Recording) Finished() bool {
+	return r.State == RecordingUploaded || r.State == RecordingFailed || r.State == RecordingDeleted
+}
+
+// Holding reports whether the recording still needs its credential.
+func (r *Recording) Holding() bool {
+	return r.State == RecordingRecording || r.State == RecordingBlocked || r.State == RecordingStopping
+}
+
+// RecordingEvent is one thing that happened to a recording.
+type RecordingEvent struct {
+	Time    time.Time `json:"time"`
+	Type    string    `json:"type"`
+	Message string    `json:"message"`
+}
+
+// RecordingFilter selects recordings in a list.
+type RecordingFilter struct {
+	RoomName string
+	State    string
+	Cursor   string
+	Limit    int
+}
