@@ -39,6 +39,8 @@ type Recording struct {
 	RoomName     string `json:"roomName"`
 	State        string `json:"state"`
 	CredentialID string `json:"-"`
+	// AccessKeyID is the ID of the key of the credential the recording holds.
+	AccessKeyID string `json:"-"`
 	// Destination as resolved at start; the key is the credential's.
 	Destination Destination `json:"-"`
 	ObjectKey   string      `json:"objectKey"`
