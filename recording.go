@@ -45,6 +45,9 @@ type Recording struct {
 	Destination Destination `json:"-"`
 	ObjectKey   string      `json:"objectKey"`
 	UploadID    string      `json:"-"`
+	// PartSize is the spool layout's base part size, fixed at start so that
+	// part boundaries survive a restart with other settings.
+	PartSize int64 `json:"-"`
 	// IngestTokenHash is the SHA-256 of the recording's ingest token.
 	IngestTokenHash []byte     `json:"-"`
 	StartDate       time.Time  `json:"startDate"`
