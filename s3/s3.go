@@ -1,0 +1,233 @@
+// Package s3 delivers recordings into customers' S3 buckets with
+// aws-sdk-go-v2. It implements recsink.Storage and recsink.StorageClient, and
+// refuses custom endpoints that the operator has not allowed.
+package s3
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/recsink/recsink"
+)
+
+// DefaultMaxAttempts is the number of attempts the SDK makes for one request
+// when Config.MaxAttempts is 0. Our own upload loop retries above it.
+const DefaultMaxAttempts = 3
+
+// defaultRegion is the region used for custom endpoints that do not name one,
+// and the region asked first when finding a bucket's region on AWS.
+const defaultRegion = "us-east-1"
+
+// maxCachedClients bounds the client cache; the cache is emptied when full.
+const maxCachedClients = 1024
+
+// Config configures Storage.
+type Config struct {
+	// AllowEndpoints lists the host:port pairs of custom S3-compatible
+	// endpoints the operator allows. Destinations with any other custom
+	// endpoint are refused before a connection is made.
+	AllowEndpoints []string
+	// HTTPClient, when set, carries every request instead of recsink's own
+	// client. It then replaces the guard that refuses connections from AWS
+	// destinations to private addresses: the caller owns that guard.
+	HTTPClient *http.Client
+	// Logger receives details of failed checks; nil means slog.Default().
+	Logger *slog.Logger
+	// MaxAttempts is the SDK's attempts per request; 0 means DefaultMaxAttempts.
+	MaxAttempts int
+}
+
+// Storage opens clients for customers' S3 destinations. It is safe for
+// concurrent use; clients and connections are shared across calls.
+type Storage struct {
+	allow   map[string]bool
+	logger  *slog.Logger
+	retryer aws.RetryerV2
+
+	// awsHTTP reaches AWS's own endpoints and refuses private addresses;
+	// customHTTP reaches the allowed custom endpoints, wherever they are.
+	awsHTTP, customHTTP awss3.HTTPClient
+
+	mu      sync.Mutex
+	clients map[clientKey]*awss3.Client
+}
+
+var _ recsink.Storage = (*Storage)(nil)
+
+// New returns a Storage configured by cfg.
+func New(cfg Config) *Storage {
+	s := &Storage{
+		allow:   make(map[string]bool),
+		logger:  cfg.Logger,
+		clients: make(map[clientKey]*awss3.Client),
+	}
+	if s.logger == nil {
+		s.logger = slog.Default()
+	}
+	for _, hp := range cfg.AllowEndpoints {
+		s.allow[normalizeHostPort(hp)] = true
+	}
+	attempts := cfg.MaxAttempts
+	if attempts <= 0 {
+		attempts = DefaultMaxAttempts
+	}
+	// The SDK's standard retryer takes retries from a token bucket that an
+	// outage empties, after which requests fail on their first error while
+	// the endpoint is recovering. litestream disables it for the same reason
+	// (s3/replica_client.go); our own upload loop paces retries instead.
+	s.retryer = retry.NewStandard(func(o *retry.StandardOptions) {
+		o.MaxAttempts = attempts
+		o.RateLimiter = ratelimit.None
+	})
+	if cfg.HTTPClient != nil {
+		s.awsHTTP, s.customHTTP = cfg.HTTPClient, cfg.HTTPClient
+	} else {
+		s.awsHTTP = newHTTPClient(publicOnlyControl)
+		s.customHTTP = newHTTPClient(nil)
+	}
+	return s
+}
+
+// Client returns a client for dest reached with key. dest.Region must be set
+// for AWS destinations; custom endpoints default to us-east-1.
+func (s *Storage) Client(ctx context.Context, dest recsink.Destination, key recsink.AccessKey) (recsink.StorageClient, error) {
+	if err := s.allowEndpoint(dest.Endpoint); err != nil {
+		return nil, err
+	}
+	if dest.Region == "" && dest.Endpoint == "" {
+		return nil, recsink.FieldErrorf("region", "region is required to open a storage client; check the destination to find it")
+	}
+	return &client{s3: s.s3Client(dest, key, regionOrDefault(dest.Region)), bucket: dest.Bucket}, nil
+}
+
+// allowEndpoint returns an EFORBIDDEN or EINVALID *recsink.Error when
+// endpoint is a custom endpoint the operator has not allowed.
+func (s *Storage) allowEndpoint(endpoint string) error {
+	if endpoint == "" {
+		return nil
+	}
+	hp, err := recsink.EndpointHostPort(endpoint)
+	if err != nil {
+		return err
+	}
+	if !s.allow[hp] {
+		return &recsink.Error{
+			Code:    recsink.EFORBIDDEN,
+			Field:   "endpoint",
+			Message: fmt.Sprintf("endpoint %s is not allowed on this recsink server; the operator allows custom endpoints with --allow-endpoint", hp),
+		}
+	}
+	return nil
+}
+
+// clientKey identifies an SDK client. The secret is kept as a hash so that a
+// rotated secret gets a new client.
+type clientKey struct {
+	endpoint   string
+	region     string
+	pathStyle  bool
+	keyID      string
+	secretHash [sha256.Size]byte
+}
+
+// s3Client returns a cached SDK client for dest and key in region. The
+// caller has checked the endpoint against the allowlist.
+func (s *Storage) s3Client(dest recsink.Destination, key recsink.AccessKey, region string) *awss3.Client {
+	endpoint := strings.TrimRight(dest.Endpoint, "/")
+	k := clientKey{
+		endpoint:   endpoint,
+		region:     region,
+		pathStyle:  dest.ForcePathStyle,
+		keyID:      key.ID,
+		secretHash: sha256.Sum256([]byte(key.Secret)),
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.clients[k]; ok {
+		return c
+	}
+	opts := awss3.Options{
+		Region:       region,
+		Credentials:  credentials.NewStaticCredentialsProvider(key.ID, key.Secret, ""),
+		UsePathStyle: dest.ForcePathStyle,
+		Retryer:      s.retryer,
+		HTTPClient:   s.awsHTTP,
+		// Since January 2025 the SDK adds CRC32 checksums to uploads by
+		// default, sent as aws-chunked trailers, which many S3-compatible
+		// servers reject or store wrongly (livekit/egress#1045). AWS needs no
+		// checksum where the API does not require one, so WhenRequired works
+		// on AWS and S3-compatibles alike; SigV4 still signs the payload hash.
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
+		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
+		// Without response checksums the SDK would log a warning per GetObject.
+		DisableLogOutputChecksumValidationSkipped: true,
+	}
+	if endpoint != "" {
+		opts.BaseEndpoint = aws.String(endpoint)
+		opts.HTTPClient = s.customHTTP
+	}
+	c := awss3.New(opts)
+	if len(s.clients) >= maxCachedClients {
+		clear(s.clients)
+	}
+	s.clients[k] = c
+	return c
+}
+
+func regionOrDefault(region string) string {
+	if region == "" {
+		return defaultRegion
+	}
+	return region
+}
+
+// normalizeHostPort lowercases the host of an operator's allowlist entry so
+// that it compares equal to recsink.EndpointHostPort's result.
+func normalizeHostPort(hp string) string {
+	h, p, err := net.SplitHostPort(strings.TrimSpace(hp))
+	if err != nil {
+		return strings.ToLower(strings.TrimSpace(hp))
+	}
+	return net.JoinHostPort(strings.ToLower(h), p)
+}
+
+// newHTTPClient returns the HTTP client shared by all SDK clients of one kind.
+// control, when set, vets each address the dialer connects to.
+func newHTTPClient(control func(network, address string, c syscall.RawConn) error) *http.Client {
+	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	if control != nil {
+		d.Control = control
+	}
+	t := &http.Transport{
+		// No proxy: a proxy would resolve names itself and defeat the
+		// private-address guard of the dialer.
+		Proxy:                 nil,
+		DialContext:           d.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   32,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: 1 * time.Second,
+	}
+	return &http.Client{
+		Transport: t,
+		// S3 redirects (301 to another region) are answers to read, not to
+		// follow; following them could also lead past the endpoint policy.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
