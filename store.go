@@ -11,6 +11,7 @@ import (
 // ENOTFOUND *Error.
 type Store interface {
 	Close() error
+	WebhookStore
 
 	CreateOrganization(ctx context.Context, org *Organization, apiKeyHash []byte) error
 	FindOrganizationByAPIKeyHash(ctx context.Context, hash []byte) (*Organization, error)
