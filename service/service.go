@@ -1,0 +1,363 @@
+// Package service implements recsink's domain services over a store, a secret
+// box, the customer's S3 storage and the local spool. It holds no technology
+// of its own: cmd/recsink wires the adapters into it.
+package service
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/recsink/recsink"
+	"github.com/recsink/recsink/spool"
+)
+
+// SecretBox seals access secrets at rest (implemented by package secrets).
+type SecretBox interface {
+	Seal(plaintext, associatedData []byte) ([]byte, error)
+	Open(ciphertext, associatedData []byte) ([]byte, error)
+}
+
+// Config is what the service needs. Zero durations and sizes take defaults.
+type Config struct {
+	Store   recsink.Store
+	Storage recsink.Storage
+	Box     SecretBox
+	Spool   *spool.Spool
+	Logger  *slog.Logger
+
+	// MaxDuration caps a recording's length; it stops by itself then (24 h).
+	MaxDuration time.Duration
+	// MaxIngestRate is the highest ingest rate recsink accepts, in bytes per
+	// second (50 Mbit/s); with MaxDuration it sizes the parts.
+	MaxIngestRate int64
+	// UploadConcurrency bounds part uploads in flight across all recordings.
+	UploadConcurrency int
+	// PartConcurrency bounds part uploads in flight for one recording.
+	PartConcurrency int
+	// RetryMax caps the backoff between upload retries.
+	RetryMax time.Duration
+}
+
+// Service implements the recsink service interfaces.
+type Service struct {
+	cfg    Config
+	store  recsink.Store
+	log    *slog.Logger
+	slots  chan struct{} // upload slots shared by all recordings
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	recorders map[string]*recorder
+	wg        sync.WaitGroup
+}
+
+var (
+	_ recsink.OrganizationService = (*Service)(nil)
+	_ recsink.StorageService      = (*Service)(nil)
+	_ recsink.MeetingService      = (*Service)(nil)
+	_ recsink.RecordingService    = (*Service)(nil)
+	_ recsink.IngestService       = (*Service)(nil)
+)
+
+// New returns a service; call Open to resume unfinished recordings.
+func New(cfg Config) *Service {
+	if cfg.MaxDuration <= 0 {
+		cfg.MaxDuration = 24 * time.Hour
+	}
+	if cfg.MaxIngestRate <= 0 {
+		cfg.MaxIngestRate = 50_000_000 / 8
+	}
+	if cfg.UploadConcurrency <= 0 {
+		cfg.UploadConcurrency = 16
+	}
+	if cfg.PartConcurrency <= 0 {
+		cfg.PartConcurrency = 4
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Service{
+		cfg:       cfg,
+		store:     cfg.Store,
+		log:       cfg.Logger,
+		slots:     make(chan struct{}, cfg.UploadConcurrency),
+		ctx:       ctx,
+		cancel:    cancel,
+		recorders: map[string]*recorder{},
+	}
+}
+
+// Close stops every recording's uploader. Spooled bytes stay on disk and
+// are picked up again by the next Open.
+func (s *Service) Close() error {
+	s.cancel()
+	s.wg.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, r := range s.recorders {
+		r.file.Close()
+		delete(s.recorders, id)
+	}
+	return nil
+}
+
+// CreateOrganization implements recsink.OrganizationService.
+func (s *Service) CreateOrganization(ctx context.Context, name string) (*recsink.Organization, string, error) {
+	name = strings.TrimSpace(name)
+	if name == "" || len(name) > 100 {
+		return nil, "", recsink.FieldErrorf("name", "organization name must be 1 to 100 characters")
+	}
+	key, hash := recsink.NewAPIKey()
+	org := &recsink.Organization{ID: recsink.NewID("org"), Name: name, CreatedAt: recsink.Now()}
+	if err := s.store.CreateOrganization(ctx, org, hash); err != nil {
+		if recsink.ErrorCode(err) == recsink.ECONFLICT {
+			return nil, "", recsink.Errorf(recsink.ECONFLICT, "an organization named %q already exists", name)
+		}
+		return nil, "", err
+	}
+	return org, key, nil
+}
+
+// Authenticate implements recsink.OrganizationService.
+func (s *Service) Authenticate(ctx context.Context, apiKey string) (*recsink.Organization, error) {
+	if apiKey == "" {
+		return nil, recsink.Errorf(recsink.EUNAUTHORIZED, "an API key is required: Authorization: Bearer <key>")
+	}
+	org, err := s.store.FindOrganizationByAPIKeyHash(ctx, recsink.HashToken(apiKey))
+	if recsink.ErrorCode(err) == recsink.ENOTFOUND {
+		return nil, recsink.Errorf(recsink.EUNAUTHORIZED, "the API key is not valid")
+	}
+	return org, err
+}
+
+// accessKey decrypts a credential's secret.
+func (s *Service) accessKey(c *recsink.Credential) (recsink.AccessKey, error) {
+	secret, err := s.cfg.Box.Open(c.SecretCiphertext, c.AssociatedData())
+	if err != nil {
+		return recsink.AccessKey{}, fmt.Errorf("decrypt secret of credential %s: %w", c.ID, err)
+	}
+	return recsink.AccessKey{ID: c.AccessKeyID, Secret: string(secret)}, nil
+}
+
+// check runs the storage checks and fills in the region found.
+func (s *Service) check(ctx context.Context, dest *recsink.Destination, key recsink.AccessKey) (*recsink.CheckReport, error) {
+	if err := dest.Validate(); err != nil {
+		return nil, err
+	}
+	if err := recsink.ValidateAccessKey(key); err != nil {
+		return nil, err
+	}
+	report, err := s.cfg.Storage.Check(ctx, *dest, key)
+	if err != nil {
+		return nil, err
+	}
+	if dest.Region == "" {
+		dest.Region = report.Region
+	}
+	return report, nil
+}
+
+// scopeExists checks that a meeting scope belongs to the organization.
+func (s *Service) scopeExists(ctx context.Context, orgID, scope string) error {
+	if scope == recsink.ScopeOrganization {
+		return nil
+	}
+	_, err := s.store.FindMeeting(ctx, orgID, scope)
+	return err
+}
+
+// SaveStorage implements recsink.StorageService.
+func (s *Service) SaveStorage(ctx context.Context, orgID, scope string, dest recsink.Destination, key recsink.AccessKey) (*recsink.Credential, *recsink.CheckReport, error) {
+	if err := s.scopeExists(ctx, orgID, scope); err != nil {
+		return nil, nil, err
+	}
+	report, err := s.check(ctx, &dest, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !report.OK {
+		return nil, report, &recsink.CheckError{Report: report}
+	}
+	c := &recsink.Credential{
+		ID:          recsink.NewID("cred"),
+		OrgID:       orgID,
+		Scope:       scope,
+		Destination: dest,
+		AccessKeyID: key.ID,
+		CreatedAt:   recsink.Now(),
+	}
+	if c.SecretCiphertext, err = s.cfg.Box.Seal([]byte(key.Secret), c.AssociatedData()); err != nil {
+		return nil, nil, fmt.Errorf("seal secret: %w", err)
+	}
+	if err := s.store.CreateCredential(ctx, c); err != nil {
+		return nil, nil, err
+	}
+	s.log.Info("storage saved", "org", orgID, "scope", scope, "credential", c.ID, "accessKeyId", c.AccessKeyID, "bucket", dest.Bucket)
+	s.credentialsChanged(orgID)
+	return c, report, nil
+}
+
+// CheckStorage implements recsink.StorageService.
+func (s *Service) CheckStorage(ctx context.Context, orgID, scope string, dest *recsink.Destination, key *recsink.AccessKey) (*recsink.CheckReport, error) {
+	if dest == nil || key == nil {
+		c, err := s.FindStorage(ctx, orgID, scope)
+		if err != nil {
+			return nil, err
+		}
+		k, err := s.accessKey(c)
+		if err != nil {
+			return nil, err
+		}
+		d := c.Destination
+		return s.check(ctx, &d, k)
+	}
+	d := *dest
+	return s.check(ctx, &d, *key)
+}
+
+// FindStorage implements recsink.StorageService.
+func (s *Service) FindStorage(ctx context.Context, orgID, scope string) (*recsink.Credential, error) {
+	if err := s.scopeExists(ctx, orgID, scope); err != nil {
+		return nil, err
+	}
+	c, err := s.store.CurrentCredential(ctx, orgID, scope)
+	if recsink.ErrorCode(err) == recsink.ENOTFOUND {
+		if scope == recsink.ScopeOrganization {
+			return nil, recsink.Errorf(recsink.ENOTFOUND, "the organization has no storage destination; set one with PUT /v1/storage")
+		}
+		return nil, recsink.Errorf(recsink.ENOTFOUND, "the meeting has no destination of its own; it uses the organization's")
+	}
+	return c, err
+}
+
+// DeleteStorage implements recsink.StorageService.
+func (s *Service) DeleteStorage(ctx context.Context, orgID, scope string) error {
+	if err := s.scopeExists(ctx, orgID, scope); err != nil {
+		return err
+	}
+	err := s.store.ReplaceCurrentCredential(ctx, orgID, scope, recsink.Now())
+	if recsink.ErrorCode(err) == recsink.ENOTFOUND {
+		return nil // already gone: deleting is idempotent
+	}
+	return err
+}
+
+// ListCredentials implements recsink.StorageService.
+func (s *Service) ListCredentials(ctx context.Context, orgID string) ([]*recsink.CredentialUsage, error) {
+	creds, err := s.store.ListCredentials(ctx, orgID)
+	if err != nil {
+		return nil, err
+	}
+	holding, err := s.store.ListHoldingRecordings(ctx, orgID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*recsink.CredentialUsage, 0, len(creds))
+	for _, c := range creds {
+		u := &recsink.CredentialUsage{Credential: *c, ActiveRecordings: []string{}}
+		for _, r := range holding {
+			if r.CredentialID != c.ID {
+				continue
+			}
+			u.ActiveRecordings = append(u.ActiveRecordings, r.ID)
+			end := r.StartDate.Add(s.cfg.MaxDuration)
+			if u.SafeToDeleteAfter == nil || end.After(*u.SafeToDeleteAfter) {
+				u.SafeToDeleteAfter = &end
+			}
+		}
+		switch {
+		case c.ReplacedAt == nil:
+			u.State = recsink.CredentialCurrent
+		case len(u.ActiveRecordings) > 0:
+			u.State = recsink.CredentialDraining
+		default:
+			u.State = recsink.CredentialDrained
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+// CreateMeeting implements recsink.MeetingService.
+func (s *Service) CreateMeeting(ctx context.Context, orgID string, m *recsink.Meeting, dest *recsink.Destination, key *recsink.AccessKey) (*recsink.Meeting, error) {
+	now := recsink.Now()
+	if !m.EndDate.After(now) {
+		return nil, recsink.FieldErrorf("endDate", "endDate must be in the future")
+	}
+	if m.RoomName == "" {
+		return nil, recsink.FieldErrorf("roomNamePrefix", "a room name is required")
+	}
+	m.ID = recsink.NewID("mtg")
+	m.OrgID = orgID
+	m.StartDate = now
+	m.CreatedAt = now
+	if m.RecordingType == "" {
+		m.RecordingType = "none"
+	}
+	var report *recsink.CheckReport
+	if dest != nil && key != nil {
+		// Check before creating anything: a room whose destination does not
+		// work is not created at all.
+		var err error
+		if report, err = s.check(ctx, dest, *key); err != nil {
+			return nil, err
+		}
+		if !report.OK {
+			return nil, &recsink.CheckError{Report: report}
+		}
+	}
+	if err := s.store.CreateMeeting(ctx, m); err != nil {
+		return nil, err
+	}
+	if dest != nil && key != nil {
+		if _, _, err := s.SaveStorage(ctx, orgID, m.ID, *dest, *key); err != nil {
+			_ = s.store.DeleteMeeting(ctx, orgID, m.ID)
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// FindMeeting implements recsink.MeetingService.
+func (s *Service) FindMeeting(ctx context.Context, orgID, id string) (*recsink.Meeting, error) {
+	return s.store.FindMeeting(ctx, orgID, id)
+}
+
+// ListMeetings implements recsink.MeetingService.
+func (s *Service) ListMeetings(ctx context.Context, orgID, cursor string, limit int) ([]*recsink.Meeting, string, error) {
+	return s.store.ListMeetings(ctx, orgID, cursor, limit)
+}
+
+// DeleteMeeting implements recsink.MeetingService. Recordings of the room
+// that are running go on with the key they hold.
+func (s *Service) DeleteMeeting(ctx context.Context, orgID, id string) error {
+	if _, err := s.store.FindMeeting(ctx, orgID, id); err != nil {
+		return err
+	}
+	if err := s.store.ReplaceCurrentCredential(ctx, orgID, id, recsink.Now()); err != nil && recsink.ErrorCode(err) != recsink.ENOTFOUND {
+		return err
+	}
+	return s.store.DeleteMeeting(ctx, orgID, id)
+}
+
+// tokenMatches compares an ingest token with the stored hash in constant time.
+func tokenMatches(token string, hash []byte) bool {
+	return token != "" && subtle.ConstantTimeCompare(recsink.HashToken(token), hash) == 1
+}
+
+// isCanceled reports whether err is a cancellation, which is neither retried
+// nor logged as an error.
+func isCanceled(err error) bool {
+	return errors.Is(err, context.Canceled)
+}

@@ -1,0 +1,686 @@
+package spool
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/recsink/recsink"
+)
+
+// Sync cadence of Append: received bytes are fsynced, and so acknowledged, at
+// least every SyncBytes and within SyncInterval of arriving, so that a long
+// streamed PUT makes progress visible to HEAD and a recorder that reconnects
+// resends little.
+const (
+	SyncBytes    = 1 << 20
+	SyncInterval = 250 * time.Millisecond
+)
+
+// RetryAfterFull is the Retry-After hint, in seconds, of a full spool.
+const RetryAfterFull = 5
+
+// bufSize is the size of Append's read buffers. They come from a pool shared
+// by all recordings and are held only while an Append runs, so that 500
+// recordings fit in 256 KiB of heap each.
+const bufSize = 64 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+
+// File names in a recording's directory.
+const (
+	partPrefix   = "part-"    // part-000001: the bytes of part 1
+	hashPrefix   = "hash-"    // hash-000002: the SHA-256 state at the start of part 2
+	releasedName = "released" // "<part> <end offset>": the highest part released
+	finishedName = "finished" // "<offset> <sha256 hex>": written by Finish
+	layoutName   = "layout"   // "<base size> <tier parts>": written by Create
+	tmpSuffix    = ".tmp"     // a marker being written; removed on recovery
+)
+
+// File is one recording's spool. It is safe for concurrent use by one
+// appender (the ingest handler) and the uploader.
+type File struct {
+	s     *Spool
+	id    string
+	dir   string
+	l     Layout
+	ready chan struct{}
+
+	// offset is the durable offset, read by HEAD without any lock.
+	offset atomic.Int64
+	// appending is held by the one Append that runs.
+	appending atomic.Bool
+
+	// wmu guards the writer. Append holds it while writing and syncing,
+	// never while reading its body. Lock order: wmu, then mu.
+	wmu           sync.Mutex
+	w             *os.File  // the part being written; nil between parts
+	wpart         int32     // the part w holds
+	written       int64     // bytes written, synced or not
+	hash          hash.Hash // over bytes 0..written; nil once finished
+	unsyncedSince time.Time // when the first unsynced byte was written; zero when none
+	timer         *time.Timer
+	timerArmed    bool
+	broken        error // a failed fsync: the file takes no more writes
+
+	// mu guards what the uploader reads. Fields also guarded by wmu are
+	// changed holding both.
+	mu            sync.Mutex
+	closed        bool   // also wmu
+	finished      bool   // also wmu
+	digest        string // also wmu; hex SHA-256 once finished
+	complete      int32  // parts 1..complete are fully written, synced and hashed
+	released      bitset // parts whose bytes are deleted
+	lowUnreleased int32  // every part below it is released
+	relPart       int32  // the highest part recorded in the released marker
+
+	// relMu serializes Release's disk work without holding mu through it.
+	relMu sync.Mutex
+}
+
+// newFile returns the File of a recording with nothing written.
+func newFile(s *Spool, id, dir string, l Layout) *File {
+	return &File{s: s, id: id, dir: dir, l: l, ready: make(chan struct{}, 1), hash: newHash(), lowUnreleased: 1}
+}
+
+// newHash returns the hash of a recording's digest.
+func newHash() hash.Hash { return sha256.New() }
+
+// Layout returns the layout the recording's parts are cut by: the one given
+// to Create, also after a restart.
+func (f *File) Layout() Layout { return f.l }
+
+// Offset returns the durable offset: the bytes received, written and
+// fsynced, which HEAD reports as Upload-Offset.
+func (f *File) Offset() int64 { return f.offset.Load() }
+
+// Append copies r to the end of the recording and returns the new durable
+// offset. When expect >= 0 and differs from Offset it is ECONFLICT without
+// reading r; a second Append while one runs is ECONFLICT too. It fsyncs at
+// least every SyncBytes and SyncInterval while reading, and at the end,
+// advancing Offset after each fsync. An error from r (the client went away)
+// or ctx is returned after syncing what was written, which stays
+// acknowledged. When the spool limit would be exceeded, it writes and syncs
+// what fits and returns EUNAVAILABLE with RetryAfter.
+func (f *File) Append(ctx context.Context, r io.Reader, expect int64) (int64, error) {
+	f.wmu.Lock()
+	if err := f.writableLocked(); err != nil {
+		f.wmu.Unlock()
+		return f.Offset(), err
+	}
+	if !f.appending.CompareAndSwap(false, true) {
+		f.wmu.Unlock()
+		return f.Offset(), recsink.Errorf(recsink.ECONFLICT, "another upload to this recording is in progress")
+	}
+	defer f.appending.Store(false)
+	if off := f.Offset(); expect >= 0 && expect != off {
+		f.wmu.Unlock()
+		return off, recsink.Errorf(recsink.ECONFLICT, "Upload-Offset %d does not match the recording's offset %d", expect, off)
+	}
+	f.wmu.Unlock()
+
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	for {
+		if err := ctx.Err(); err != nil {
+			return f.end(err)
+		}
+		want := f.s.reserve(int64(len(buf)))
+		if want == 0 {
+			return f.full(r, buf)
+		}
+		// The read happens holding no lock: a recorder's body arrives in
+		// real time, and HEAD, the idle sync and the uploader must not wait
+		// for it.
+		n, rerr := r.Read(buf[:want])
+
+		f.wmu.Lock()
+		err := f.writableLocked()
+		wrote := 0
+		if err == nil && n > 0 {
+			wrote, err = f.writeLocked(buf[:n])
+		}
+		f.s.used.Add(int64(wrote) - want) // give back the unused reservation
+		if err == nil && rerr != nil {
+			switch {
+			case errors.Is(rerr, io.EOF):
+			case ctx.Err() != nil:
+				// The body failed because the request was canceled: say so,
+				// as cancellation is not an error worth logging.
+				err = ctx.Err()
+			default:
+				err = fmt.Errorf("spool: read body of %s: %w", f.id, rerr)
+			}
+			if serr := f.syncLocked(); serr != nil {
+				err = serr
+			}
+			f.wmu.Unlock()
+			return f.Offset(), err
+		}
+		if err != nil {
+			// Keep what was written acknowledged; a stopped or closed file
+			// has synced already.
+			_ = f.syncLocked()
+			f.wmu.Unlock()
+			return f.Offset(), err
+		}
+		err = f.maybeSyncLocked()
+		f.wmu.Unlock()
+		if err != nil {
+			return f.Offset(), err
+		}
+	}
+}
+
+// end syncs what was written and returns err with the durable offset.
+func (f *File) end(err error) (int64, error) {
+	f.wmu.Lock()
+	if serr := f.syncLocked(); serr != nil {
+		err = serr
+	}
+	f.wmu.Unlock()
+	return f.Offset(), err
+}
+
+// full ends an Append that found the spool full: it syncs what was written
+// and reports EUNAVAILABLE, unless the body has ended exactly at the limit,
+// which a one-byte read tells apart.
+func (f *File) full(r io.Reader, buf []byte) (int64, error) {
+	if off, err := f.end(nil); err != nil {
+		return off, err
+	}
+	n, err := r.Read(buf[:1])
+	if n == 0 && errors.Is(err, io.EOF) {
+		return f.Offset(), nil
+	}
+	return f.Offset(), &recsink.Error{Code: recsink.EUNAVAILABLE, RetryAfter: RetryAfterFull,
+		Message: "the spool is full: try again later"}
+}
+
+// writableLocked returns why the file takes no more bytes, if it does not.
+func (f *File) writableLocked() error {
+	switch {
+	case f.closed:
+		return f.errClosed()
+	case f.broken != nil:
+		return f.broken
+	case f.finished:
+		return recsink.Errorf(recsink.ECONFLICT, "the recording has stopped")
+	}
+	return nil
+}
+
+func (f *File) errClosed() error { return fmt.Errorf("spool: recording %s: %w", f.id, os.ErrClosed) }
+
+// writeLocked writes p at the end of the recording, splitting it at part
+// boundaries and completing each part it fills.
+func (f *File) writeLocked(p []byte) (int, error) {
+	total := 0
+	for len(p) > 0 {
+		if f.w == nil {
+			if err := f.openPartLocked(); err != nil {
+				return total, err
+			}
+		}
+		off, size := f.l.Part(f.wpart)
+		chunk := p
+		if room := off + size - f.written; int64(len(chunk)) > room {
+			chunk = chunk[:room]
+		}
+		n, err := f.w.Write(chunk)
+		f.hash.Write(chunk[:n])
+		f.written += int64(n)
+		total += n
+		p = p[n:]
+		if n > 0 && f.unsyncedSince.IsZero() {
+			f.unsyncedSince = time.Now()
+		}
+		if err != nil {
+			return total, fmt.Errorf("spool: write part %d of %s: %w", f.wpart, f.id, err)
+		}
+		if f.written == off+size {
+			if err := f.completePartLocked(); err != nil {
+				return total, err
+			}
+		}
+	}
+	return total, nil
+}
+
+// openPartLocked opens the part that holds the next byte for appending,
+// creating it (and making its name durable) when it does not exist.
+func (f *File) openPartLocked() error {
+	n := f.l.PartAt(f.written)
+	path := f.partPath(n)
+	w, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		// Reopened after a restart in the middle of the part.
+		w, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			return fmt.Errorf("spool: open part %d of %s: %w", n, f.id, err)
+		}
+		off, _ := f.l.Part(n)
+		if fi, err := w.Stat(); err != nil || fi.Size() != f.written-off {
+			w.Close()
+			return fmt.Errorf("spool: part %d of %s does not end at offset %d: %v", n, f.id, f.written, err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("spool: create part %d of %s: %w", n, f.id, err)
+	} else if err := syncDir(f.dir); err != nil {
+		// Without this, a crash could drop the file of bytes already acknowledged.
+		w.Close()
+		return fmt.Errorf("spool: create part %d of %s: %w", n, f.id, err)
+	}
+	f.w, f.wpart = w, n
+	return nil
+}
+
+// completePartLocked makes a full part durable, stores the hash state at the
+// start of the next part (before the part can be released, so that the
+// digest survives its deletion) and offers the part to the uploader.
+func (f *File) completePartLocked() error {
+	n := f.wpart
+	if err := f.syncLocked(); err != nil {
+		return err
+	}
+	if err := f.w.Close(); err != nil {
+		f.broken = fmt.Errorf("spool: close part %d of %s: %w", n, f.id, err)
+		return f.broken
+	}
+	f.w = nil
+	if err := writeHashState(f.dir, n+1, f.written, f.hash); err != nil {
+		f.broken = fmt.Errorf("spool: hash state of part %d of %s: %w", n+1, f.id, err)
+		return f.broken
+	}
+	f.mu.Lock()
+	f.complete = n
+	f.mu.Unlock()
+	f.notify()
+	return nil
+}
+
+// syncLocked fsyncs the bytes written and advances the durable offset. A
+// failed fsync breaks the file: after one, the kernel may have dropped the
+// dirty pages, and writing on would acknowledge bytes that are not on disk.
+func (f *File) syncLocked() error {
+	if f.broken != nil {
+		return f.broken
+	}
+	if f.written == f.offset.Load() {
+		return nil
+	}
+	if err := f.w.Sync(); err != nil {
+		f.broken = fmt.Errorf("spool: sync part %d of %s: %w", f.wpart, f.id, err)
+		return f.broken
+	}
+	f.offset.Store(f.written)
+	f.unsyncedSince = time.Time{}
+	return nil
+}
+
+// maybeSyncLocked syncs when SyncBytes or SyncInterval has been reached, and
+// otherwise arms the timer that syncs when the body stalls: the next read may
+// block for long, and bytes already received must become visible to HEAD.
+func (f *File) maybeSyncLocked() error {
+	unsynced := f.written - f.offset.Load()
+	if unsynced == 0 {
+		return nil
+	}
+	age := time.Since(f.unsyncedSince)
+	if unsynced >= SyncBytes || age >= SyncInterval {
+		return f.syncLocked()
+	}
+	if !f.timerArmed {
+		f.timerArmed = true
+		if f.timer == nil {
+			f.timer = time.AfterFunc(SyncInterval-age, f.idleSync)
+		} else {
+			f.timer.Reset(SyncInterval - age)
+		}
+	}
+	return nil
+}
+
+// idleSync is the timer's sync. An error breaks the file, and the appender
+// reports it when its read returns.
+func (f *File) idleSync() {
+	f.wmu.Lock()
+	defer f.wmu.Unlock()
+	f.timerArmed = false
+	if !f.closed && !f.finished && f.w != nil {
+		_ = f.syncLocked()
+	}
+}
+
+// notify wakes the uploader without blocking: one pending signal is enough,
+// as the uploader rereads CompleteParts.
+func (f *File) notify() {
+	select {
+	case f.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Ready returns a channel that receives whenever a part becomes complete or
+// the recording is finished.
+func (f *File) Ready() <-chan struct{} { return f.ready }
+
+// CompleteParts returns, ascending, the numbers of the parts fully written
+// and synced (after Finish, including the last, possibly short, part) that
+// have not been released: the parts to upload.
+func (f *File) CompleteParts() []int32 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var parts []int32
+	for n := f.lowUnreleased; n <= f.complete; n++ {
+		if !f.released.has(n) {
+			parts = append(parts, n)
+		}
+	}
+	return parts
+}
+
+// PartReader reads one part: a seekable section of exactly the part's size,
+// so that a retried upload resends identical bytes.
+type PartReader struct {
+	*io.SectionReader
+	f *os.File
+}
+
+// Close closes the part's file.
+func (p *PartReader) Close() error { return p.f.Close() }
+
+// Part opens part n for reading. It fails when n is released or not
+// complete. The caller closes the reader.
+func (f *File) Part(n int32) (*PartReader, error) {
+	f.mu.Lock()
+	var err error
+	switch {
+	case f.closed:
+		err = f.errClosed()
+	case n < 1 || n > f.complete:
+		err = recsink.Errorf(recsink.ECONFLICT, "part %d of recording %s is not complete", n, f.id)
+	case f.released.has(n):
+		err = recsink.Errorf(recsink.ECONFLICT, "part %d of recording %s is released", n, f.id)
+	}
+	f.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	off, size := f.l.Part(n)
+	if end := f.Offset(); off+size > end {
+		size = end - off // the short last part of a finished recording
+	}
+	r, err := os.Open(f.partPath(n))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, recsink.Errorf(recsink.ECONFLICT, "part %d of recording %s is released", n, f.id)
+	} else if err != nil {
+		return nil, fmt.Errorf("spool: open part %d of %s: %w", n, f.id, err)
+	}
+	return &PartReader{SectionReader: io.NewSectionReader(r, 0, size), f: r}, nil
+}
+
+// Release deletes part n's bytes once S3 has confirmed the part, and lowers
+// Used. Idempotent. A released part stays released after a restart, and
+// Offset still counts it. Only complete parts can be released.
+func (f *File) Release(n int32) error {
+	f.relMu.Lock()
+	defer f.relMu.Unlock()
+	f.mu.Lock()
+	var err error
+	switch {
+	case f.closed:
+		err = f.errClosed()
+	case n < 1:
+		err = recsink.Errorf(recsink.EINVALID, "invalid part number %d", n)
+	case f.released.has(n):
+		f.mu.Unlock()
+		return nil
+	case n > f.complete:
+		err = recsink.Errorf(recsink.ECONFLICT, "part %d of recording %s is not complete", n, f.id)
+	}
+	relPart := f.relPart
+	f.mu.Unlock()
+	if err != nil {
+		return err
+	}
+
+	if n > relPart {
+		// The marker must be durable before the part goes: were the highest
+		// part gone with no marker, a restart would compute a smaller offset
+		// than the recorder was told.
+		off, size := f.l.Part(n)
+		end := min(off+size, f.Offset())
+		if err := writeFileAtomic(f.dir, releasedName, fmt.Appendf(nil, "%d %d\n", n, end)); err != nil {
+			return fmt.Errorf("spool: release part %d of %s: %w", n, f.id, err)
+		}
+		f.mu.Lock()
+		f.relPart = n
+		f.mu.Unlock()
+	}
+	path := f.partPath(n)
+	var size int64
+	if fi, err := os.Stat(path); err == nil {
+		size = fi.Size()
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("spool: release part %d of %s: %w", n, f.id, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("spool: release part %d of %s: %w", n, f.id, err)
+	}
+	f.s.used.Add(-size)
+	// The state at the start of a released part is never needed again.
+	_ = os.Remove(f.hashPath(n))
+	if err := syncDir(f.dir); err != nil {
+		return fmt.Errorf("spool: release part %d of %s: %w", n, f.id, err)
+	}
+	f.mu.Lock()
+	f.released.set(n)
+	for f.released.has(f.lowUnreleased) {
+		f.lowUnreleased++
+	}
+	f.mu.Unlock()
+	return nil
+}
+
+// Finish marks the recording ended: Append is refused from now on, and the
+// last partial part becomes complete. It is persistent across restarts and
+// idempotent. An Append blocked reading its body is not waited for: what it
+// wrote is synced, and what it reads later is dropped.
+func (f *File) Finish() error {
+	f.wmu.Lock()
+	defer f.wmu.Unlock()
+	if f.closed {
+		return f.errClosed()
+	}
+	if f.finished {
+		return nil
+	}
+	if err := f.syncLocked(); err != nil {
+		return err
+	}
+	if f.w != nil {
+		if err := f.w.Close(); err != nil {
+			return fmt.Errorf("spool: close part %d of %s: %w", f.wpart, f.id, err)
+		}
+		f.w = nil
+	}
+	if f.timer != nil {
+		f.timer.Stop()
+	}
+	digest := hex.EncodeToString(f.hash.Sum(nil))
+	if err := writeFileAtomic(f.dir, finishedName, fmt.Appendf(nil, "%d %s\n", f.written, digest)); err != nil {
+		return fmt.Errorf("spool: finish %s: %w", f.id, err)
+	}
+	f.mu.Lock()
+	f.finished, f.digest, f.hash = true, digest, nil
+	if f.written > 0 {
+		f.complete = f.l.PartAt(f.written - 1)
+	}
+	f.mu.Unlock()
+	f.notify()
+	return nil
+}
+
+// Finished reports whether Finish has been called, in this run or before a
+// restart.
+func (f *File) Finished() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.finished
+}
+
+// PartCount returns the number of parts holding the recording's bytes so
+// far: after Finish, the total to complete the multipart upload with.
+func (f *File) PartCount() int32 {
+	off := f.Offset()
+	if off == 0 {
+		return 0
+	}
+	return f.l.PartAt(off - 1)
+}
+
+// SHA256 returns the hex SHA-256 of every byte appended (0..Offset()), kept
+// up to date as bytes are written, so that no part needs rereading.
+func (f *File) SHA256() string {
+	f.wmu.Lock()
+	defer f.wmu.Unlock()
+	if f.finished {
+		return f.digest
+	}
+	// Bytes written by an Append in progress but not yet synced would make
+	// the digest cover more than Offset.
+	if f.written != f.Offset() && !f.closed {
+		_ = f.syncLocked()
+	}
+	return hex.EncodeToString(f.hash.Sum(nil))
+}
+
+// Close syncs what was written and releases the File's resources. The
+// recording stays on disk; Spool.Open resumes it. An Append blocked reading
+// its body returns an error when its read returns.
+func (f *File) Close() error {
+	f.wmu.Lock()
+	defer f.wmu.Unlock()
+	if f.closed {
+		return nil
+	}
+	err := f.syncLocked()
+	if f.w != nil {
+		if cerr := f.w.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("spool: close part %d of %s: %w", f.wpart, f.id, cerr)
+		}
+		f.w = nil
+	}
+	if f.timer != nil {
+		f.timer.Stop()
+	}
+	f.mu.Lock()
+	f.closed = true
+	f.mu.Unlock()
+	f.s.forget(f)
+	return err
+}
+
+func (f *File) partPath(n int32) string { return filepath.Join(f.dir, partName(n)) }
+func (f *File) hashPath(n int32) string { return filepath.Join(f.dir, hashName(n)) }
+
+func partName(n int32) string { return fmt.Sprintf("%s%06d", partPrefix, n) }
+func hashName(n int32) string { return fmt.Sprintf("%s%06d", hashPrefix, n) }
+
+// parseName returns the part number in a file name such as "part-000012".
+func parseName(name, prefix string) (int32, bool) {
+	rest, ok := strings.CutPrefix(name, prefix)
+	if !ok || rest == "" || rest[0] < '0' || rest[0] > '9' {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(rest, 10, 32)
+	if err != nil || n < 1 {
+		return 0, false
+	}
+	return int32(n), true
+}
+
+// writeHashState stores h's state, which must be at the start of part n at
+// offset, in hash-<n>: 8 bytes of offset then the marshaled state.
+func writeHashState(dir string, n int32, offset int64, h hash.Hash) error {
+	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return err
+	}
+	data := binary.BigEndian.AppendUint64(nil, uint64(offset))
+	return writeFileAtomic(dir, hashName(n), append(data, state...))
+}
+
+// readHashState loads the state stored by writeHashState, checking that it
+// was taken at offset.
+func readHashState(dir string, n int32, offset int64) (hash.Hash, error) {
+	data, err := os.ReadFile(filepath.Join(dir, hashName(n)))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) < 8 || int64(binary.BigEndian.Uint64(data)) != offset {
+		return nil, fmt.Errorf("hash state of part %d is not at offset %d", n, offset)
+	}
+	h := newHash()
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(data[8:]); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// writeFileAtomic replaces dir/name with data durably: a crash leaves the
+// old or the new content, never a torn one.
+func writeFileAtomic(dir, name string, data []byte) error {
+	tmp := filepath.Join(dir, name+tmpSuffix)
+	w, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(data)
+	if err == nil {
+		err = w.Sync()
+	}
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, name))
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	return err
+}
+
+// bitset is a set of part numbers: about 1 KiB for a 9,000-part recording,
+// where a map would cost hundreds of KiB of the heap budget.
+type bitset []uint64
+
+func (b bitset) has(n int32) bool {
+	i := int(n) / 64
+	return n >= 0 && i < len(b) && b[i]&(1<<(uint(n)%64)) != 0
+}
+
+func (b *bitset) set(n int32) {
+	i := int(n) / 64
+	for len(*b) <= i {
+		*b = append(*b, 0)
+	}
+	(*b)[i] |= 1 << (uint(n) % 64)
+}
