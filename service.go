@@ -81,6 +81,9 @@ type CheckError struct {
 // Error implements error.
 func (e *CheckError) Error() string {
 	for _, c := range e.Report.Checks {
+		if !c.OK && !c.Skipped && c.Permission == "" {
+			return "storage check failed: " + c.Name + ": " + c.Message
+		}
 		if !c.OK && !c.Skipped {
 			return "storage check failed: " + c.Name + " (" + c.Permission + "): " + c.Message
 		}

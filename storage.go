@@ -126,8 +126,8 @@ func Permission(op string) string {
 
 // Check is one step of the credential check run before a destination is saved.
 type Check struct {
-	Name       string `json:"name"`       // the S3 operation: "HeadBucket", ...
-	Permission string `json:"permission"` // the IAM permission it needs
+	Name       string `json:"name"`                 // the S3 operation: "HeadBucket", ...
+	Permission string `json:"permission,omitempty"` // the IAM permission it needs; none for the Endpoint check
 	OK         bool   `json:"ok"`
 	Code       string `json:"code,omitempty"`    // S3's error code when it failed
 	Message    string `json:"message,omitempty"` // plain explanation when it failed

@@ -1,0 +1,27 @@
+# recsink: run `make help` for the targets.
+GO ?= go
+
+.PHONY: help run build test test-race lint bench deps
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+run: ## run recsink on its embedded defaults (SQLite, ./recsink-data, 127.0.0.1:8080)
+	$(GO) run ./cmd/recsink serve
+
+build: ## build bin/recsink
+	$(GO) build -o bin/recsink ./cmd/recsink
+
+deps: ## install the test tools: versitygw (cached), ffmpeg and chromium (Debian)
+	@command -v ffmpeg >/dev/null && command -v chromium >/dev/null || apt-get install -y --no-install-recommends ffmpeg chromium
+	@./scripts/install-versitygw.sh >/dev/null
+
+test: deps lint ## the whole test suite, with the race detector, against real versitygw and ffmpeg
+	RECSINK_VERSITYGW=$${RECSINK_VERSITYGW:-$$(./scripts/install-versitygw.sh)} $(GO) test -race -timeout 20m ./...
+
+lint: ## go vet and gofmt
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+
+bench: ## benchmarks, each beside its baseline
+	RECSINK_VERSITYGW=$${RECSINK_VERSITYGW:-$$(./scripts/install-versitygw.sh)} $(GO) test -run '^$$' -bench . -benchtime 3x ./...

@@ -1,0 +1,169 @@
+package main_test
+
+import (
+	"bufio"
+	"bytes"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/recsink/recsink"
+	"github.com/recsink/recsink/internal/s3test"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// mustBuild builds the recsink binary once per test run.
+func mustBuild(tb testing.TB) string {
+	tb.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "recsink-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "recsink")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = &buildError{err, string(out)}
+		}
+	})
+	if buildErr != nil {
+		tb.Fatal(buildErr)
+	}
+	return binPath
+}
+
+type buildError struct {
+	err error
+	out string
+}
+
+func (e *buildError) Error() string { return e.err.Error() + "\n" + e.out }
+
+// Process is recsink running as a separate process, so that it can be
+// killed with SIGKILL.
+type Process struct {
+	Data, Addr string
+	s3         *s3test.Server
+	cmd        *exec.Cmd
+	logs       *syncBuffer
+}
+
+// MustStartProcess runs `recsink serve` on a free port and waits until it
+// answers.
+func MustStartProcess(tb testing.TB, s3 *s3test.Server, data string) *Process {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	p := &Process{Data: data, Addr: addr, s3: s3, logs: &syncBuffer{}}
+	p.cmd = exec.Command(mustBuild(tb), "serve", "--addr", addr, "--data", data, "--allow-endpoint", s3.HostPort, "--log-level", "debug")
+	p.cmd.Stderr = p.logs
+	if err := p.cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { p.Kill() })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(p.URL() + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("recsink did not answer within 20 s:\n%s", p.logs)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition under a deadline
+	}
+}
+
+// URL returns the process's base URL.
+func (p *Process) URL() string { return "http://" + p.Addr }
+
+// Kill kills the process with SIGKILL: no cleanup runs.
+func (p *Process) Kill() {
+	if p.cmd.Process != nil && p.cmd.ProcessState == nil {
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		p.cmd.Wait()
+	}
+}
+
+// mustOrgCreate runs `recsink org create` and returns the key it printed.
+func mustOrgCreate(tb testing.TB, data string) string {
+	tb.Helper()
+	out, err := exec.Command(mustBuild(tb), "org", "create", "crash-test", "--data", data).Output()
+	if err != nil {
+		tb.Fatalf("org create: %v", err)
+	}
+	var last string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		last = sc.Text()
+	}
+	return strings.TrimSpace(last)
+}
+
+// TestRecording_SIGKILL: recsink is killed mid-recording and started again;
+// the recorder resumes at the durable offset and the object is
+// byte-identical. A recording stopped just before the crash is finalized
+// after the restart.
+func TestRecording_SIGKILL(t *testing.T) {
+	t.Parallel()
+	s3 := s3test.MustStart(t)
+	key := s3.CreateUser(t, "user")
+	bucket := s3.CreateBucket(t, key.ID)
+	data := t.TempDir()
+	apiKey := mustOrgCreate(t, data)
+
+	p := MustStartProcess(t, s3, data)
+	m := &TestMain{S3: s3}
+	org := &Client{m: m, Key: apiKey}
+	m.url = p.URL()
+	e := &Env{S3: s3, Main: m, Org: org, Key: key, Bucket: bucket}
+	org.MustDo(t, 200, "PUT", "/v1/storage", e.Storage(bucket, key))
+	meeting := e.MustMeeting(t, org)
+
+	running := MustStartRecording(t, org, meeting)
+	stopped := MustStartRecording(t, org, meeting)
+	a := randomBytes(t, 17*mib+777)
+	b := randomBytes(t, 3*mib+5)
+	running.MustPut(t, a[:11*mib])
+	stopped.MustPut(t, b)
+	// The second recording stops while S3 is down, so it cannot complete
+	// before the crash.
+	s3.Stop(t)
+	org.MustDo(t, 200, "POST", "/v1/recordings/"+stopped.ID+"/stop", nil)
+	p.Kill()
+	s3.Start(t)
+
+	p = MustStartProcess(t, s3, data)
+	m.url = p.URL()
+	running.IngestURL = p.URL() + "/v1/recordings/" + running.ID + "/ingest"
+	offset := running.Offset(t)
+	if offset != 11*mib {
+		t.Fatalf("offset after SIGKILL %d, want %d (every acknowledged byte)", offset, 11*mib)
+	}
+	running.MustPut(t, a[offset:])
+	org.MustDo(t, 200, "POST", "/v1/recordings/"+running.ID+"/stop", nil)
+	WaitState(t, org, running.ID, recsink.RecordingUploaded, 60*time.Second)
+	WaitState(t, org, stopped.ID, recsink.RecordingUploaded, 60*time.Second)
+	checkObject(t, s3, bucket, running.ObjectKey, a)
+	checkObject(t, s3, bucket, stopped.ObjectKey, b)
+}

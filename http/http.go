@@ -1,0 +1,244 @@
+// Package http serves recsink's REST API: JSON over HTTP for organizations
+// (authenticated by their API key) and the ingest endpoints that recorders
+// stream media to (authenticated by a recording's ingest token).
+package http
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/recsink/recsink"
+)
+
+// maxBodySize limits JSON request bodies. Ingest bodies are not limited.
+const maxBodySize = 64 << 10
+
+// codes maps each domain error code to its HTTP status: the one table.
+var codes = map[string]int{
+	recsink.EINVALID:      http.StatusBadRequest,
+	recsink.EUNAUTHORIZED: http.StatusUnauthorized,
+	recsink.EFORBIDDEN:    http.StatusForbidden,
+	recsink.ENOTFOUND:     http.StatusNotFound,
+	recsink.ECONFLICT:     http.StatusConflict,
+	recsink.EDESTINATION:  http.StatusUnprocessableEntity,
+	recsink.EUNAVAILABLE:  http.StatusServiceUnavailable,
+	recsink.EINTERNAL:     http.StatusInternalServerError,
+}
+
+// ErrorStatusCode returns the HTTP status for a recsink error code; unknown
+// codes are internal errors.
+func ErrorStatusCode(code string) int {
+	if s, ok := codes[code]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+// ErrorResponse is the JSON body of every error response.
+type ErrorResponse struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+	// Field names the input at fault, in the API's spelling.
+	Field string `json:"field,omitempty"`
+	// Region and Checks carry the report of a failed storage check.
+	Region string          `json:"region,omitempty"`
+	Checks []recsink.Check `json:"checks,omitempty"`
+}
+
+// statusError gives a domain error a more precise status than its code's,
+// such as 413 or 415 for an EINVALID request.
+type statusError struct {
+	status int
+	err    error
+}
+
+func (e *statusError) Error() string { return e.err.Error() }
+func (e *statusError) Unwrap() error { return e.err }
+
+// withStatus returns err answered with status instead of its code's.
+func withStatus(status int, err error) error {
+	return &statusError{status: status, err: err}
+}
+
+// clientGone reports whether err is the client's own doing at the transport
+// level (it went away or broke the body off), which is neither our error nor
+// worth an error log.
+func clientGone(r *http.Request, err error) bool {
+	return r.Context().Err() != nil || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// Error writes err as a JSON error response. Internal errors are logged with
+// their detail and shown as "internal error"; errors caused by the client
+// going away are not logged as errors.
+func (s *Server) Error(w http.ResponseWriter, r *http.Request, err error) {
+	if clientGone(r, err) && recsink.ErrorCode(err) == recsink.EINTERNAL {
+		s.logger().DebugContext(r.Context(), "http: client went away", "method", r.Method, "path", r.URL.Path, "err", err)
+		// Nginx's "client closed request": nobody reads it, but the access
+		// log shows what happened.
+		w.WriteHeader(499)
+		return
+	}
+
+	code := recsink.ErrorCode(err)
+	status := ErrorStatusCode(code)
+	var se *statusError
+	if errors.As(err, &se) {
+		status = se.status
+	}
+	if code == recsink.EINTERNAL {
+		s.logger().ErrorContext(r.Context(), "http: internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+
+	resp := ErrorResponse{Error: recsink.ErrorMessage(err), Code: code, Field: recsink.ErrorField(err)}
+	var ce *recsink.CheckError
+	if errors.As(err, &ce) && ce.Report != nil {
+		resp.Region, resp.Checks = ce.Report.Region, ce.Report.Checks
+	}
+	switch code {
+	case recsink.EUNAUTHORIZED:
+		w.Header().Set("WWW-Authenticate", "Bearer")
+	case recsink.EUNAVAILABLE:
+		retry := 1
+		var e *recsink.Error
+		if errors.As(err, &e) && e.RetryAfter > 0 {
+			retry = e.RetryAfter
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(retry))
+	}
+	writeJSON(w, status, resp)
+}
+
+// writeJSON writes v as the JSON response body with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	// An error here means the client went away; there is nobody to tell.
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// decodeJSON reads the request body strictly into v: application/json, at
+// most maxBodySize bytes, exactly one JSON value, no unknown fields. When
+// optional is true an empty body is allowed and reported by ok == false.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any, optional bool) (ok bool, err error) {
+	body := bufio.NewReader(http.MaxBytesReader(w, r.Body, maxBodySize))
+	if err := skipSpace(body); err == io.EOF {
+		if optional {
+			return false, nil
+		}
+		return false, recsink.Errorf(recsink.EINVALID, "request body is required: a JSON object")
+	} else if err != nil {
+		return false, bodyError(err)
+	}
+
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "application/json" {
+		return false, withStatus(http.StatusUnsupportedMediaType,
+			recsink.Errorf(recsink.EINVALID, "Content-Type must be application/json"))
+	}
+
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return false, bodyError(err)
+	}
+	// Exactly one value: anything but trailing space is refused.
+	var extra json.RawMessage
+	if err := dec.Decode(&extra); err != io.EOF {
+		var maxErr *http.MaxBytesError
+		if errors.As(err, &maxErr) {
+			return false, bodyError(err)
+		}
+		return false, recsink.Errorf(recsink.EINVALID, "request body must be a single JSON value without trailing data")
+	}
+	return true, nil
+}
+
+// skipSpace consumes JSON white space and returns io.EOF at the end of r.
+func skipSpace(r *bufio.Reader) error {
+	for {
+		b, err := r.ReadByte()
+		if err != nil {
+			return err
+		}
+		switch b {
+		case ' ', '\t', '\r', '\n':
+			continue
+		}
+		return r.UnreadByte()
+	}
+}
+
+// bodyError translates an error from reading or decoding a JSON body into
+// a client error that names the field at fault. It never quotes a value
+// from the body, which may hold a secret.
+func bodyError(err error) error {
+	var maxErr *http.MaxBytesError
+	var syntaxErr *json.SyntaxError
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &maxErr):
+		return withStatus(http.StatusRequestEntityTooLarge,
+			recsink.Errorf(recsink.EINVALID, "request body must be at most %d bytes", maxBodySize))
+	case errors.As(err, &syntaxErr):
+		return recsink.Errorf(recsink.EINVALID, "request body is not valid JSON (at byte %d)", syntaxErr.Offset)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return recsink.Errorf(recsink.EINVALID, "request body is not valid JSON: it ends too early")
+	case errors.As(err, &typeErr):
+		// Value may be "number -5": keep the kind, drop the value.
+		kind, _, _ := strings.Cut(typeErr.Value, " ")
+		if typeErr.Field == "" {
+			return recsink.Errorf(recsink.EINVALID, "request body must be a JSON object, not %s", kind)
+		}
+		return recsink.FieldErrorf(typeErr.Field, "%s must be %s, not %s", typeErr.Field, jsonKind(typeErr.Type.String()), kind)
+	}
+	// encoding/json reports unknown fields only by message.
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		if n, uerr := strconv.Unquote(name); uerr == nil {
+			name = n
+		}
+		return recsink.FieldErrorf(name, "unknown field %q", name)
+	}
+	return recsink.Errorf(recsink.EINVALID, "cannot read request body: %s", err)
+}
+
+// jsonKind names a Go type the way the API's users know it.
+func jsonKind(goType string) string {
+	switch goType {
+	case "string", "time.Time":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	case "int", "int64", "int32", "float64":
+		return "a number"
+	}
+	if strings.HasPrefix(goType, "[]") {
+		return "an array"
+	}
+	return "an object"
+}
+
+// ctxKey is the type of this package's context keys.
+type ctxKey int
+
+const requestInfoKey ctxKey = iota
+
+// requestInfo is filled in by the handlers of a request for its log line.
+type requestInfo struct {
+	org *recsink.Organization
+}
+
+// orgFrom returns the organization that authenticated the request; the
+// authentication middleware guarantees one on the routes that need it.
+func orgFrom(ctx context.Context) *recsink.Organization {
+	if info, ok := ctx.Value(requestInfoKey).(*requestInfo); ok && info.org != nil {
+		return info.org
+	}
+	panic("http: no organization in context") // a route table bug
+}

@@ -1,0 +1,272 @@
+package http
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/recsink/recsink"
+)
+
+// destinationInput is the JSON body that sets a destination and its access
+// key: PUT /v1/storage, POST /v1/storage/check, and a meeting's destination.
+type destinationInput struct {
+	Provider string `json:"provider"`
+	// AuthenticationType is accepted for compatibility with the meeting
+	// API's destination object; "accessKey" is the only kind.
+	AuthenticationType string `json:"authenticationType"`
+	// Bucket is "my-bucket" or "my-bucket/prefix".
+	Bucket          string `json:"bucket"`
+	Region          string `json:"region"`
+	Endpoint        string `json:"endpoint"`
+	ForcePathStyle  bool   `json:"forcePathStyle"`
+	FileFormat      string `json:"fileFormat"`
+	AccessKeyID     string `json:"accessKeyId"`
+	AccessKeySecret string `json:"accessKeySecret"`
+}
+
+// parse validates the input and returns the destination and key. Errors
+// name the field with prefix before it ("" or "recording.destination.").
+func (in *destinationInput) parse(prefix string) (recsink.Destination, recsink.AccessKey, error) {
+	var dest recsink.Destination
+	var key recsink.AccessKey
+	if in.AuthenticationType != "" && in.AuthenticationType != "accessKey" {
+		return dest, key, recsink.FieldErrorf(prefix+"authenticationType", "authenticationType must be \"accessKey\"")
+	}
+	dest = recsink.Destination{
+		Provider:       in.Provider,
+		Region:         in.Region,
+		Endpoint:       in.Endpoint,
+		ForcePathStyle: in.ForcePathStyle,
+		FileFormat:     in.FileFormat,
+	}
+	// Refuse a URL before splitting at its first slash leaves "https:".
+	if strings.Contains(in.Bucket, "://") {
+		return dest, key, recsink.FieldErrorf(prefix+"bucket", "bucket must be the bucket name only, not a URL: such as my-bucket or my-bucket/prefix")
+	}
+	dest.Bucket, dest.Prefix = recsink.SplitBucket(in.Bucket)
+	if err := dest.Validate(); err != nil {
+		return dest, key, prefixField(prefix, err)
+	}
+	key = recsink.AccessKey{ID: in.AccessKeyID, Secret: in.AccessKeySecret}
+	if err := recsink.ValidateAccessKey(key); err != nil {
+		return dest, key, prefixField(prefix, err)
+	}
+	return dest, key, nil
+}
+
+// prefixField returns err with its field prefixed, for inputs nested in a
+// larger body.
+func prefixField(prefix string, err error) error {
+	var e *recsink.Error
+	if prefix == "" || !errors.As(err, &e) || e.Field == "" {
+		return err
+	}
+	c := *e
+	c.Field = prefix + e.Field
+	return &c
+}
+
+// storageView is the JSON shape of a scope's storage settings. It never
+// holds the secret.
+type storageView struct {
+	Provider       string    `json:"provider"`
+	Bucket         string    `json:"bucket"`
+	Region         string    `json:"region"`
+	Endpoint       string    `json:"endpoint"`
+	ForcePathStyle bool      `json:"forcePathStyle"`
+	FileFormat     string    `json:"fileFormat"`
+	AccessKeyID    string    `json:"accessKeyId"`
+	CredentialID   string    `json:"credentialId"`
+	CreatedAt      time.Time `json:"createdAt"`
+	// Check is the report of the checks run when the settings were saved.
+	Check *recsink.CheckReport `json:"check,omitempty"`
+}
+
+func newStorageView(c *recsink.Credential, report *recsink.CheckReport) storageView {
+	d := c.Destination
+	return storageView{
+		Provider:       d.Provider,
+		Bucket:         d.BucketPath(),
+		Region:         d.Region,
+		Endpoint:       d.Endpoint,
+		ForcePathStyle: d.ForcePathStyle,
+		FileFormat:     d.FileFormat,
+		AccessKeyID:    c.AccessKeyID,
+		CredentialID:   c.ID,
+		CreatedAt:      c.CreatedAt,
+		Check:          report,
+	}
+}
+
+// saveStorage decodes, validates and saves a scope's destination.
+func (s *Server) saveStorage(w http.ResponseWriter, r *http.Request, scope string) {
+	var in destinationInput
+	if _, err := decodeJSON(w, r, &in, false); err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	dest, key, err := in.parse("")
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	c, report, err := s.StorageService.SaveStorage(r.Context(), orgFrom(r.Context()).ID, scope, dest, key)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newStorageView(c, report))
+}
+
+func (s *Server) getStorage(w http.ResponseWriter, r *http.Request, scope string) {
+	c, err := s.StorageService.FindStorage(r.Context(), orgFrom(r.Context()).ID, scope)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newStorageView(c, nil))
+}
+
+func (s *Server) deleteStorage(w http.ResponseWriter, r *http.Request, scope string) {
+	if err := s.StorageService.DeleteStorage(r.Context(), orgFrom(r.Context()).ID, scope); err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handlePutStorage handles PUT /v1/storage: check and save the
+// organization's destination and key.
+func (s *Server) handlePutStorage(w http.ResponseWriter, r *http.Request) {
+	s.saveStorage(w, r, recsink.ScopeOrganization)
+}
+
+// handleGetStorage handles GET /v1/storage.
+func (s *Server) handleGetStorage(w http.ResponseWriter, r *http.Request) {
+	s.getStorage(w, r, recsink.ScopeOrganization)
+}
+
+// handleDeleteStorage handles DELETE /v1/storage.
+func (s *Server) handleDeleteStorage(w http.ResponseWriter, r *http.Request) {
+	s.deleteStorage(w, r, recsink.ScopeOrganization)
+}
+
+// handleCheckStorage handles POST /v1/storage/check: run the checks on the
+// body's destination and key, or on the saved ones when the body is empty.
+// A failed check is a report with ok false, not an error: nothing is saved.
+func (s *Server) handleCheckStorage(w http.ResponseWriter, r *http.Request) {
+	var in destinationInput
+	present, err := decodeJSON(w, r, &in, true)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	var dest *recsink.Destination
+	var key *recsink.AccessKey
+	if present {
+		d, k, err := in.parse("")
+		if err != nil {
+			s.Error(w, r, err)
+			return
+		}
+		dest, key = &d, &k
+	}
+	report, err := s.StorageService.CheckStorage(r.Context(), orgFrom(r.Context()).ID, recsink.ScopeOrganization, dest, key)
+	var ce *recsink.CheckError
+	if errors.As(err, &ce) && ce.Report != nil {
+		report, err = ce.Report, nil
+	}
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, report)
+}
+
+// handlePutMeetingDestination handles PUT
+// /v1/meetings/{meetingId}/recording/destination: the room's override.
+func (s *Server) handlePutMeetingDestination(w http.ResponseWriter, r *http.Request) {
+	if id, ok := s.meetingScope(w, r); ok {
+		s.saveStorage(w, r, id)
+	}
+}
+
+// handleGetMeetingDestination handles GET
+// /v1/meetings/{meetingId}/recording/destination.
+func (s *Server) handleGetMeetingDestination(w http.ResponseWriter, r *http.Request) {
+	if id, ok := s.meetingScope(w, r); ok {
+		s.getStorage(w, r, id)
+	}
+}
+
+// handleDeleteMeetingDestination handles DELETE
+// /v1/meetings/{meetingId}/recording/destination: the room falls back to the
+// organization's destination.
+func (s *Server) handleDeleteMeetingDestination(w http.ResponseWriter, r *http.Request) {
+	if id, ok := s.meetingScope(w, r); ok {
+		s.deleteStorage(w, r, id)
+	}
+}
+
+// meetingScope returns the meeting ID of the path as a storage scope once
+// the meeting is found to be the organization's, so that no settings are
+// saved for a room that does not exist.
+func (s *Server) meetingScope(w http.ResponseWriter, r *http.Request) (string, bool) {
+	m, err := s.MeetingService.FindMeeting(r.Context(), orgFrom(r.Context()).ID, r.PathValue("meetingId"))
+	if err != nil {
+		s.Error(w, r, err)
+		return "", false
+	}
+	return m.ID, true
+}
+
+// credentialView is one generation of storage settings in the rotation
+// view. It never holds the secret.
+type credentialView struct {
+	ID                string     `json:"id"`
+	Scope             string     `json:"scope"`
+	Bucket            string     `json:"bucket"`
+	AccessKeyID       string     `json:"accessKeyId"`
+	CreatedAt         time.Time  `json:"createdAt"`
+	ReplacedAt        *time.Time `json:"replacedAt"`
+	State             string     `json:"state"`
+	ActiveRecordings  activeView `json:"activeRecordings"`
+	SafeToDeleteAfter *time.Time `json:"safeToDeleteAfter"`
+}
+
+type activeView struct {
+	Count int      `json:"count"`
+	IDs   []string `json:"ids"`
+}
+
+// handleListCredentials handles GET /v1/credentials: every generation of
+// the organization's and its rooms' keys, with the recordings holding each,
+// so that a customer knows when an old key is safe to delete.
+func (s *Server) handleListCredentials(w http.ResponseWriter, r *http.Request) {
+	usages, err := s.StorageService.ListCredentials(r.Context(), orgFrom(r.Context()).ID)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	results := make([]credentialView, 0, len(usages))
+	for _, u := range usages {
+		ids := u.ActiveRecordings
+		if ids == nil {
+			ids = []string{}
+		}
+		results = append(results, credentialView{
+			ID:                u.ID,
+			Scope:             u.Scope,
+			Bucket:            u.Destination.BucketPath(),
+			AccessKeyID:       u.AccessKeyID,
+			CreatedAt:         u.CreatedAt,
+			ReplacedAt:        u.ReplacedAt,
+			State:             u.State,
+			ActiveRecordings:  activeView{Count: len(ids), IDs: ids},
+			SafeToDeleteAfter: u.SafeToDeleteAfter,
+		})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"results": results})
+}
