@@ -12,7 +12,6 @@ import (
 type Store interface {
 	Close() error
 	WebhookStore
-	AdminStore
 
 	CreateOrganization(ctx context.Context, org *Organization, apiKeyHash []byte) error
 	FindOrganizationByAPIKeyHash(ctx context.Context, hash []byte) (*Organization, error)
