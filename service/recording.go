@@ -159,6 +159,7 @@ func (s *Service) StartRecording(ctx context.Context, orgID, meetingID string) (
 	}
 	r := s.newRecorder(*rec, file, layout, cred, client)
 	r.event(recsink.EventStarted, "recording started into s3://%s/%s with key %s", rec.Destination.Bucket, rec.ObjectKey, cred.AccessKeyID)
+	r.notify(recsink.WebhookRecordingStarted, "")
 	s.launch(r)
 	return r.snapshot(), token, nil
 }
@@ -337,7 +338,11 @@ func (s *Service) Append(ctx context.Context, id, token string, offset int64, bo
 		r.appendCancel = nil
 		r.mu.Unlock()
 	}()
+	before := r.file.Offset()
 	n, err := r.file.Append(actx, body, offset)
+	if n > before {
+		s.cfg.Observer.Received(n - before)
+	}
 	if err != nil && actx.Err() != nil && ctx.Err() == nil {
 		// Cut off by a stop: what was synced is kept, and the recorder is told.
 		return n, recsink.Errorf(recsink.ECONFLICT, "the recording was stopped while streaming; %d bytes were received", n)
@@ -391,7 +396,7 @@ func (r *recorder) run(ctx context.Context) {
 				if err == nil || ctx.Err() != nil {
 					return
 				}
-				if r.handle(err, cred) {
+				if r.handle(err, cred, failures) {
 					return
 				}
 				failures++
@@ -412,7 +417,7 @@ func (r *recorder) run(ctx context.Context) {
 				failures = 0
 				r.uploaded()
 			} else if ctx.Err() == nil {
-				if r.handle(res.err, res.cred) {
+				if r.handle(res.err, res.cred, failures) {
 					return
 				}
 				failures++
@@ -458,10 +463,13 @@ func (r *recorder) upload(ctx context.Context, client recsink.StorageClient, n i
 		return err
 	}
 	defer pr.Close()
+	began := time.Now()
 	etag, err := client.UploadPart(ctx, r.rec.ObjectKey, r.rec.UploadID, n, pr, pr.Size())
 	if err != nil {
+		r.s.cfg.Observer.UploadFailed(errorLabel(err))
 		return err
 	}
+	r.s.cfg.Observer.PartUploaded(pr.Size(), time.Since(began))
 	offset, _ := r.layout.Part(n)
 	if err := r.s.store.PutPart(r.s.ctx, r.rec.ID, recsink.Part{Number: n, Offset: offset, Size: pr.Size(), ETag: etag}); err != nil {
 		return err
@@ -490,16 +498,17 @@ func (r *recorder) uploaded() {
 	_ = r.persist()
 	if wasBlocked {
 		r.event(recsink.EventUploadResumed, "uploads resumed with key %s", r.cred.AccessKeyID)
+		r.notify(recsink.WebhookRecordingUploadResumed, "")
 	}
 }
 
 // handle reacts to a failed upload or completion and reports whether the
 // recording is over (failed for good).
-func (r *recorder) handle(err error, credID string) (fatal bool) {
+func (r *recorder) handle(err error, credID string, failures int) (fatal bool) {
 	var se *recsink.StorageError
 	if !errors.As(err, &se) {
 		r.logRateLimited("upload", err)
-		r.setError(err.Error())
+		r.setError("internal error while uploading; retrying")
 		return false
 	}
 	switch {
@@ -511,12 +520,20 @@ func (r *recorder) handle(err error, credID string) (fatal bool) {
 			return false
 		}
 		r.block(se)
+	case failures+1 >= stuckAfter:
+		// S3 down or failing for a while: say so, as for a refused key.
+		r.logRateLimited("upload", err)
+		r.block(se)
 	default:
 		r.logRateLimited("upload", err)
 		r.setError(se.Explain())
 	}
 	return false
 }
+
+// stuckAfter is how many failed attempts in a row make a recording blocked
+// when S3 does not answer (with backoff, about 2 s).
+const stuckAfter = 4
 
 func (r *recorder) setError(msg string) {
 	r.mu.Lock()
@@ -550,9 +567,17 @@ func (r *recorder) block(se *recsink.StorageError) {
 	keyID := r.cred.AccessKeyID
 	r.mu.Unlock()
 	_ = r.persist()
-	if was != recsink.RecordingBlocked {
-		r.event(recsink.EventUploadBlocked, "uploads are blocked: S3 refused key %s with %s. %s Media keeps arriving into the spool; save a working key and uploads resume by themselves.", keyID, orNone(se.Code, se.StatusCode), se.Explain())
+	if was == recsink.RecordingBlocked {
+		return
 	}
+	var reason string
+	if se.KeyRefused() || se.Code == "NoSuchBucket" || se.StatusCode == 404 {
+		reason = fmt.Sprintf("S3 refused key %s with %s. %s Media keeps arriving into the spool; save a working key and uploads resume by themselves.", keyID, orNone(se.Code, se.StatusCode), se.Explain())
+	} else {
+		reason = fmt.Sprintf("S3 keeps failing (%s). %s Media keeps arriving into the spool and uploads resume by themselves when S3 answers again.", orNone(se.Code, se.StatusCode), se.Explain())
+	}
+	r.event(recsink.EventUploadBlocked, "uploads are blocked: %s", reason)
+	r.notify(recsink.WebhookRecordingUploadBlocked, reason)
 }
 
 func orNone(code string, status int) string {
@@ -599,6 +624,7 @@ func (r *recorder) switchCredential(refusedID string, se *recsink.StorageError) 
 		r.mu.Unlock()
 		_ = r.persist()
 		r.event(recsink.EventCredentialSwitched, "S3 refused key %s (%s); continuing the same upload with key %s", old.AccessKeyID, orNone(se.Code, se.StatusCode), c.AccessKeyID)
+		r.s.checkDrained(r.rec.OrgID, old.ID)
 		return true
 	}
 	return false
@@ -659,6 +685,9 @@ func (r *recorder) complete(ctx context.Context) error {
 	}
 	r.event(recsink.EventUploaded, "object complete: s3://%s/%s, %d bytes, sha256 %s", rec.Destination.Bucket, rec.ObjectKey, size, sum)
 	r.retire()
+	r.notify(recsink.WebhookRecordingFinished, "")
+	r.s.cfg.Observer.RecordingFinished(recsink.RecordingUploaded)
+	r.s.checkDrained(rec.OrgID, rec.CredentialID)
 	return nil
 }
 
@@ -688,7 +717,35 @@ func (r *recorder) fail(msg string) {
 	r.s.mu.Lock()
 	delete(r.s.recorders, r.rec.ID)
 	r.s.mu.Unlock()
+	r.notify(recsink.WebhookRecordingFailed, msg)
+	r.s.cfg.Observer.RecordingFinished(recsink.RecordingFailed)
+	r.s.checkDrained(r.rec.OrgID, r.rec.CredentialID)
 	// The spool is kept: its bytes may still be recovered by hand.
+}
+
+var knownCodes = map[string]bool{
+	"AccessDenied": true, "InvalidAccessKeyId": true, "SignatureDoesNotMatch": true, "ExpiredToken": true,
+	"NoSuchBucket": true, "NoSuchUpload": true, "SlowDown": true, "InternalError": true, "ServiceUnavailable": true,
+	"RequestTimeout": true, "EntityTooSmall": true, "InvalidPart": true, "InvalidPartOrder": true,
+}
+
+// errorLabel names an upload error for metrics with a bounded set of
+// values: S3's code, or the class of failure.
+func errorLabel(err error) string {
+	var se *recsink.StorageError
+	switch {
+	case isCanceled(err):
+		return "canceled"
+	case !errors.As(err, &se):
+		return "internal"
+	case knownCodes[se.Code]:
+		return se.Code
+	case se.Code != "":
+		return "other" // a custom endpoint may send anything: keep labels bounded
+	case se.StatusCode == 0:
+		return "network"
+	}
+	return fmt.Sprintf("http_%d", se.StatusCode)
 }
 
 func isNoSuchUpload(err error) bool {

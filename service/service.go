@@ -42,6 +42,10 @@ type Config struct {
 	PartConcurrency int
 	// RetryMax caps the backoff between upload retries.
 	RetryMax time.Duration
+
+	// Notifier sends webhook events; Observer counts for metrics. Both optional.
+	Notifier Notifier
+	Observer Observer
 }
 
 // Service implements the recsink service interfaces.
@@ -56,6 +60,9 @@ type Service struct {
 	mu        sync.Mutex
 	recorders map[string]*recorder
 	wg        sync.WaitGroup
+
+	drainMu sync.Mutex
+	drained map[string]bool // credentials reported drained by this process
 }
 
 var (
@@ -86,6 +93,12 @@ func New(cfg Config) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Notifier == nil {
+		cfg.Notifier = nopNotifier{}
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Service{
 		cfg:       cfg,
@@ -95,6 +108,7 @@ func New(cfg Config) *Service {
 		ctx:       ctx,
 		cancel:    cancel,
 		recorders: map[string]*recorder{},
+		drained:   map[string]bool{},
 	}
 }
 
@@ -200,8 +214,15 @@ func (s *Service) SaveStorage(ctx context.Context, orgID, scope string, dest rec
 	if c.SecretCiphertext, err = s.cfg.Box.Seal([]byte(key.Secret), c.AssociatedData()); err != nil {
 		return nil, nil, fmt.Errorf("seal secret: %w", err)
 	}
+	prev, err := s.store.CurrentCredential(ctx, orgID, scope)
+	if err != nil && recsink.ErrorCode(err) != recsink.ENOTFOUND {
+		return nil, nil, err
+	}
 	if err := s.store.CreateCredential(ctx, c); err != nil {
 		return nil, nil, err
+	}
+	if prev != nil {
+		s.checkDrained(orgID, prev.ID)
 	}
 	s.log.Info("storage saved", "org", orgID, "scope", scope, "credential", c.ID, "accessKeyId", c.AccessKeyID, "bucket", dest.Bucket)
 	s.credentialsChanged(orgID)
@@ -246,11 +267,20 @@ func (s *Service) DeleteStorage(ctx context.Context, orgID, scope string) error 
 	if err := s.scopeExists(ctx, orgID, scope); err != nil {
 		return err
 	}
-	err := s.store.ReplaceCurrentCredential(ctx, orgID, scope, recsink.Now())
+	prev, err := s.store.CurrentCredential(ctx, orgID, scope)
 	if recsink.ErrorCode(err) == recsink.ENOTFOUND {
 		return nil // already gone: deleting is idempotent
+	} else if err != nil {
+		return err
 	}
-	return err
+	err = s.store.ReplaceCurrentCredential(ctx, orgID, scope, recsink.Now())
+	if recsink.ErrorCode(err) == recsink.ENOTFOUND {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	s.checkDrained(orgID, prev.ID)
+	return nil
 }
 
 // ListCredentials implements recsink.StorageService.
@@ -360,4 +390,50 @@ func tokenMatches(token string, hash []byte) bool {
 // nor logged as an error.
 func isCanceled(err error) bool {
 	return errors.Is(err, context.Canceled)
+}
+
+// ActiveRecordings counts running recordings by state, for metrics.
+func (s *Service) ActiveRecordings() map[string]int {
+	s.mu.Lock()
+	rs := make([]*recorder, 0, len(s.recorders))
+	for _, r := range s.recorders {
+		rs = append(rs, r)
+	}
+	s.mu.Unlock()
+	out := map[string]int{}
+	for _, r := range rs {
+		r.mu.Lock()
+		out[r.rec.State]++
+		r.mu.Unlock()
+	}
+	return out
+}
+
+// SpoolBytes returns the spool's bytes in use and its limit, for metrics.
+func (s *Service) SpoolBytes() (used, limit int64) {
+	return s.cfg.Spool.Used(), s.cfg.Spool.Limit()
+}
+
+// DrainingCredentials counts replaced keys that running recordings still
+// hold, for metrics.
+func (s *Service) DrainingCredentials(ctx context.Context) (int, error) {
+	s.mu.Lock()
+	held := map[string]string{} // credential ID → org ID
+	for _, r := range s.recorders {
+		r.mu.Lock()
+		held[r.rec.CredentialID] = r.rec.OrgID
+		r.mu.Unlock()
+	}
+	s.mu.Unlock()
+	n := 0
+	for id, org := range held {
+		c, err := s.store.FindCredential(ctx, org, id)
+		if err != nil {
+			return 0, err
+		}
+		if c.ReplacedAt != nil {
+			n++
+		}
+	}
+	return n, nil
 }

@@ -22,6 +22,9 @@ type Config struct {
 	MaxIngestMbps  float64
 	SpoolLimit     int64
 	LogLevel       string
+	// WebhookMinBackoff is the first wait before a failed webhook delivery
+	// is tried again (tests make it short).
+	WebhookMinBackoff time.Duration
 }
 
 // DefaultConfig returns the embedded defaults: SQLite and a data folder

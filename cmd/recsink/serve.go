@@ -15,12 +15,14 @@ import (
 
 	"github.com/recsink/recsink"
 	"github.com/recsink/recsink/http"
+	"github.com/recsink/recsink/metrics"
 	"github.com/recsink/recsink/postgres"
 	"github.com/recsink/recsink/s3"
 	"github.com/recsink/recsink/secrets"
 	"github.com/recsink/recsink/service"
 	"github.com/recsink/recsink/spool"
 	"github.com/recsink/recsink/sqlite"
+	"github.com/recsink/recsink/webhook"
 )
 
 // Main is the running server: the one place that wires the adapters
@@ -30,10 +32,12 @@ type Main struct {
 	Stderr io.Writer
 	Logger *slog.Logger
 
-	Store   recsink.Store
-	Service *service.Service
-	server  *nethttp.Server
-	ln      net.Listener
+	Store    recsink.Store
+	Service  *service.Service
+	Webhooks *webhook.Dispatcher
+	Metrics  *metrics.Metrics
+	server   *nethttp.Server
+	ln       net.Listener
 }
 
 // NewMain returns a Main with the default configuration.
@@ -70,6 +74,15 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.Metrics = metrics.New()
+	m.Webhooks = webhook.New(webhook.Config{
+		Store:          m.Store,
+		Box:            box,
+		Logger:         m.Logger,
+		AllowEndpoints: cfg.AllowEndpoints,
+		MinBackoff:     cfg.WebhookMinBackoff,
+		Observer:       m.Metrics,
+	})
 	m.Service = service.New(service.Config{
 		Store:         m.Store,
 		Storage:       s3.New(s3.Config{AllowEndpoints: cfg.AllowEndpoints, Logger: m.Logger}),
@@ -78,8 +91,14 @@ func (m *Main) Run(ctx context.Context) error {
 		Logger:        m.Logger,
 		MaxDuration:   cfg.MaxDuration,
 		MaxIngestRate: int64(cfg.MaxIngestMbps * 1e6 / 8),
+		Notifier:      m.Webhooks,
+		Observer:      m.Metrics,
 	})
+	m.Metrics.SetSource(m.Service)
 	if err := m.Service.Open(ctx); err != nil {
+		return err
+	}
+	if err := m.Webhooks.Start(context.Background()); err != nil {
 		return err
 	}
 
@@ -92,6 +111,7 @@ func (m *Main) Run(ctx context.Context) error {
 	api.Logger = m.Logger
 	api.PublicURL = cfg.PublicURL
 	api.MaxDuration = cfg.MaxDuration
+	api.Handle("GET /metrics", m.Metrics.Handler())
 
 	if m.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 		return err
@@ -131,6 +151,9 @@ func (m *Main) Close() error {
 	}
 	if m.Service != nil {
 		errs = append(errs, m.Service.Close())
+	}
+	if m.Webhooks != nil {
+		errs = append(errs, m.Webhooks.Stop())
 	}
 	if m.Store != nil {
 		errs = append(errs, m.Store.Close())

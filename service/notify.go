@@ -1,0 +1,122 @@
+package service
+
+import (
+	"context"
+	"path"
+	"time"
+
+	"github.com/recsink/recsink"
+)
+
+// Notifier sends events to the organization's webhook endpoint (package
+// webhook's Dispatcher). Enqueue writes to a durable outbox and never waits
+// on the network, so a recording is never held up by a receiver.
+type Notifier interface {
+	Enqueue(ctx context.Context, orgID, typ string, data any) error
+}
+
+// Observer is told what happens, for metrics. Implemented by package metrics.
+type Observer interface {
+	Received(bytes int64)
+	PartUploaded(bytes int64, took time.Duration)
+	UploadFailed(code string)
+	RecordingFinished(state string)
+}
+
+type nopNotifier struct{}
+
+func (nopNotifier) Enqueue(context.Context, string, string, any) error { return nil }
+
+type nopObserver struct{}
+
+func (nopObserver) Received(int64)                    {}
+func (nopObserver) PartUploaded(int64, time.Duration) {}
+func (nopObserver) UploadFailed(string)               {}
+func (nopObserver) RecordingFinished(string)          {}
+
+// recordingEvent is the data of a recording.* webhook event.
+type recordingEvent struct {
+	RecordingID string     `json:"recordingId"`
+	MeetingID   string     `json:"meetingId"`
+	RoomName    string     `json:"roomName"`
+	State       string     `json:"state"`
+	Filename    string     `json:"filename"`
+	Bucket      string     `json:"bucket"`
+	ObjectKey   string     `json:"objectKey"`
+	AccessKeyID string     `json:"accessKeyId"`
+	SizeBytes   *int64     `json:"sizeBytes,omitempty"`
+	SHA256      string     `json:"sha256,omitempty"`
+	StartDate   time.Time  `json:"startDate"`
+	EndDate     *time.Time `json:"endDate,omitempty"`
+	// Reason says in plain words what went wrong, for failed and blocked.
+	Reason string `json:"reason,omitempty"`
+	// BytesReceived and BytesUploaded tell how far behind a blocked
+	// recording is.
+	BytesReceived int64 `json:"bytesReceived"`
+	BytesUploaded int64 `json:"bytesUploaded"`
+}
+
+// notify sends a recording.* event with the recording as it is now.
+func (r *recorder) notify(typ, reason string) {
+	rec := r.snapshot()
+	data := recordingEvent{
+		RecordingID: rec.ID, MeetingID: rec.MeetingID, RoomName: rec.RoomName, State: rec.State,
+		Filename: path.Base(rec.ObjectKey), Bucket: rec.Destination.Bucket, ObjectKey: rec.ObjectKey,
+		AccessKeyID: rec.AccessKeyID, SizeBytes: rec.SizeBytes, SHA256: rec.SHA256,
+		StartDate: rec.StartDate, EndDate: rec.EndDate, Reason: reason,
+		BytesReceived: rec.BytesReceived, BytesUploaded: rec.BytesUploaded,
+	}
+	if err := r.s.cfg.Notifier.Enqueue(r.s.ctx, rec.OrgID, typ, data); err != nil {
+		r.s.log.Error("enqueue webhook", "recording", rec.ID, "type", typ, "err", err)
+	}
+}
+
+// drainedEvent is the data of credential.drained.
+type drainedEvent struct {
+	CredentialID string    `json:"credentialId"`
+	Scope        string    `json:"scope"`
+	AccessKeyID  string    `json:"accessKeyId"`
+	Bucket       string    `json:"bucket"`
+	CreatedAt    time.Time `json:"createdAt"`
+	ReplacedAt   time.Time `json:"replacedAt"`
+	SafeToDelete bool      `json:"safeToDelete"`
+	Message      string    `json:"message"`
+}
+
+// checkDrained sends credential.drained for each replaced credential of the
+// organization that no recording holds any more and that was not reported
+// yet. Called when a recording lets go of a credential and when a key is
+// replaced. drainMu makes two recordings ending at once report it once.
+func (s *Service) checkDrained(orgID string, credIDs ...string) {
+	s.drainMu.Lock()
+	defer s.drainMu.Unlock()
+	ctx := s.ctx
+	holding, err := s.store.ListHoldingRecordings(ctx, orgID)
+	if err != nil {
+		s.log.Error("check drained keys", "org", orgID, "err", err)
+		return
+	}
+	held := map[string]bool{}
+	for _, r := range holding {
+		held[r.CredentialID] = true
+	}
+	for _, id := range credIDs {
+		if held[id] || s.drained[id] {
+			continue
+		}
+		c, err := s.store.FindCredential(ctx, orgID, id)
+		if err != nil || c.ReplacedAt == nil {
+			continue
+		}
+		s.drained[id] = true
+		ev := drainedEvent{
+			CredentialID: c.ID, Scope: c.Scope, AccessKeyID: c.AccessKeyID, Bucket: c.Destination.Bucket,
+			CreatedAt: c.CreatedAt, ReplacedAt: *c.ReplacedAt, SafeToDelete: true,
+			Message: "No recording uses access key " + c.AccessKeyID + " any more: it is safe to delete it now.",
+		}
+		if err := s.cfg.Notifier.Enqueue(ctx, orgID, recsink.WebhookCredentialDrained, ev); err != nil {
+			s.log.Error("enqueue webhook", "credential", id, "err", err)
+		}
+		s.log.Info("key drained", "org", orgID, "credential", id, "accessKeyId", c.AccessKeyID)
+	}
+}
