@@ -15,8 +15,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	main "github.com/recsink/recsink/cmd/recsink"
 	"github.com/recsink/recsink"
+	main "github.com/recsink/recsink/cmd/recsink"
 	"github.com/recsink/recsink/webhook"
 )
 
