@@ -1,7 +1,7 @@
 # recsink: run `make help` for the targets.
 GO ?= go
 
-.PHONY: help run build test test-race lint bench deps
+.PHONY: help run build test test-race lint bench deps demo
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -25,3 +25,7 @@ lint: ## go vet and gofmt
 
 bench: ## benchmarks, each beside its baseline
 	RECSINK_VERSITYGW=$${RECSINK_VERSITYGW:-$$(./scripts/install-versitygw.sh)} $(GO) test -run '^$$' -bench . -benchtime 3x ./...
+
+demo: build ## tell the key-rotation story on this machine: versitygw, recsink, ffmpeg, a key rotated mid-recording
+	@command -v ffmpeg >/dev/null || apt-get install -y --no-install-recommends ffmpeg
+	$(GO) run ./internal/demo --recsink bin/recsink --versitygw $$(./scripts/install-versitygw.sh)
