@@ -12,6 +12,7 @@ import (
 type Store interface {
 	Close() error
 	WebhookStore
+	AdminStore
 
 	CreateOrganization(ctx context.Context, org *Organization, apiKeyHash []byte) error
 	FindOrganizationByAPIKeyHash(ctx context.Context, hash []byte) (*Organization, error)

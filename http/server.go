@@ -19,6 +19,8 @@ type Server struct {
 	MeetingService      recsink.MeetingService
 	RecordingService    recsink.RecordingService
 	IngestService       recsink.IngestService
+	// WebhookService serves /v1/webhooks; when nil those routes answer 501.
+	WebhookService recsink.WebhookService
 	// Logger receives the request log and internal errors; nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -96,7 +98,14 @@ var routes = []Route{
 	{"GET", "/v1/storage", authOrg, (*Server).handleGetStorage},
 	{"DELETE", "/v1/storage", authOrg, (*Server).handleDeleteStorage},
 	{"POST", "/v1/storage/check", authOrg, (*Server).handleCheckStorage},
+	{"GET", "/v1/storage/iam-policy", authOrg, (*Server).handleIAMPolicy},
 	{"GET", "/v1/credentials", authOrg, (*Server).handleListCredentials},
+
+	{"PUT", "/v1/webhooks", authOrg, (*Server).handlePutWebhook},
+	{"GET", "/v1/webhooks", authOrg, (*Server).handleGetWebhook},
+	{"DELETE", "/v1/webhooks", authOrg, (*Server).handleDeleteWebhook},
+	{"POST", "/v1/webhooks/rotate-secret", authOrg, (*Server).handleRotateWebhookSecret},
+	{"GET", "/v1/webhooks/deliveries", authOrg, (*Server).handleListWebhookDeliveries},
 
 	{"POST", "/v1/meetings", authOrg, (*Server).handleCreateMeeting},
 	{"GET", "/v1/meetings", authOrg, (*Server).handleListMeetings},

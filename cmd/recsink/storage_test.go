@@ -3,11 +3,13 @@ package main_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/recsink/recsink"
 	main "github.com/recsink/recsink/cmd/recsink"
@@ -56,7 +58,7 @@ func TestStorage_CheckFailures(t *testing.T) {
 		{"ErrSignatureDoesNotMatch", e.Storage(e.Bucket, recsink.AccessKey{ID: e.Key.ID, Secret: "wrong" + e.Key.Secret[5:]}), "HeadBucket", "SignatureDoesNotMatch", "secret is wrong"},
 		{"ErrInvalidAccessKeyId", e.Storage(e.Bucket, deleted), "HeadBucket", "InvalidAccessKeyId", "deleted"},
 		{"ErrAccessDenied", e.Storage(e.Bucket, stranger), "", "AccessDenied", "not allowed"},
-		{"ErrNoSuchBucket", e.Storage("no-such-bucket-"+strings.ToLower(recsink.RandomToken(4))[:4]+"x", e.Key), "HeadBucket", "NoSuchBucket", "does not exist"},
+		{"ErrNoSuchBucket", e.Storage(fmt.Sprintf("no-such-bucket-%d", time.Now().UnixNano()), e.Key), "HeadBucket", "NoSuchBucket", "does not exist"},
 		{"ErrEndpointRefused", func() map[string]any {
 			b := e.Storage(e.Bucket, e.Key)
 			b["endpoint"] = "http://169.254.169.254:80"
@@ -89,7 +91,7 @@ func TestStorage_CheckFailures(t *testing.T) {
 			if failed["permission"] == nil && failed["name"] != "Endpoint" {
 				t.Errorf("no permission named: %v", failed)
 			}
-			t.Logf("%s: %s (%s) %s: %s", tc.name, failed["name"], failed["permission"], failed["code"], failed["message"])
+			t.Logf("%s: %v (%v) %v: %v", tc.name, failed["name"], failed["permission"], failed["code"], failed["message"])
 			// Nothing was saved.
 			e.Org.MustDo(t, 404, "GET", "/v1/storage", nil)
 		})
