@@ -59,6 +59,9 @@ type Recording struct {
 	SHA256          string     `json:"sha256,omitempty"`
 	LastError       string     `json:"lastError,omitempty"`
 	UpdatedAt       time.Time  `json:"-"`
+	// Owner is the node that runs the recording; it is changed only by
+	// LeaseStore, never by UpdateRecording.
+	Owner Owner `json:"-"`
 }
 
 // Finished reports whether the recording will change no more.

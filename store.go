@@ -12,6 +12,7 @@ import (
 type Store interface {
 	Close() error
 	WebhookStore
+	LeaseStore
 	AdminStore
 
 	CreateOrganization(ctx context.Context, org *Organization, apiKeyHash []byte) error

@@ -12,7 +12,8 @@ import (
 const recordingColumns = `seq, id, org_id, meeting_id, room_name, state, credential_id, access_key_id, part_size,
 	provider, bucket, prefix, region, endpoint, force_path_style, file_format,
 	object_key, upload_id, ingest_token_hash, start_date, end_date, stop_reason,
-	bytes_received, bytes_uploaded, size_bytes, sha256, last_error, updated_at`
+	bytes_received, bytes_uploaded, size_bytes, sha256, last_error, updated_at,
+	owner_node, owner_url, lease_expires_at`
 
 // holdingStates are the states in which a recording holds its credential,
 // as an SQL list.
@@ -180,7 +181,8 @@ func scanRecording(row pgx.Row) (*recsink.Recording, int64, error) {
 	if err := row.Scan(&seq, &r.ID, &r.OrgID, &r.MeetingID, &r.RoomName, &r.State, &r.CredentialID, &r.AccessKeyID, &r.PartSize,
 		&d.Provider, &d.Bucket, &d.Prefix, &d.Region, &d.Endpoint, &d.ForcePathStyle, &d.FileFormat,
 		&r.ObjectKey, &r.UploadID, &r.IngestTokenHash, &r.StartDate, &r.EndDate, &r.StopReason,
-		&r.BytesReceived, &r.BytesUploaded, &r.SizeBytes, &r.SHA256, &r.LastError, &r.UpdatedAt); err != nil {
+		&r.BytesReceived, &r.BytesUploaded, &r.SizeBytes, &r.SHA256, &r.LastError, &r.UpdatedAt,
+		&r.Owner.Node, &r.Owner.URL, &r.Owner.LeaseExpiresAt); err != nil {
 		return nil, 0, err
 	}
 	return &r, seq, nil

@@ -12,7 +12,8 @@ import (
 const recordingColumns = `seq, id, org_id, meeting_id, room_name, state, credential_id, access_key_id, part_size,
 	provider, bucket, prefix, region, endpoint, force_path_style, file_format,
 	object_key, upload_id, ingest_token_hash, start_date, end_date, stop_reason,
-	bytes_received, bytes_uploaded, size_bytes, sha256, last_error, updated_at`
+	bytes_received, bytes_uploaded, size_bytes, sha256, last_error, updated_at,
+	owner_node, owner_url, lease_expires_at`
 
 // holdingStates are the states in which a recording holds its credential,
 // as an SQL list.
@@ -193,13 +194,14 @@ func scanRecording(row scanner) (*recsink.Recording, int64, error) {
 	var r recsink.Recording
 	var seq int64
 	var startDate, updatedAt string
-	var endDate sql.NullString
+	var endDate, leaseExpires sql.NullString
 	var size sql.NullInt64
 	d := &r.Destination
 	if err := row.Scan(&seq, &r.ID, &r.OrgID, &r.MeetingID, &r.RoomName, &r.State, &r.CredentialID, &r.AccessKeyID, &r.PartSize,
 		&d.Provider, &d.Bucket, &d.Prefix, &d.Region, &d.Endpoint, &d.ForcePathStyle, &d.FileFormat,
 		&r.ObjectKey, &r.UploadID, &r.IngestTokenHash, &startDate, &endDate, &r.StopReason,
-		&r.BytesReceived, &r.BytesUploaded, &size, &r.SHA256, &r.LastError, &updatedAt); err != nil {
+		&r.BytesReceived, &r.BytesUploaded, &size, &r.SHA256, &r.LastError, &updatedAt,
+		&r.Owner.Node, &r.Owner.URL, &leaseExpires); err != nil {
 		return nil, 0, err
 	}
 	var err error
@@ -210,6 +212,9 @@ func scanRecording(row scanner) (*recsink.Recording, int64, error) {
 		return nil, 0, err
 	}
 	if r.UpdatedAt, err = parseTime(updatedAt); err != nil {
+		return nil, 0, err
+	}
+	if r.Owner.LeaseExpiresAt, err = parseNullTime(leaseExpires); err != nil {
 		return nil, 0, err
 	}
 	if size.Valid {

@@ -29,6 +29,7 @@ func Run(t *testing.T, open func(t *testing.T) recsink.Store) {
 	t.Run("Part", func(t *testing.T) { t.Parallel(); testPart(t, open) })
 	t.Run("Webhook", func(t *testing.T) { t.Parallel(); testWebhook(t, open) })
 	t.Run("Admin", func(t *testing.T) { t.Parallel(); testAdmin(t, open) })
+	t.Run("Lease", func(t *testing.T) { t.Parallel(); testLease(t, open) })
 }
 
 func testOrganization(t *testing.T, open func(t *testing.T) recsink.Store) {
