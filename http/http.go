@@ -78,6 +78,10 @@ func clientGone(r *http.Request, err error) bool {
 // their detail and shown as "internal error"; errors caused by the client
 // going away are not logged as errors.
 func (s *Server) Error(w http.ResponseWriter, r *http.Request, err error) {
+	if e, ok := asElsewhere(err); ok {
+		s.forward(w, r, e)
+		return
+	}
 	if clientGone(r, err) && recsink.ErrorCode(err) == recsink.EINTERNAL {
 		s.logger().DebugContext(r.Context(), "http: client went away", "method", r.Method, "path", r.URL.Path, "err", err)
 		// Nginx's "client closed request": nobody reads it, but the access

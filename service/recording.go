@@ -157,6 +157,9 @@ func (s *Service) StartRecording(ctx context.Context, orgID, meetingID string) (
 		_ = client.AbortMultipartUpload(s.ctx, rec.ObjectKey, rec.UploadID)
 		return nil, "", err
 	}
+	if rec.Owner, err = s.store.ClaimRecording(ctx, rec.ID, s.cfg.NodeID, s.cfg.NodeURL, recsink.Now(), recsink.Now().Add(s.cfg.LeaseTTL), true); err != nil {
+		return nil, "", err
+	}
 	r := s.newRecorder(*rec, file, layout, cred, client)
 	r.event(recsink.EventStarted, "recording started into s3://%s/%s with key %s", rec.Destination.Bucket, rec.ObjectKey, cred.AccessKeyID)
 	r.notify(recsink.WebhookRecordingStarted, "")
@@ -221,6 +224,9 @@ func (s *Service) StopRecording(ctx context.Context, orgID, id string) (*recsink
 	}
 	r := s.recorder(id)
 	if r == nil {
+		if err := s.elsewhere(rec); err != nil {
+			return nil, err
+		}
 		return rec, nil // already finished: stopping is idempotent
 	}
 	if err := r.stop(ctx, recsink.StopRequested); err != nil {
@@ -263,6 +269,10 @@ func (r *recorder) stop(ctx context.Context, reason string) error {
 	r.rec.EndDate = &now
 	r.rec.StopReason = reason
 	r.rec.UpdatedAt = now
+	// Known for good now; saved so that another node can complete the
+	// object if this one dies once every part is in the bucket.
+	r.rec.SHA256 = r.file.SHA256()
+	r.rec.BytesReceived = r.file.Offset()
 	r.mu.Unlock()
 	if err := r.persist(); err != nil {
 		return err
@@ -284,6 +294,9 @@ func (s *Service) ingestRecorder(ctx context.Context, id, token string) (*record
 		if err != nil || !tokenMatches(token, rec.IngestTokenHash) {
 			return nil, recsink.Errorf(recsink.EUNAUTHORIZED, "the ingest token is not valid for this recording")
 		}
+		if err := s.elsewhere(rec); err != nil {
+			return nil, err
+		}
 		return nil, recsink.Errorf(recsink.ECONFLICT, "the recording has stopped (state %s)", rec.State)
 	}
 	if !tokenMatches(token, r.rec.IngestTokenHash) {
@@ -301,6 +314,9 @@ func (s *Service) Offset(ctx context.Context, id, token string) (int64, error) {
 		rec, err := s.store.FindRecordingByID(ctx, id)
 		if err != nil || !tokenMatches(token, rec.IngestTokenHash) {
 			return 0, recsink.Errorf(recsink.EUNAUTHORIZED, "the ingest token is not valid for this recording")
+		}
+		if err := s.elsewhere(rec); err != nil {
+			return 0, err
 		}
 		return rec.BytesReceived, nil
 	}
@@ -634,48 +650,59 @@ func (r *recorder) switchCredential(refusedID string, se *recsink.StorageError) 
 // the object's size and records the recording as uploaded.
 func (r *recorder) complete(ctx context.Context) error {
 	r.mu.Lock()
-	client := r.client
-	rec := r.rec
+	client, rec := r.client, r.rec
 	r.mu.Unlock()
+	var parts []recsink.Part
+	if n := r.file.PartCount(); n > 0 {
+		var err error
+		if parts, err = r.s.store.ListParts(ctx, rec.ID); err != nil {
+			return err
+		}
+		if len(parts) != int(n) {
+			return fmt.Errorf("complete %s: %d parts confirmed of %d", rec.ID, len(parts), n)
+		}
+	}
 	size := r.file.Offset()
-	meta := map[string]string{"recording-id": rec.ID}
-	if r.file.PartCount() == 0 {
-		// S3 refuses to complete an upload with no parts: write an empty object.
+	if err := completeObject(ctx, client, &rec, parts, size); err != nil {
+		return err
+	}
+	return r.finishUploaded(ctx, client, size, r.file.SHA256())
+}
+
+// completeObject completes the multipart upload, or writes an empty object
+// when there are no parts: S3 refuses to complete an upload without parts.
+func completeObject(ctx context.Context, client recsink.StorageClient, rec *recsink.Recording, parts []recsink.Part, size int64) error {
+	if len(parts) == 0 {
 		if err := client.AbortMultipartUpload(ctx, rec.ObjectKey, rec.UploadID); err != nil && !isNoSuchUpload(err) {
 			return err
 		}
-		if err := client.PutObject(ctx, rec.ObjectKey, rec.Destination.ContentType(), meta, bytes.NewReader(nil), 0); err != nil {
-			return err
-		}
-	} else {
-		parts, err := r.s.store.ListParts(ctx, rec.ID)
-		if err != nil {
-			return err
-		}
-		if len(parts) != int(r.file.PartCount()) {
-			return fmt.Errorf("complete %s: %d parts confirmed of %d", rec.ID, len(parts), r.file.PartCount())
-		}
-		if err := client.CompleteMultipartUpload(ctx, rec.ObjectKey, rec.UploadID, parts); err != nil {
-			// Completed before a crash: the upload is gone and the object is there.
-			if !isNoSuchUpload(err) {
-				return err
-			}
-			if got, _, herr := client.HeadObject(ctx, rec.ObjectKey); herr != nil || got != size {
-				return err
-			}
+		return client.PutObject(ctx, rec.ObjectKey, rec.Destination.ContentType(), map[string]string{"recording-id": rec.ID}, bytes.NewReader(nil), 0)
+	}
+	err := client.CompleteMultipartUpload(ctx, rec.ObjectKey, rec.UploadID, parts)
+	if err != nil && isNoSuchUpload(err) {
+		// Completed before a crash: the upload is gone and the object is there.
+		if got, _, herr := client.HeadObject(ctx, rec.ObjectKey); herr == nil && got == size {
+			return nil
 		}
 	}
+	return err
+}
+
+// finishUploaded checks the object's size and records the recording as
+// uploaded, with its size and SHA-256.
+func (r *recorder) finishUploaded(ctx context.Context, client recsink.StorageClient, size int64, sum string) error {
+	rec := r.snapshot()
 	if got, _, err := client.HeadObject(ctx, rec.ObjectKey); err == nil && got != size {
 		r.fail(fmt.Sprintf("the object in the bucket has %d bytes where %d were received", got, size))
 		return nil
 	} else if err != nil {
 		r.event(recsink.EventUploaded, "could not check the object's size: %s", recsink.ErrorMessage(err))
 	}
-	sum := r.file.SHA256()
 	r.mu.Lock()
 	r.rec.State = recsink.RecordingUploaded
 	r.rec.SizeBytes = &size
 	r.rec.SHA256 = sum
+	r.rec.BytesReceived = size
 	r.rec.BytesUploaded = size
 	r.rec.LastError = ""
 	r.rec.UpdatedAt = recsink.Now()
@@ -696,6 +723,9 @@ func (r *recorder) retire() {
 	r.s.mu.Lock()
 	delete(r.s.recorders, r.rec.ID)
 	r.s.mu.Unlock()
+	if r.file == nil {
+		return // taken over from another node: the spool is there
+	}
 	r.file.Close()
 	if err := r.s.cfg.Spool.Remove(r.rec.ID); err != nil {
 		r.s.log.Error("remove spool", "recording", r.rec.ID, "err", err)

@@ -25,21 +25,58 @@ func (s *Service) Open(ctx context.Context) error {
 			return fmt.Errorf("resume recording %s: %w", rec.ID, err)
 		}
 	}
-	if len(recs) > 0 {
-		s.log.Info("resumed unfinished recordings", "count", len(recs))
-	}
+	s.removeFinishedSpools(ctx)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.leases(s.ctx)
+	}()
 	return nil
+}
+
+// removeFinishedSpools frees the spool of recordings that another node
+// completed while this one was down.
+func (s *Service) removeFinishedSpools(ctx context.Context) {
+	ids, err := s.cfg.Spool.List()
+	if err != nil {
+		s.log.Error("list spool", "err", err)
+		return
+	}
+	for _, id := range ids {
+		if s.recorder(id) != nil {
+			continue
+		}
+		rec, err := s.store.FindRecordingByID(ctx, id)
+		if err != nil || !rec.Finished() || rec.State == recsink.RecordingFailed {
+			continue // a failed recording's spool is kept for recovery by hand
+		}
+		if err := s.cfg.Spool.Remove(id); err != nil {
+			s.log.Error("remove spool", "recording", id, "err", err)
+		} else {
+			s.log.Info("removed the spool of a recording completed elsewhere", "recording", id)
+		}
+	}
 }
 
 func (s *Service) resume(ctx context.Context, rec *recsink.Recording) error {
 	layout := spool.Layout{BaseSize: rec.PartSize, TierParts: tierParts}
 	file, err := s.cfg.Spool.Open(rec.ID, layout)
-	if err != nil {
-		// The data folder lost this recording's spool: what it held cannot
+	if recsink.ErrorCode(err) == recsink.ENOTFOUND {
+		if rec.Owner.Node != "" && rec.Owner.Node != s.cfg.NodeID {
+			return nil // another node's: its spool is there
+		}
+		// Ours, and the data folder lost its spool: what it held cannot
 		// come back. Say so rather than complete a truncated object.
 		r := s.newRecorder(*rec, nil, layout, nil, nil)
 		r.fail(fmt.Sprintf("the local spool of this recording is gone (%v); bytes not yet in the bucket cannot be recovered", err))
 		return nil
+	} else if err != nil {
+		return err
+	}
+	// This node holds the spool, so it runs the recording, whoever held
+	// the lease meanwhile.
+	if rec.Owner, err = s.store.ClaimRecording(ctx, rec.ID, s.cfg.NodeID, s.cfg.NodeURL, recsink.Now(), recsink.Now().Add(s.cfg.LeaseTTL), true); err != nil {
+		return err
 	}
 	parts, err := s.store.ListParts(ctx, rec.ID)
 	if err != nil {
@@ -74,6 +111,7 @@ func (s *Service) resume(ctx context.Context, rec *recsink.Recording) error {
 		}
 	}
 	r.event(recsink.EventRecovered, "picked up after a restart at offset %d with %d parts confirmed", file.Offset(), len(parts))
+	s.log.Info("resumed recording", "recording", rec.ID, "offset", file.Offset(), "parts", len(parts))
 	s.launch(r)
 	return nil
 }

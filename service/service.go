@@ -46,6 +46,16 @@ type Config struct {
 	// Notifier sends webhook events; Observer counts for metrics. Both optional.
 	Notifier Notifier
 	Observer Observer
+
+	// NodeID names this node; NodeURL is where other nodes reach it, to send
+	// on ingest and stops of the recordings it runs.
+	NodeID, NodeURL string
+	// LeaseTTL is how long a node's claim on its recordings lasts without
+	// renewal; after it, another node may take a recording over (15 s).
+	LeaseTTL time.Duration
+	// NodeLossTimeout is how long a recording whose unsent bytes are on a
+	// node that is gone waits for that node before it is failed (1 h).
+	NodeLossTimeout time.Duration
 }
 
 // Service implements the recsink service interfaces.
@@ -92,6 +102,15 @@ func New(cfg Config) *Service {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 15 * time.Second
+	}
+	if cfg.NodeLossTimeout <= 0 {
+		cfg.NodeLossTimeout = time.Hour
+	}
+	if cfg.NodeID == "" {
+		cfg.NodeID = "local"
 	}
 	if cfg.Notifier == nil {
 		cfg.Notifier = nopNotifier{}

@@ -25,6 +25,10 @@ type Config struct {
 	// WebhookMinBackoff is the first wait before a failed webhook delivery
 	// is tried again (tests make it short).
 	WebhookMinBackoff time.Duration
+	// NodeURL is where other nodes reach this one; LeaseTTL how long its
+	// claim on a recording lasts without renewal.
+	NodeURL  string
+	LeaseTTL time.Duration
 }
 
 // DefaultConfig returns the embedded defaults: SQLite and a data folder
@@ -37,6 +41,7 @@ func DefaultConfig() Config {
 		MaxIngestMbps: 50,
 		SpoolLimit:    10 << 30,
 		LogLevel:      "info",
+		LeaseTTL:      15 * time.Second,
 	}
 }
 
@@ -64,6 +69,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		return err
 	})
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.NodeURL, "node-url", "", "base URL other recsink nodes reach this one at, to send on ingest of recordings it runs (default: --public-url, else the listen address)")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "how long this node's claim on its recordings lasts without renewal; another node takes over a dead node's recordings after it")
 }
 
 // parseFlags parses args, then fills every flag not given on the command

@@ -63,7 +63,7 @@ type Process struct {
 
 // MustStartProcess runs `recsink serve` on a free port and waits until it
 // answers.
-func MustStartProcess(tb testing.TB, s3 *s3test.Server, data string) *Process {
+func MustStartProcess(tb testing.TB, s3 *s3test.Server, data string, args ...string) *Process {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -72,7 +72,7 @@ func MustStartProcess(tb testing.TB, s3 *s3test.Server, data string) *Process {
 	addr := ln.Addr().String()
 	ln.Close()
 	p := &Process{Data: data, Addr: addr, s3: s3, logs: &syncBuffer{}}
-	p.cmd = exec.Command(mustBuild(tb), "serve", "--addr", addr, "--data", data, "--allow-endpoint", s3.HostPort, "--log-level", "debug")
+	p.cmd = exec.Command(mustBuild(tb), append([]string{"serve", "--addr", addr, "--data", data, "--allow-endpoint", s3.HostPort, "--log-level", "debug"}, args...)...)
 	p.cmd.Stderr = p.logs
 	if err := p.cmd.Start(); err != nil {
 		tb.Fatal(err)
@@ -106,9 +106,9 @@ func (p *Process) Kill() {
 }
 
 // mustOrgCreate runs `recsink org create` and returns the key it printed.
-func mustOrgCreate(tb testing.TB, data string) string {
+func mustOrgCreate(tb testing.TB, args ...string) string {
 	tb.Helper()
-	out, err := exec.Command(mustBuild(tb), "org", "create", "crash-test", "--data", data).Output()
+	out, err := exec.Command(mustBuild(tb), append([]string{"org", "create", "org-" + recsink.RandomToken(4)}, args...)...).Output()
 	if err != nil {
 		tb.Fatalf("org create: %v", err)
 	}
@@ -130,7 +130,7 @@ func TestRecording_SIGKILL(t *testing.T) {
 	key := s3.CreateUser(t, "user")
 	bucket := s3.CreateBucket(t, key.ID)
 	data := t.TempDir()
-	apiKey := mustOrgCreate(t, data)
+	apiKey := mustOrgCreate(t, "--data", data)
 
 	p := MustStartProcess(t, s3, data)
 	m := &TestMain{S3: s3}

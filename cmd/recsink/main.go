@@ -20,6 +20,12 @@ const usage = `recsink delivers meeting recordings into each customer's own S3 b
 Usage:
   recsink serve [flags]                              run the server
   recsink org create NAME [--data DIR | --db DSN]    create an organization; prints its API key last
+  recsink record --meeting ID [FILE]                 stream FILE (or standard input) into a new recording; prints bucket, object key, size, SHA-256
+  recsink credentials                                list key generations, the recordings holding each, when each is safe to delete
+  recsink rotate --wait [--scope S] [--key-id K]     wait until a replaced key is held by no recording
+
+Client commands take --url (RECSINK_URL, default http://127.0.0.1:8080) and
+--api-key (RECSINK_API_KEY).
 
 Run "recsink serve -h" for the server's flags. Every flag can also be set
 with an environment variable RECSINK_<NAME>, such as RECSINK_ADDR.
@@ -28,6 +34,10 @@ with an environment variable RECSINK_<NAME>, such as RECSINK_ADDR.
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second Ctrl-C kills at once
+	}()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "recsink:", err)
@@ -50,6 +60,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("usage: recsink org create NAME [--data DIR | --db DSN]")
 		}
 		return runOrgCreate(ctx, args[2:], stdout, stderr)
+	case "record":
+		return runRecord(ctx, args[1:], os.Stdin, stdout, stderr)
+	case "credentials":
+		return runCredentials(ctx, args[1:], stdout, stderr)
+	case "rotate":
+		return runRotate(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -74,6 +74,20 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	nodeID, err := loadNodeID(cfg.Data)
+	if err != nil {
+		return err
+	}
+	if m.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+		return err
+	}
+	nodeURL := cfg.NodeURL
+	if nodeURL == "" {
+		nodeURL = cfg.PublicURL
+	}
+	if nodeURL == "" {
+		nodeURL = m.URL()
+	}
 	m.Metrics = metrics.New()
 	m.Webhooks = webhook.New(webhook.Config{
 		Store:          m.Store,
@@ -93,6 +107,9 @@ func (m *Main) Run(ctx context.Context) error {
 		MaxIngestRate: int64(cfg.MaxIngestMbps * 1e6 / 8),
 		Notifier:      m.Webhooks,
 		Observer:      m.Metrics,
+		NodeID:        nodeID,
+		NodeURL:       nodeURL,
+		LeaseTTL:      cfg.LeaseTTL,
 	})
 	m.Metrics.SetSource(m.Service)
 	if err := m.Service.Open(ctx); err != nil {
@@ -108,14 +125,12 @@ func (m *Main) Run(ctx context.Context) error {
 	api.MeetingService = m.Service
 	api.RecordingService = m.Service
 	api.IngestService = m.Service
+	api.WebhookService = m.Webhooks
 	api.Logger = m.Logger
 	api.PublicURL = cfg.PublicURL
 	api.MaxDuration = cfg.MaxDuration
 	api.Handle("GET /metrics", m.Metrics.Handler())
 
-	if m.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
-		return err
-	}
 	m.server = &nethttp.Server{
 		Handler:           api.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -126,7 +141,7 @@ func (m *Main) Run(ctx context.Context) error {
 			m.Logger.Error("serve", "err", err)
 		}
 	}()
-	m.Logger.Info("recsink listening", "url", m.URL(), "data", cfg.Data, "db", redactDSN(cfg.dsn()), "allowEndpoints", cfg.AllowEndpoints)
+	m.Logger.Info("recsink listening", "url", m.URL(), "node", nodeID, "nodeURL", nodeURL, "data", cfg.Data, "db", redactDSN(cfg.dsn()), "allowEndpoints", cfg.AllowEndpoints)
 	return nil
 }
 
@@ -142,6 +157,9 @@ func (m *Main) URL() string {
 // store. Spooled bytes stay on disk for the next start.
 func (m *Main) Close() error {
 	var errs []error
+	if m.server == nil && m.ln != nil {
+		m.ln.Close() // Run failed after listening
+	}
 	if m.server != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -159,6 +177,23 @@ func (m *Main) Close() error {
 		errs = append(errs, m.Store.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// loadNodeID returns this node's ID, kept in the data folder: a node that
+// comes back with its data folder is the same node and takes back the
+// recordings whose spool it holds.
+func loadNodeID(dir string) (string, error) {
+	path := filepath.Join(dir, "node-id")
+	if b, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	id := recsink.NewID("node")
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write node id: %w", err)
+	}
+	return id, nil
 }
 
 // openStore opens the store that the DSN names.
