@@ -12,8 +12,8 @@ run: ## run recsink on its embedded defaults (SQLite, ./recsink-data, 127.0.0.1:
 build: ## build bin/recsink
 	$(GO) build -o bin/recsink ./cmd/recsink
 
-deps: ## install the test tools: versitygw (cached), ffmpeg and chromium (Debian)
-	@command -v ffmpeg >/dev/null && command -v chromium >/dev/null || apt-get install -y --no-install-recommends ffmpeg chromium
+deps: ## install the test tools: versitygw (cached), ffmpeg, chromium and PostgreSQL 15 (Debian)
+	@command -v ffmpeg >/dev/null && command -v chromium >/dev/null && [ -x /usr/lib/postgresql/15/bin/initdb ] || apt-get install -y --no-install-recommends ffmpeg chromium postgresql-15
 	@./scripts/install-versitygw.sh >/dev/null
 
 test: deps lint ## the whole test suite, with the race detector, against real versitygw and ffmpeg
