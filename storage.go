@@ -118,6 +118,8 @@ func Permission(op string) string {
 		return "s3:ListMultipartUploadParts"
 	case "HeadObject", "GetObject":
 		return "s3:GetObject"
+	case "CopyObject":
+		return "s3:GetObject and s3:PutObject"
 	case "GetBucketLocation":
 		return "s3:GetBucketLocation"
 	}
@@ -173,6 +175,9 @@ type StorageClient interface {
 	AbortMultipartUpload(ctx context.Context, key, uploadID string) error
 	PutObject(ctx context.Context, key, contentType string, metadata map[string]string, body io.ReadSeeker, size int64) error
 	HeadObject(ctx context.Context, key string) (size int64, metadata map[string]string, err error)
+	// ReplaceMetadata sets the object's user metadata (a copy onto itself,
+	// up to 5 GiB).
+	ReplaceMetadata(ctx context.Context, key, contentType string, metadata map[string]string) error
 	DeleteObject(ctx context.Context, key string) error
 }
 

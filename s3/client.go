@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"slices"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
@@ -163,6 +165,33 @@ func (c *client) HeadObject(ctx context.Context, key string) (int64, map[string]
 		return 0, nil, fmt.Errorf("s3: head object %s: %w", key, storageError(ctx, "HeadObject", err))
 	}
 	return aws.ToInt64(out.ContentLength), out.Metadata, nil
+}
+
+// ReplaceMetadata sets key's user metadata with a copy of the object onto
+// itself inside the bucket (no bytes pass through recsink). S3 copies in one
+// request only up to 5 GiB.
+func (c *client) ReplaceMetadata(ctx context.Context, key, contentType string, metadata map[string]string) error {
+	_, err := c.s3.CopyObject(ctx, &awss3.CopyObjectInput{
+		Bucket:            aws.String(c.bucket),
+		Key:               aws.String(key),
+		CopySource:        aws.String(url.PathEscape(c.bucket) + "/" + escapeKey(key)),
+		MetadataDirective: types.MetadataDirectiveReplace,
+		ContentType:       nonEmpty(contentType),
+		Metadata:          metadata,
+	})
+	if err != nil {
+		return fmt.Errorf("s3: replace metadata of %s: %w", key, storageError(ctx, "CopyObject", err))
+	}
+	return nil
+}
+
+// escapeKey escapes each segment of an object key for x-amz-copy-source.
+func escapeKey(key string) string {
+	segs := strings.Split(key, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return strings.Join(segs, "/")
 }
 
 // DeleteObject deletes key. Deleting a missing key succeeds, as on S3.

@@ -712,10 +712,29 @@ func (r *recorder) finishUploaded(ctx context.Context, client recsink.StorageCli
 	}
 	r.event(recsink.EventUploaded, "object complete: s3://%s/%s, %d bytes, sha256 %s", rec.Destination.Bucket, rec.ObjectKey, size, sum)
 	r.retire()
+	r.addChecksumMetadata(ctx, client, rec, size, sum)
 	r.notify(recsink.WebhookRecordingFinished, "")
 	r.s.cfg.Observer.RecordingFinished(recsink.RecordingUploaded)
 	r.s.checkDrained(rec.OrgID, rec.CredentialID)
 	return nil
+}
+
+// maxCopySize is the largest object S3 copies in one request.
+const maxCopySize = 5 << 30
+
+// addChecksumMetadata adds the SHA-256 to the object's metadata. A multipart
+// upload fixes metadata at its start, before the checksum is known, so the
+// object is copied onto itself inside the bucket. Best effort: a refusal
+// (the key lacks s3:GetObject) is an event, not a failure of the recording.
+func (r *recorder) addChecksumMetadata(ctx context.Context, client recsink.StorageClient, rec *recsink.Recording, size int64, sum string) {
+	if size > maxCopySize {
+		r.event(recsink.EventUploaded, "the object is over 5 GiB: its SHA-256 is in the recording and the webhook, not in the object's metadata")
+		return
+	}
+	meta := map[string]string{"recording-id": rec.ID, "sha256": sum}
+	if err := client.ReplaceMetadata(ctx, rec.ObjectKey, rec.Destination.ContentType(), meta); err != nil && !isCanceled(err) {
+		r.event(recsink.EventUploaded, "could not add the SHA-256 to the object's metadata: %s", recsink.ErrorMessage(err))
+	}
 }
 
 // retire forgets a finished recording and frees its spool.

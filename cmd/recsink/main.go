@@ -20,6 +20,8 @@ const usage = `recsink delivers meeting recordings into each customer's own S3 b
 Usage:
   recsink serve [flags]                              run the server
   recsink org create NAME [--data DIR | --db DSN]    create an organization; prints its API key last
+  recsink admin create --org NAME --email EMAIL --password-stdin [--data DIR | --db DSN]
+                                                     create a user of the admin page (/admin/)
   recsink record --meeting ID [FILE]                 stream FILE (or standard input) into a new recording; prints bucket, object key, size, SHA-256
   recsink credentials                                list key generations, the recordings holding each, when each is safe to delete
   recsink rotate --wait [--scope S] [--key-id K]     wait until a replaced key is held by no recording
@@ -60,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("usage: recsink org create NAME [--data DIR | --db DSN]")
 		}
 		return runOrgCreate(ctx, args[2:], stdout, stderr)
+	case "admin":
+		return runAdmin(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "record":
 		return runRecord(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "credentials":

@@ -19,7 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/recsink/recsink"
+
 	main "github.com/recsink/recsink/cmd/recsink"
 )
 
@@ -269,6 +272,13 @@ func TestRecording_UploadsWhileRecording(t *testing.T) {
 		t.Fatalf("recording: %v", out)
 	}
 	mustContain(t, rec.ObjectKey, "recordings/standup-")
+	head, err := e.S3.S3Client(t, e.Key).HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: &e.Bucket, Key: &rec.ObjectKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if head.Metadata["sha256"] != out["sha256"] || head.Metadata["recording-id"] != rec.ID || aws.ToString(head.ContentType) != "video/x-matroska" {
+		t.Fatalf("object metadata %v, content type %v", head.Metadata, aws.ToString(head.ContentType))
+	}
 	// A stopped recording takes no more media.
 	if resp := rec.Put(t, bytes.NewReader([]byte("late"))); resp.StatusCode != 409 {
 		t.Fatalf("PUT after stop: %d, want 409", resp.StatusCode)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/recsink/recsink"
+	"github.com/recsink/recsink/admin"
 	"github.com/recsink/recsink/http"
 	"github.com/recsink/recsink/metrics"
 	"github.com/recsink/recsink/postgres"
@@ -130,6 +131,11 @@ func (m *Main) Run(ctx context.Context) error {
 	api.PublicURL = cfg.PublicURL
 	api.MaxDuration = cfg.MaxDuration
 	api.Handle("GET /metrics", m.Metrics.Handler())
+	api.Handle("/admin/", admin.New(admin.Config{
+		Store: m.Store, Storage: m.Service, Recordings: m.Service, Meetings: m.Service,
+		Logger: m.Logger, AllowCustomEndpoints: len(cfg.AllowEndpoints) > 0,
+		MaxDuration: cfg.MaxDuration, SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://"),
+	}))
 
 	m.server = &nethttp.Server{
 		Handler:           api.Handler(),

@@ -1,0 +1,135 @@
+// Package admin serves the organization admin page under /admin/: sign-in,
+// storage settings with a connection test, the key rotation view, and the
+// organization's recordings and rooms. Pages are rendered on the server with
+// html/template and work without JavaScript; the small script and the styles
+// are embedded and served by recsink itself.
+//
+// Everything an admin sees is read through the domain services with the
+// organization of the admin's session, so one organization's admin never
+// sees another's data.
+package admin
+
+import (
+	"embed"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/recsink/recsink"
+)
+
+//go:embed templates/*.html
+var templatesFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// Config is what the admin page needs. Store keeps admin users and sessions;
+// the services give it every organization's data, scoped by the session.
+type Config struct {
+	Store      recsink.Store
+	Storage    recsink.StorageService
+	Recordings recsink.RecordingService
+	Meetings   recsink.MeetingService
+	Logger     *slog.Logger
+	// AllowCustomEndpoints shows the endpoint and path-style fields: set it
+	// when the operator allows custom S3 endpoints (--allow-endpoint).
+	AllowCustomEndpoints bool
+	// MaxDuration is the longest a recording may run (the service's
+	// setting): a recording's latest possible end is its start plus this.
+	MaxDuration time.Duration
+	// SecureCookies marks cookies Secure even when the request did not come
+	// over TLS: set it behind a TLS-terminating proxy.
+	SecureCookies bool
+}
+
+// Handler serves the admin page. Create it with New.
+type Handler struct {
+	cfg     Config
+	log     *slog.Logger
+	mux     *http.ServeMux
+	pages   map[string]*template.Template
+	limiter *limiter
+	now     func() time.Time
+}
+
+var _ http.Handler = (*Handler)(nil)
+
+// New returns the admin page's handler, to be mounted at "/admin/".
+func New(cfg Config) *Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxDuration <= 0 {
+		cfg.MaxDuration = 24 * time.Hour
+	}
+	h := &Handler{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		mux:     http.NewServeMux(),
+		limiter: newLimiter(),
+		now:     recsink.Now,
+	}
+	h.pages = parsePages(h.funcs())
+
+	static, err := fs.Sub(staticFS, "static")
+	if err != nil {
+		panic(err) // the embedded folder is part of the binary
+	}
+	files := http.StripPrefix("/admin/static/", http.FileServer(http.FS(static)))
+	h.mux.Handle("GET /admin/static/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		files.ServeHTTP(w, r)
+	}))
+
+	h.mux.HandleFunc("GET /admin/{$}", h.handleIndex)
+	h.mux.HandleFunc("GET /admin/signin", h.handleSignInForm)
+	h.mux.HandleFunc("POST /admin/signin", h.handleSignIn)
+	h.mux.Handle("POST /admin/signout", h.auth(h.handleSignOut))
+	h.mux.Handle("GET /admin/storage", h.auth(h.handleStorage))
+	h.mux.Handle("POST /admin/storage", h.auth(h.handleStoragePost))
+	h.mux.Handle("GET /admin/storage/iam-policy", h.auth(h.handleIAMPolicy))
+	h.mux.Handle("GET /admin/keys", h.auth(h.handleKeys))
+	h.mux.Handle("GET /admin/recordings", h.auth(h.handleRecordings))
+	h.mux.Handle("GET /admin/rooms", h.auth(h.handleRooms))
+	h.mux.HandleFunc("/admin/", h.handleNotFound)
+	return h
+}
+
+// ServeHTTP serves everything under /admin/ and redirects /admin there.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	// Scripts and styles come from recsink only; nothing inline, no CDN.
+	hd.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("X-Frame-Options", "DENY")
+	hd.Set("Referrer-Policy", "same-origin")
+	if r.URL.Path == "/admin" {
+		http.Redirect(w, r, "/admin/", http.StatusMovedPermanently)
+		return
+	}
+	if !strings.HasPrefix(r.URL.Path, "/admin/") {
+		h.handleNotFound(w, r)
+		return
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+func (h *Handler) handleIndex(w http.ResponseWriter, r *http.Request) {
+	if _, ok := h.session(r); !ok {
+		http.Redirect(w, r, "/admin/signin", http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, "/admin/storage", http.StatusSeeOther)
+}
+
+func (h *Handler) handleNotFound(w http.ResponseWriter, r *http.Request) {
+	sess, _ := h.session(r)
+	h.render(w, r, http.StatusNotFound, "message", &page{
+		Title: "Not found", Session: sess,
+		Data: message{Heading: "Page not found", Text: "There is no admin page at this address."},
+	})
+}
