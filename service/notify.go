@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/recsink/recsink"
@@ -12,7 +13,9 @@ import (
 // webhook's Dispatcher). Enqueue writes to a durable outbox and never waits
 // on the network, so a recording is never held up by a receiver.
 type Notifier interface {
-	Enqueue(ctx context.Context, orgID, typ string, data any) error
+	// EnqueueOnce adds an event with the given ID; an ID already in the
+	// outbox is not added again.
+	EnqueueOnce(ctx context.Context, orgID, id, typ string, data any) error
 }
 
 // Observer is told what happens, for metrics. Implemented by package metrics.
@@ -25,7 +28,7 @@ type Observer interface {
 
 type nopNotifier struct{}
 
-func (nopNotifier) Enqueue(context.Context, string, string, any) error { return nil }
+func (nopNotifier) EnqueueOnce(context.Context, string, string, string, any) error { return nil }
 
 type nopObserver struct{}
 
@@ -56,7 +59,10 @@ type recordingEvent struct {
 	BytesUploaded int64 `json:"bytesUploaded"`
 }
 
-// notify sends a recording.* event with the recording as it is now.
+// notify sends a recording.* event with the recording as it is now. Events
+// that happen once in a recording's life get an ID derived from it, so a
+// repeat after a crash or on another node is one event; the others (blocked,
+// resumed) may happen many times.
 func (r *recorder) notify(typ, reason string) {
 	rec := r.snapshot()
 	data := recordingEvent{
@@ -66,7 +72,15 @@ func (r *recorder) notify(typ, reason string) {
 		StartDate: rec.StartDate, EndDate: rec.EndDate, Reason: reason,
 		BytesReceived: rec.BytesReceived, BytesUploaded: rec.BytesUploaded,
 	}
-	if err := r.s.cfg.Notifier.Enqueue(r.s.ctx, rec.OrgID, typ, data); err != nil {
+	id := recsink.NewID("evt")
+	switch typ {
+	case recsink.WebhookRecordingStarted, recsink.WebhookRecordingFinished, recsink.WebhookRecordingFailed:
+		id = "evt_" + rec.ID + "_" + strings.TrimPrefix(typ, "recording.")
+	}
+	// Not canceled by a shutdown: the service waits for its recordings'
+	// loops before the store closes, and an event must not be dropped.
+	ctx := context.WithoutCancel(r.s.ctx)
+	if err := r.s.cfg.Notifier.EnqueueOnce(ctx, rec.OrgID, id, typ, data); err != nil {
 		r.s.log.Error("enqueue webhook", "recording", rec.ID, "type", typ, "err", err)
 	}
 }
@@ -114,7 +128,7 @@ func (s *Service) checkDrained(orgID string, credIDs ...string) {
 			CreatedAt: c.CreatedAt, ReplacedAt: *c.ReplacedAt, SafeToDelete: true,
 			Message: "No recording uses access key " + c.AccessKeyID + " any more: it is safe to delete it now.",
 		}
-		if err := s.cfg.Notifier.Enqueue(ctx, orgID, recsink.WebhookCredentialDrained, ev); err != nil {
+		if err := s.cfg.Notifier.EnqueueOnce(context.WithoutCancel(ctx), orgID, "evt_"+c.ID+"_drained", recsink.WebhookCredentialDrained, ev); err != nil {
 			s.log.Error("enqueue webhook", "credential", id, "err", err)
 		}
 		s.log.Info("key drained", "org", orgID, "credential", id, "accessKeyId", c.AccessKeyID)

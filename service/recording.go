@@ -707,15 +707,19 @@ func (r *recorder) finishUploaded(ctx context.Context, client recsink.StorageCli
 	r.rec.LastError = ""
 	r.rec.UpdatedAt = recsink.Now()
 	r.mu.Unlock()
+	// The event goes into the outbox before the state is saved: after a
+	// crash in between, the completion is done again and the event, with the
+	// same ID, is not added twice. Never the other way round, which could
+	// lose it.
+	r.notify(recsink.WebhookRecordingFinished, "")
 	if err := r.persist(); err != nil {
 		return err
 	}
 	r.event(recsink.EventUploaded, "object complete: s3://%s/%s, %d bytes, sha256 %s", rec.Destination.Bucket, rec.ObjectKey, size, sum)
 	r.retire()
-	r.addChecksumMetadata(ctx, client, rec, size, sum)
-	r.notify(recsink.WebhookRecordingFinished, "")
 	r.s.cfg.Observer.RecordingFinished(recsink.RecordingUploaded)
 	r.s.checkDrained(rec.OrgID, rec.CredentialID)
+	r.addChecksumMetadata(ctx, client, rec, size, sum)
 	return nil
 }
 
@@ -761,12 +765,12 @@ func (r *recorder) fail(msg string) {
 		r.rec.EndDate = &now
 	}
 	r.mu.Unlock()
+	r.notify(recsink.WebhookRecordingFailed, msg)
 	_ = r.persist()
 	r.event(recsink.EventFailed, "%s", msg)
 	r.s.mu.Lock()
 	delete(r.s.recorders, r.rec.ID)
 	r.s.mu.Unlock()
-	r.notify(recsink.WebhookRecordingFailed, msg)
 	r.s.cfg.Observer.RecordingFinished(recsink.RecordingFailed)
 	r.s.checkDrained(r.rec.OrgID, r.rec.CredentialID)
 	// The spool is kept: its bytes may still be recovered by hand.

@@ -504,6 +504,15 @@ type event struct {
 // organization has an enabled endpoint subscribed to typ, and wakes the
 // loop. It never waits on the network. An unknown type is EINVALID.
 func (d *Dispatcher) Enqueue(ctx context.Context, orgID, typ string, data any) error {
+	return d.EnqueueOnce(ctx, orgID, recsink.NewID("evt"), typ, data)
+}
+
+// EnqueueOnce is Enqueue with the event's ID given: an event whose ID is
+// already in the outbox is not added again. An event that must be sent once
+// however often it is reported (a recording finished; a key drained, seen by
+// several nodes or again after a crash) gets an ID derived from what it is
+// about, and receivers drop a repeat by that ID.
+func (d *Dispatcher) EnqueueOnce(ctx context.Context, orgID, id, typ string, data any) error {
 	if !slices.Contains(recsink.WebhookEventTypes, typ) {
 		return recsink.Errorf(recsink.EINVALID, "unknown webhook event type %q", typ)
 	}
@@ -518,7 +527,6 @@ func (d *Dispatcher) Enqueue(ctx context.Context, orgID, typ string, data any) e
 	}
 	// Microseconds: the precision every store keeps.
 	now := d.now().Truncate(time.Microsecond)
-	id := recsink.NewID("evt")
 	payload, err := json.Marshal(event{ID: id, Type: typ, CreatedAt: now.Format(time.RFC3339Nano), Data: data})
 	if err != nil {
 		return fmt.Errorf("webhook: enqueue %s for %s: %w", typ, orgID, err)
@@ -527,7 +535,9 @@ func (d *Dispatcher) Enqueue(ctx context.Context, orgID, typ string, data any) e
 		ID: id, OrgID: orgID, Type: typ, Payload: payload,
 		CreatedAt: now, State: recsink.DeliveryPending, NextAttemptAt: now,
 	}
-	if err := d.store.CreateWebhookDelivery(ctx, del); err != nil {
+	if err := d.store.CreateWebhookDelivery(ctx, del); recsink.ErrorCode(err) == recsink.ECONFLICT {
+		return nil // already in the outbox
+	} else if err != nil {
 		return fmt.Errorf("webhook: enqueue %s for %s: %w", typ, orgID, err)
 	}
 	d.poke()
