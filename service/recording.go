@@ -100,10 +100,23 @@ func (s *Service) objectKey(ctx context.Context, client recsink.StorageClient, d
 		base = d.Prefix + "/" + base
 	}
 	key := base + "." + d.FileFormat
-	if _, _, err := client.HeadObject(ctx, key); err == nil {
+	if _, _, err := client.HeadObject(ctx, key); err == nil || s.keyInUse(d.Bucket, key) {
 		key = base + "-" + id + "." + d.FileFormat
 	}
 	return key
+}
+
+// keyInUse reports whether a running recording writes to bucket/key: two
+// recordings of a room started in the same millisecond.
+func (s *Service) keyInUse(bucket, key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.recorders {
+		if r.rec.Destination.Bucket == bucket && r.rec.ObjectKey == key {
+			return true
+		}
+	}
+	return false
 }
 
 // StartRecording implements recsink.RecordingService.
@@ -387,6 +400,11 @@ func (r *recorder) run(ctx context.Context) {
 	var failures int
 	deadline := time.NewTimer(time.Until(r.rec.StartDate.Add(r.s.cfg.MaxDuration)))
 	defer deadline.Stop()
+	// The durable offset is saved now and then, so that other nodes show
+	// progress and a lost node's loss can be told in bytes.
+	progress := time.NewTicker(progressInterval)
+	defer progress.Stop()
+	saved := r.file.Offset()
 
 	for {
 		ready := !time.Now().Before(retryAt)
@@ -440,6 +458,11 @@ func (r *recorder) run(ctx context.Context) {
 				retryAt = time.Now().Add(r.backoff(failures))
 			}
 		case <-r.file.Ready():
+		case <-progress.C:
+			if off := r.file.Offset(); off != saved {
+				saved = off
+				_ = r.persist()
+			}
 		case <-r.kick:
 			retryAt = time.Time{}
 		case <-retry:
@@ -457,6 +480,9 @@ func (r *recorder) run(ctx context.Context) {
 		}
 	}
 }
+
+// progressInterval is how often a recording's durable offset is saved.
+const progressInterval = 2 * time.Second
 
 // backoff is capped exponential with jitter: 250 ms, 500 ms, ... RetryMax.
 func (r *recorder) backoff(failures int) time.Duration {

@@ -31,7 +31,8 @@ func TestCluster_ThreeNodes(t *testing.T) {
 	if err := os.WriteFile(masterKey, []byte(base64.StdEncoding.EncodeToString(randomBytes(t, 32))), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	nodeArgs := []string{"--db", dsn, "--lease-ttl", "1s", "--master-key-file", masterKey}
+	rcv := NewReceiver(t)
+	nodeArgs := []string{"--db", dsn, "--lease-ttl", "1s", "--master-key-file", masterKey, "--allow-endpoint", rcv.HostPort()}
 	var nodes [3]*Process
 	var dirs [3]string
 	for i := range nodes {
@@ -41,6 +42,7 @@ func TestCluster_ThreeNodes(t *testing.T) {
 	client := func(i int) *Client { return &Client{m: &TestMain{url: nodes[i].URL()}, Key: apiKey} }
 	e := &Env{S3: s3, Main: client(0).m, Org: client(0), Key: key, Bucket: bucket}
 	client(0).MustDo(t, 200, "PUT", "/v1/storage", e.Storage(bucket, key))
+	client(2).MustDo(t, 200, "PUT", "/v1/webhooks", map[string]any{"url": rcv.URL + "/hooks"})
 	meeting := e.MustMeeting(t, client(1))
 
 	// Six recordings, two started on each node; each recorder talks to the
@@ -119,7 +121,73 @@ func TestCluster_ThreeNodes(t *testing.T) {
 			t.Fatalf("node %d's drain view: %v", i, c)
 		}
 	}
+	// Each recording's started and finished events reached the receiver
+	// once, whichever node sent them.
+	for _, r := range recs {
+		rcv.WaitEvent(t, recsink.WebhookRecordingStarted, forRecording(r.ID), 20*time.Second)
+		rcv.WaitEvent(t, recsink.WebhookRecordingFinished, forRecording(r.ID), 20*time.Second)
+	}
+	rcv.mu.Lock()
+	for id, n := range rcv.accepted {
+		if n != 1 {
+			t.Errorf("event %s accepted %d times", id, n)
+		}
+	}
+	if len(rcv.events) != 2*len(recs) {
+		t.Errorf("%d events for %d recordings: %v", len(rcv.events), len(recs), rcv.events)
+	}
+	rcv.mu.Unlock()
 	if strings.Contains(nodes[1].logs.String(), key.Secret) {
 		t.Fatal("a node logged the secret")
 	}
+}
+
+// TestCluster_NodeLost: a node dies for good with unsent bytes of a
+// recording in its spool; once the node-loss timeout passes, another node
+// reports the recording failed, saying how many bytes were lost, and sends
+// recording.failed. It is never reported as uploaded.
+func TestCluster_NodeLost(t *testing.T) {
+	t.Parallel()
+	s3 := s3test.MustStart(t)
+	dsn := pgtest.MustStart(t).MustCreateDatabase(t)
+	key := s3.CreateUser(t, "user")
+	bucket := s3.CreateBucket(t, key.ID)
+	apiKey := mustOrgCreate(t, "--db", dsn)
+	masterKey := filepath.Join(t.TempDir(), "master.key")
+	if err := os.WriteFile(masterKey, []byte(base64.StdEncoding.EncodeToString(randomBytes(t, 32))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rcv := NewReceiver(t)
+	args := []string{"--db", dsn, "--lease-ttl", "1s", "--node-loss-timeout", "2s", "--master-key-file", masterKey, "--allow-endpoint", rcv.HostPort()}
+	doomed := MustStartProcess(t, s3, t.TempDir(), args...)
+	survivor := MustStartProcess(t, s3, t.TempDir(), args...)
+	a := &Client{m: &TestMain{url: doomed.URL()}, Key: apiKey}
+	b := &Client{m: &TestMain{url: survivor.URL()}, Key: apiKey}
+	e := &Env{S3: s3, Main: b.m, Org: b, Key: key, Bucket: bucket}
+	b.MustDo(t, 200, "PUT", "/v1/storage", e.Storage(bucket, key))
+	b.MustDo(t, 200, "PUT", "/v1/webhooks", map[string]any{"url": rcv.URL + "/hooks"})
+	rec := MustStartRecording(t, a, e.MustMeeting(t, b))
+	rec.MustPut(t, randomBytes(t, 2*mib)) // under one part: all of it only in the doomed node's spool
+	waitReceived(t, b, rec.ID, 2*mib)     // as the other node sees it, from the database
+	doomed.Kill()
+	os.RemoveAll(doomed.Data) // its disk is gone for good
+
+	out := WaitState(t, b, rec.ID, recsink.RecordingFailed, 30*time.Second)
+	mustContain(t, out["lastError"].(string), "cannot be recovered")
+	mustContain(t, out["lastError"].(string), "2097152 bytes")
+	failed := rcv.WaitEvent(t, recsink.WebhookRecordingFailed, forRecording(rec.ID), 20*time.Second)
+	t.Logf("recording.failed: %v", failed["data"].(map[string]any)["reason"])
+}
+
+// waitReceived waits until the recording's bytesReceived reaches n.
+func waitReceived(tb testing.TB, c *Client, id string, n int64) {
+	tb.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if out := c.MustDo(tb, 200, "GET", "/v1/recordings/"+id, nil); out["bytesReceived"].(float64) >= float64(n) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond) // polling a condition under a deadline
+	}
+	tb.Fatalf("recording %s: fewer than %d bytes received after 20 s", id, n)
 }

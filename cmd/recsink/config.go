@@ -29,19 +29,23 @@ type Config struct {
 	// claim on a recording lasts without renewal.
 	NodeURL  string
 	LeaseTTL time.Duration
+	// NodeLossTimeout is how long recordings wait for a dead node that holds
+	// their unsent bytes before they are failed.
+	NodeLossTimeout time.Duration
 }
 
 // DefaultConfig returns the embedded defaults: SQLite and a data folder
 // under ./recsink-data, listening on 127.0.0.1:8080.
 func DefaultConfig() Config {
 	return Config{
-		Addr:          "127.0.0.1:8080",
-		Data:          "recsink-data",
-		MaxDuration:   24 * time.Hour,
-		MaxIngestMbps: 50,
-		SpoolLimit:    10 << 30,
-		LogLevel:      "info",
-		LeaseTTL:      15 * time.Second,
+		Addr:            "127.0.0.1:8080",
+		Data:            "recsink-data",
+		MaxDuration:     24 * time.Hour,
+		MaxIngestMbps:   50,
+		SpoolLimit:      10 << 30,
+		LogLevel:        "info",
+		LeaseTTL:        15 * time.Second,
+		NodeLossTimeout: time.Hour,
 	}
 }
 
@@ -70,6 +74,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	})
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.NodeURL, "node-url", "", "base URL other recsink nodes reach this one at, to send on ingest of recordings it runs (default: --public-url, else the listen address)")
+	fs.DurationVar(&c.NodeLossTimeout, "node-loss-timeout", c.NodeLossTimeout, "how long a recording whose unsent bytes are on a dead node waits for that node to come back before it is failed")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "how long this node's claim on its recordings lasts without renewal; another node takes over a dead node's recordings after it")
 }
 

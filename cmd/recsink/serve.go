@@ -99,18 +99,19 @@ func (m *Main) Run(ctx context.Context) error {
 		Observer:       m.Metrics,
 	})
 	m.Service = service.New(service.Config{
-		Store:         m.Store,
-		Storage:       s3.New(s3.Config{AllowEndpoints: cfg.AllowEndpoints, Logger: m.Logger}),
-		Box:           box,
-		Spool:         sp,
-		Logger:        m.Logger,
-		MaxDuration:   cfg.MaxDuration,
-		MaxIngestRate: int64(cfg.MaxIngestMbps * 1e6 / 8),
-		Notifier:      m.Webhooks,
-		Observer:      m.Metrics,
-		NodeID:        nodeID,
-		NodeURL:       nodeURL,
-		LeaseTTL:      cfg.LeaseTTL,
+		Store:           m.Store,
+		Storage:         s3.New(s3.Config{AllowEndpoints: cfg.AllowEndpoints, Logger: m.Logger}),
+		Box:             box,
+		Spool:           sp,
+		Logger:          m.Logger,
+		MaxDuration:     cfg.MaxDuration,
+		MaxIngestRate:   int64(cfg.MaxIngestMbps * 1e6 / 8),
+		Notifier:        m.Webhooks,
+		Observer:        m.Metrics,
+		NodeID:          nodeID,
+		NodeURL:         nodeURL,
+		LeaseTTL:        cfg.LeaseTTL,
+		NodeLossTimeout: cfg.NodeLossTimeout,
 	})
 	m.Metrics.SetSource(m.Service)
 	if err := m.Service.Open(ctx); err != nil {
