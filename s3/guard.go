@@ -4,23 +4,9 @@ import (
 	"fmt"
 	"net/netip"
 	"syscall"
+
+	"github.com/recsink/recsink"
 )
-
-// nonPublic lists address ranges that IsPrivate and its siblings miss but
-// that still reach inside a network: shared address space (carrier-grade
-// NAT, where some clouds put their metadata service), benchmarking,
-// IETF protocol assignments and reserved space.
-var nonPublic = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),
-	netip.MustParsePrefix("100.64.0.0/10"),
-	netip.MustParsePrefix("192.0.0.0/24"),
-	netip.MustParsePrefix("198.18.0.0/15"),
-	netip.MustParsePrefix("240.0.0.0/4"),
-}
-
-// nat64 is the well-known NAT64 prefix, which embeds an IPv4 address that
-// must be vetted in turn.
-var nat64 = netip.MustParsePrefix("64:ff9b::/96")
 
 // refusedAddressError is returned by the dialer for a non-public address.
 // It tells the SDK's retryer not to retry.
@@ -42,26 +28,8 @@ func publicOnlyControl(network, address string, _ syscall.RawConn) error {
 	if err != nil {
 		return &refusedAddressError{addr: address}
 	}
-	if !isPublic(ap.Addr()) {
+	if !recsink.IsPublicAddr(ap.Addr()) {
 		return &refusedAddressError{addr: address}
 	}
 	return nil
-}
-
-// isPublic reports whether a is a globally routable unicast address.
-func isPublic(a netip.Addr) bool {
-	a = a.Unmap()
-	if a.Is6() && nat64.Contains(a) {
-		b := a.As16()
-		return isPublic(netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}))
-	}
-	if !a.IsGlobalUnicast() || a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() {
-		return false
-	}
-	for _, p := range nonPublic {
-		if p.Contains(a) {
-			return false
-		}
-	}
-	return true
 }

@@ -679,7 +679,7 @@ func (d *Dispatcher) validateURL(ctx context.Context, rawURL string) error {
 		}
 	}
 	for _, a := range addrs {
-		if !isPublic(a) {
+		if !recsink.IsPublicAddr(a) {
 			return recsink.FieldErrorf("url", "url host %s is a private, loopback or link-local address, which receivers may not use on this server; the operator allows such receivers with --allow-endpoint %s", host, hp)
 		}
 	}
