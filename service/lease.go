@@ -92,15 +92,7 @@ func (s *Service) takeOver(ctx context.Context, rec *recsink.Recording, now time
 			from, rec.BytesReceived-inBucket, lostSince.Format(time.RFC3339)))
 		return nil
 	}
-	cred, err := s.store.FindCredential(ctx, rec.OrgID, rec.CredentialID)
-	if err != nil {
-		return err
-	}
-	key, err := s.accessKey(cred)
-	if err != nil {
-		return err
-	}
-	client, err := s.cfg.Storage.Client(ctx, rec.Destination, key)
+	cred, client, err := s.recordingClient(ctx, rec)
 	if err != nil {
 		return err
 	}

@@ -868,15 +868,7 @@ func (s *Service) DeleteRecording(ctx context.Context, orgID, id string) error {
 	case rec.Holding():
 		return recsink.Errorf(recsink.ECONFLICT, "the recording is %s; stop it and wait until it is uploaded before deleting it", rec.State)
 	}
-	cred, err := s.store.FindCredential(ctx, orgID, rec.CredentialID)
-	if err != nil {
-		return err
-	}
-	key, err := s.accessKey(cred)
-	if err != nil {
-		return err
-	}
-	client, err := s.cfg.Storage.Client(ctx, rec.Destination, key)
+	_, client, err := s.recordingClient(ctx, rec)
 	if err != nil {
 		return err
 	}

@@ -21,8 +21,14 @@ func (s *Service) Open(ctx context.Context) error {
 		return fmt.Errorf("list unfinished recordings: %w", err)
 	}
 	for _, rec := range recs {
+		// One recording that cannot resume (its endpoint is no longer
+		// allowed, say) must not keep the others, or the server, down. Its
+		// spool stays; the next start tries again.
 		if err := s.resume(ctx, rec); err != nil {
-			return fmt.Errorf("resume recording %s: %w", rec.ID, err)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			s.log.Error("resume recording", "recording", rec.ID, "err", err)
 		}
 	}
 	s.removeFinishedSpools(ctx)
@@ -88,18 +94,12 @@ func (s *Service) resume(ctx context.Context, rec *recsink.Recording) error {
 			return err
 		}
 	}
-	cred, err := s.store.FindCredential(ctx, rec.OrgID, rec.CredentialID)
+	cred, client, err := s.recordingClient(ctx, rec)
 	if err != nil {
+		file.Close()
 		return err
 	}
-	r := s.newRecorder(*rec, file, file.Layout(), cred, nil)
-	key, err := s.accessKey(cred)
-	if err != nil {
-		return err
-	}
-	if r.client, err = s.cfg.Storage.Client(ctx, rec.Destination, key); err != nil {
-		return err
-	}
+	r := s.newRecorder(*rec, file, file.Layout(), cred, client)
 	if file.Finished() && rec.State == recsink.RecordingRecording {
 		// Stopped in the spool just before the crash, not yet in the store.
 		now := recsink.Now()

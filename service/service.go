@@ -183,6 +183,24 @@ func (s *Service) accessKey(c *recsink.Credential) (recsink.AccessKey, error) {
 	return recsink.AccessKey{ID: c.AccessKeyID, Secret: string(secret)}, nil
 }
 
+// recordingClient returns a client for a recording's destination with the
+// key of the credential it holds.
+func (s *Service) recordingClient(ctx context.Context, rec *recsink.Recording) (*recsink.Credential, recsink.StorageClient, error) {
+	cred, err := s.store.FindCredential(ctx, rec.OrgID, rec.CredentialID)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := s.accessKey(cred)
+	if err != nil {
+		return nil, nil, err
+	}
+	client, err := s.cfg.Storage.Client(ctx, rec.Destination, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cred, client, nil
+}
+
 // check runs the storage checks and fills in the region found.
 func (s *Service) check(ctx context.Context, dest *recsink.Destination, key recsink.AccessKey) (*recsink.CheckReport, error) {
 	if err := dest.Validate(); err != nil {
