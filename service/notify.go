@@ -64,7 +64,11 @@ type recordingEvent struct {
 // repeat after a crash or on another node is one event; the others (blocked,
 // resumed) may happen many times.
 func (r *recorder) notify(typ, reason string) {
-	rec := r.snapshot()
+	r.notifyAs(r.snapshot(), typ, reason)
+}
+
+// notifyAs sends a recording.* event with rec as the recording's state.
+func (r *recorder) notifyAs(rec *recsink.Recording, typ, reason string) {
 	data := recordingEvent{
 		RecordingID: rec.ID, MeetingID: rec.MeetingID, RoomName: rec.RoomName, State: rec.State,
 		Filename: path.Base(rec.ObjectKey), Bucket: rec.Destination.Bucket, ObjectKey: rec.ObjectKey,

@@ -62,7 +62,13 @@ func (r *recorder) poke() {
 // each confirmed part, from the service's lifetime context: a request that
 // went away must not leave the row behind.
 func (r *recorder) persist() error {
-	rec := r.snapshot()
+	return r.persistAs(r.snapshot())
+}
+
+// persistAs saves rec as the recording's row. A final state is saved this
+// way before it is shown in memory, so that no reader sees a recording
+// finished that the store (and so the drain view) still counts as running.
+func (r *recorder) persistAs(rec *recsink.Recording) error {
 	if err := r.s.store.UpdateRecording(r.s.ctx, rec); err != nil {
 		r.s.log.Error("save recording", "recording", rec.ID, "err", err)
 		return err
@@ -724,23 +730,25 @@ func (r *recorder) finishUploaded(ctx context.Context, client recsink.StorageCli
 	} else if err != nil {
 		r.event(recsink.EventUploaded, "could not check the object's size: %s", recsink.ErrorMessage(err))
 	}
-	r.mu.Lock()
-	r.rec.State = recsink.RecordingUploaded
-	r.rec.SizeBytes = &size
-	r.rec.SHA256 = sum
-	r.rec.BytesReceived = size
-	r.rec.BytesUploaded = size
-	r.rec.LastError = ""
-	r.rec.UpdatedAt = recsink.Now()
-	r.mu.Unlock()
+	done := *rec
+	done.State = recsink.RecordingUploaded
+	done.SizeBytes = &size
+	done.SHA256 = sum
+	done.BytesReceived = size
+	done.BytesUploaded = size
+	done.LastError = ""
+	done.UpdatedAt = recsink.Now()
 	// The event goes into the outbox before the state is saved: after a
 	// crash in between, the completion is done again and the event, with the
 	// same ID, is not added twice. Never the other way round, which could
 	// lose it.
-	r.notify(recsink.WebhookRecordingFinished, "")
-	if err := r.persist(); err != nil {
+	r.notifyAs(&done, recsink.WebhookRecordingFinished, "")
+	if err := r.persistAs(&done); err != nil {
 		return err
 	}
+	r.mu.Lock()
+	r.rec = done
+	r.mu.Unlock()
 	r.event(recsink.EventUploaded, "object complete: s3://%s/%s, %d bytes, sha256 %s", rec.Destination.Bucket, rec.ObjectKey, size, sum)
 	r.retire()
 	r.s.cfg.Observer.RecordingFinished(recsink.RecordingUploaded)
@@ -783,16 +791,18 @@ func (r *recorder) retire() {
 
 // fail records that the recording cannot be completed.
 func (r *recorder) fail(msg string) {
-	now := recsink.Now()
-	r.mu.Lock()
-	r.rec.State = recsink.RecordingFailed
-	r.rec.LastError = msg
-	if r.rec.EndDate == nil {
-		r.rec.EndDate = &now
+	done := *r.snapshot()
+	done.State = recsink.RecordingFailed
+	done.LastError = msg
+	if done.EndDate == nil {
+		now := recsink.Now()
+		done.EndDate = &now
 	}
+	r.notifyAs(&done, recsink.WebhookRecordingFailed, msg)
+	_ = r.persistAs(&done)
+	r.mu.Lock()
+	r.rec = done
 	r.mu.Unlock()
-	r.notify(recsink.WebhookRecordingFailed, msg)
-	_ = r.persist()
 	r.event(recsink.EventFailed, "%s", msg)
 	r.s.mu.Lock()
 	delete(r.s.recorders, r.rec.ID)
