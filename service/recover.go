@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/recsink/recsink"
 	"github.com/recsink/recsink/spool"
@@ -38,6 +39,49 @@ func (s *Service) Open(ctx context.Context) error {
 		s.leases(s.ctx)
 	}()
 	return nil
+}
+
+// reconcile asks S3 which parts it holds: a part uploaded just before a
+// crash, before the store recorded it, is recorded now instead of sent again.
+// Part n's bytes are fixed by the layout and the spool never changes them,
+// so S3's part n of the right size is the spool's part n. When S3 cannot be
+// asked now, the parts are simply sent again.
+func (r *recorder) reconcile(ctx context.Context, known []recsink.Part) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	inS3, err := r.client.ListParts(ctx, r.rec.ObjectKey, r.rec.UploadID)
+	if err != nil {
+		r.s.log.Warn("list parts at resume; unconfirmed parts will be sent again", "recording", r.rec.ID, "err", err)
+		return
+	}
+	recorded := map[int32]bool{}
+	for _, p := range known {
+		recorded[p.Number] = true
+	}
+	complete := map[int32]int64{}
+	for _, n := range r.file.CompleteParts() {
+		pr, err := r.file.Part(n)
+		if err != nil {
+			continue
+		}
+		complete[n] = pr.Size()
+		pr.Close()
+	}
+	for _, p := range inS3 {
+		size, ok := complete[p.Number]
+		if recorded[p.Number] || !ok || size != p.Size {
+			continue
+		}
+		p.Offset, _ = r.layout.Part(p.Number)
+		if err := r.s.store.PutPart(ctx, r.rec.ID, p); err != nil {
+			return
+		}
+		if err := r.file.Release(p.Number); err != nil {
+			return
+		}
+		r.rec.BytesUploaded += p.Size
+		r.s.log.Info("part found in S3 at resume", "recording", r.rec.ID, "part", p.Number)
+	}
 }
 
 // removeFinishedSpools frees the spool of recordings that another node
@@ -100,6 +144,7 @@ func (s *Service) resume(ctx context.Context, rec *recsink.Recording) error {
 		return err
 	}
 	r := s.newRecorder(*rec, file, file.Layout(), cred, client)
+	r.reconcile(ctx, parts)
 	if file.Finished() && rec.State == recsink.RecordingRecording {
 		// Stopped in the spool just before the crash, not yet in the store.
 		now := recsink.Now()

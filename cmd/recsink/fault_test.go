@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -10,8 +11,10 @@ import (
 	"testing"
 	"time"
 
-	main "github.com/recsink/recsink/cmd/recsink"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/recsink/recsink"
+	main "github.com/recsink/recsink/cmd/recsink"
 )
 
 // faultProxy stands between recsink and versitygw and spoils some part
@@ -104,4 +107,86 @@ func TestRecording_S3Faults(t *testing.T) {
 	if metrics["recsink_uploaded_bytes_total"] != float64(len(data)) {
 		t.Errorf("uploaded bytes %v, want %d", metrics["recsink_uploaded_bytes_total"], len(data))
 	}
+}
+
+// TestRecording_ResumeFindsPartsInS3: S3 stores part 1 but its answers never
+// reach recsink (lost responses), so the store never records it; after a
+// restart recsink asks S3 with ListParts, records the part it finds, and
+// does not send it again (it could not succeed: every answer for part 1 is
+// lost). The object is byte-identical.
+func TestRecording_ResumeFindsPartsInS3(t *testing.T) {
+	t.Parallel()
+	s3 := MustStartS3(t)
+	u, _ := url.Parse(s3.Endpoint)
+	var mu sync.Mutex
+	restarted, sentAfter := false, 0
+	rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.Out.URL.Scheme, pr.Out.URL.Host = u.Scheme, u.Host
+		pr.Out.Host = pr.In.Host
+	}}
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		part1 := r.Method == "PUT" && r.URL.Query().Get("partNumber") == "1"
+		mu.Lock()
+		if restarted && part1 {
+			sentAfter++
+		}
+		mu.Unlock()
+		if part1 {
+			// S3 gets the part; recsink always gets a 500.
+			rec := httptest.NewRecorder()
+			rp.ServeHTTP(rec, r)
+			w.WriteHeader(500)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	m := MustRunMain(t, s3, func(c *main.Config) {
+		c.AllowEndpoints = append(c.AllowEndpoints, strings.TrimPrefix(proxy.URL, "http://"))
+	})
+	e := &Env{S3: s3, Main: m, Org: m.MustCreateOrg(t)}
+	e.Key = s3.CreateUser(t, "user")
+	e.Bucket = s3.CreateBucket(t, e.Key.ID)
+	body := e.Storage(e.Bucket, e.Key)
+	body["endpoint"] = proxy.URL
+	e.Org.MustDo(t, 200, "PUT", "/v1/storage", body)
+	rec := MustStartRecording(t, e.Org, e.MustMeeting(t, e.Org))
+	data := randomBytes(t, 7*mib)
+	rec.MustPut(t, data)
+	// Wait until S3 holds part 1 while recsink still thinks it failed.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		parts, err := s3.S3Client(t, e.Key).ListParts(t.Context(), &awss3.ListPartsInput{Bucket: &e.Bucket, Key: &rec.ObjectKey, UploadId: uploadID(t, m, rec.ID)})
+		if err == nil && len(parts.Parts) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("part 1 never reached S3")
+		}
+		time.Sleep(50 * time.Millisecond) // polling a condition under a deadline
+	}
+	m.Restart(t)
+	mu.Lock()
+	restarted = true // the new process found part 1 at resume, or sends it again now
+	mu.Unlock()
+	rec.IngestURL = m.URL() + "/v1/recordings/" + rec.ID + "/ingest"
+	mustContain(t, m.Logs.String(), "part found in S3 at resume")
+	e.Org.MustDo(t, 200, "POST", "/v1/recordings/"+rec.ID+"/stop", nil)
+	WaitState(t, e.Org, rec.ID, recsink.RecordingUploaded, 30*time.Second)
+	checkObject(t, s3, e.Bucket, rec.ObjectKey, data)
+	mu.Lock()
+	defer mu.Unlock()
+	if sentAfter != 0 {
+		t.Fatalf("part 1 was sent %d more times after the restart", sentAfter)
+	}
+}
+
+// uploadID reads a recording's multipart upload ID from the store.
+func uploadID(tb testing.TB, m *TestMain, id string) *string {
+	tb.Helper()
+	rec, err := m.Store.FindRecordingByID(context.Background(), id)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &rec.UploadID
 }
