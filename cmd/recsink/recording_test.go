@@ -419,3 +419,43 @@ func TestRecording_Restart(t *testing.T) {
 }
 
 var _ = context.Background
+
+// TestRecording_StopWhileStalled: a recorder stalls mid-body; the stop does
+// not wait for it: the object holds what was acknowledged, and the stalled
+// request is told the rest was not taken.
+func TestRecording_StopWhileStalled(t *testing.T) {
+	t.Parallel()
+	e, meeting := mustRecordingEnv(t)
+	rec := MustStartRecording(t, e.Org, meeting)
+	data := randomBytes(t, 3*mib)
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		resp := rec.Put(t, pr)
+		done <- resp.StatusCode
+	}()
+	if _, err := pw.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	// The spool syncs a quiet body within 250 ms; wait until HEAD shows it.
+	deadline := time.Now().Add(10 * time.Second)
+	for rec.Offset(t) < int64(len(data)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("offset %d, want %d", rec.Offset(t), len(data))
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition under a deadline
+	}
+	e.Org.MustDo(t, 200, "POST", "/v1/recordings/"+rec.ID+"/stop", nil)
+	WaitState(t, e.Org, rec.ID, recsink.RecordingUploaded, 30*time.Second)
+	checkObject(t, e.S3, e.Bucket, rec.ObjectKey, data)
+	pw.Write([]byte("late bytes the recording no longer takes"))
+	pw.Close()
+	select {
+	case status := <-done:
+		if status != 409 {
+			t.Fatalf("the stalled PUT ended with %d, want 409", status)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stalled PUT did not end")
+	}
+}
