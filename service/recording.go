@@ -442,8 +442,7 @@ func (r *recorder) run(ctx context.Context) {
 				if r.handle(err, cred, failures) {
 					return
 				}
-				failures++
-				retryAt = time.Now().Add(r.backoff(failures))
+				failures, retryAt = r.next(cred, failures)
 				continue
 			}
 		}
@@ -463,8 +462,7 @@ func (r *recorder) run(ctx context.Context) {
 				if r.handle(res.err, res.cred, failures) {
 					return
 				}
-				failures++
-				retryAt = time.Now().Add(r.backoff(failures))
+				failures, retryAt = r.next(res.cred, failures)
 			}
 		case <-r.file.Ready():
 		case <-progress.C:
@@ -488,6 +486,19 @@ func (r *recorder) run(ctx context.Context) {
 			retryTimer.Stop()
 		}
 	}
+}
+
+// next returns the failure count and the time of the next attempt after a
+// failure with credential credID: at once when the recording has just
+// switched to another key, else after a backoff.
+func (r *recorder) next(credID string, failures int) (int, time.Time) {
+	r.mu.Lock()
+	switched := r.cred.ID != credID
+	r.mu.Unlock()
+	if switched {
+		return failures, time.Time{}
+	}
+	return failures + 1, time.Now().Add(r.backoff(failures + 1))
 }
 
 // progressInterval is how often a recording's durable offset is saved.
