@@ -1,7 +1,7 @@
 # recsink: run `make help` for the targets.
 GO ?= go
 
-.PHONY: help run build test test-race lint bench deps demo
+.PHONY: help run build test lint bench deps demo
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -13,7 +13,9 @@ build: ## build bin/recsink
 	$(GO) build -o bin/recsink ./cmd/recsink
 
 deps: ## install the test tools: versitygw (cached), ffmpeg, chromium and PostgreSQL 15 (Debian)
-	@command -v ffmpeg >/dev/null && command -v chromium >/dev/null && [ -x /usr/lib/postgresql/15/bin/initdb ] || apt-get install -y --no-install-recommends ffmpeg chromium postgresql-15
+	@command -v ffmpeg >/dev/null && command -v chromium >/dev/null && [ -x /usr/lib/postgresql/15/bin/initdb ] || \
+		apt-get install -y --no-install-recommends ffmpeg chromium postgresql-15 || \
+		{ apt-get update && apt-get install -y --no-install-recommends ffmpeg chromium postgresql-15; }
 	@./scripts/install-versitygw.sh >/dev/null
 
 test: deps lint ## the whole test suite, with the race detector, against real versitygw and ffmpeg
