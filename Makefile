@@ -18,7 +18,7 @@ deps: ## install the test tools: versitygw (cached), ffmpeg, chromium and Postgr
 		{ apt-get update && apt-get install -y --no-install-recommends ffmpeg chromium postgresql-15; }
 	@./scripts/install-versitygw.sh >/dev/null
 
-test: deps lint ## the whole test suite, with the race detector, against real versitygw and ffmpeg
+test: deps lint ## the whole test suite, with the race detector, against real versitygw, PostgreSQL, ffmpeg and chromium
 	RECSINK_VERSITYGW=$${RECSINK_VERSITYGW:-$$(./scripts/install-versitygw.sh)} $(GO) test -race -timeout 20m ./...
 
 lint: ## go vet and gofmt
