@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -93,61 +92,7 @@ func TestConcurrentOpen(t *testing.T) {
 // goroutines at once: none may fail.
 func TestConcurrentWrites(t *testing.T) {
 	t.Parallel()
-	db := MustOpen(t, pgtest.MustStart(t).MustCreateDatabase(t))
-	ctx := context.Background()
-	org := storetest.MustCreateOrganization(t, db)
-	var recs []*recsink.Recording
-	for range 5 {
-		recs = append(recs, storetest.MustCreateRecording(t, db, org.ID, "room", recsink.RecordingRecording))
-	}
-
-	const goroutines, rounds = 50, 20
-	var wg sync.WaitGroup
-	errs := make(chan error, goroutines*rounds*4)
-	for g := range goroutines {
-		wg.Go(func() {
-			base := *recs[g%len(recs)] // each goroutine its own copy
-			r := &base
-			for i := range rounds {
-				r.BytesReceived = int64(g*rounds + i)
-				if err := db.UpdateRecording(ctx, r); err != nil {
-					errs <- fmt.Errorf("update: %w", err)
-				}
-				p := recsink.Part{Number: int32(g*rounds + i + 1), Offset: int64(i), Size: 1, ETag: "e"}
-				if err := db.PutPart(ctx, r.ID, p); err != nil {
-					errs <- fmt.Errorf("put part: %w", err)
-				}
-				e := recsink.RecordingEvent{Time: r.StartDate, Type: recsink.EventUploadResumed, Message: fmt.Sprint(g, i)}
-				if err := db.AddRecordingEvent(ctx, r.ID, e); err != nil {
-					errs <- fmt.Errorf("add event: %w", err)
-				}
-				if _, err := db.FindRecordingByID(ctx, r.ID); err != nil {
-					errs <- fmt.Errorf("find: %w", err)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-
-	var parts, events int
-	for _, r := range recs {
-		ps, err := db.ListParts(ctx, r.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		es, err := db.ListRecordingEvents(ctx, r.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		parts, events = parts+len(ps), events+len(es)
-	}
-	if want := goroutines * rounds; parts != want || events != want {
-		t.Fatalf("%d parts and %d events, want %d of each", parts, events, want)
-	}
+	storetest.RunConcurrentWrites(t, MustOpen(t, pgtest.MustStart(t).MustCreateDatabase(t)))
 }
 
 // TestConcurrentCreateCredential saves one scope from many nodes at once:
