@@ -102,12 +102,11 @@ type drainedEvent struct {
 }
 
 // checkDrained sends credential.drained for each replaced credential of the
-// organization that no recording holds any more and that was not reported
-// yet. Called when a recording lets go of a credential and when a key is
-// replaced. drainMu makes two recordings ending at once report it once.
+// organization that no recording holds any more. Called when a recording
+// lets go of a credential and when a key is replaced. The event's ID is
+// derived from the credential, so two recordings ending at once, or several
+// nodes, put it in the outbox once.
 func (s *Service) checkDrained(orgID string, credIDs ...string) {
-	s.drainMu.Lock()
-	defer s.drainMu.Unlock()
 	ctx := s.ctx
 	holding, err := s.store.ListHoldingRecordings(ctx, orgID)
 	if err != nil {
@@ -119,14 +118,13 @@ func (s *Service) checkDrained(orgID string, credIDs ...string) {
 		held[r.CredentialID] = true
 	}
 	for _, id := range credIDs {
-		if held[id] || s.drained[id] {
+		if held[id] {
 			continue
 		}
 		c, err := s.store.FindCredential(ctx, orgID, id)
 		if err != nil || c.ReplacedAt == nil {
 			continue
 		}
-		s.drained[id] = true
 		ev := drainedEvent{
 			CredentialID: c.ID, Scope: c.Scope, AccessKeyID: c.AccessKeyID, Bucket: c.Destination.Bucket,
 			CreatedAt: c.CreatedAt, ReplacedAt: *c.ReplacedAt, SafeToDelete: true,

@@ -70,9 +70,6 @@ type Service struct {
 	mu        sync.Mutex
 	recorders map[string]*recorder
 	wg        sync.WaitGroup
-
-	drainMu sync.Mutex
-	drained map[string]bool // credentials reported drained by this process
 }
 
 var (
@@ -127,7 +124,6 @@ func New(cfg Config) *Service {
 		ctx:       ctx,
 		cancel:    cancel,
 		recorders: map[string]*recorder{},
-		drained:   map[string]bool{},
 	}
 }
 
