@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/recsink/recsink"
+	"github.com/recsink/recsink/internal/humanize"
 )
 
 // page is what every template gets.
@@ -90,7 +91,7 @@ func (h *Handler) funcs() template.FuncMap {
 		"rel":  func(t time.Time) string { return relTime(t, h.now()) },
 		"dur":  fmtDuration,
 		"bytes": func(n int64) string {
-			return fmtBytes(n)
+			return humanize.Bytes(n)
 		},
 		"maxDuration": func() string { return fmtDuration(h.cfg.MaxDuration) },
 		"latestEnd":   func(start time.Time) string { return fmtTime(start.Add(h.cfg.MaxDuration)) },
@@ -138,19 +139,6 @@ func fmtDuration(d time.Duration) string {
 	}
 	days := int(d.Hours()) / 24
 	return fmt.Sprintf("%d d %d h", days, int(d.Hours())-24*days)
-}
-
-func fmtBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 4; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
 }
 
 // scopeLabel names a credential's scope for people.

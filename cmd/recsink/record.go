@@ -19,6 +19,7 @@ import (
 
 	"github.com/recsink/recsink"
 	"github.com/recsink/recsink/http"
+	"github.com/recsink/recsink/internal/humanize"
 )
 
 // defaultURL is where the client commands find recsink by default: the
@@ -179,10 +180,10 @@ func (c *recordCmd) run(ctx context.Context, args []string, stdin io.Reader, std
 		return fmt.Errorf("recording %s: %w", rec.ID, err)
 	}
 	if s.interrupted {
-		fmt.Fprintf(stderr, "interrupted: stopping recording %s with the %s read\n", rec.ID, formatBytes(s.read.Load()))
+		fmt.Fprintf(stderr, "interrupted: stopping recording %s with the %s read\n", rec.ID, humanize.Bytes(s.read.Load()))
 	}
 	if s.inErr != nil {
-		fmt.Fprintf(stderr, "reading %s failed: %v; stopping recording %s with the %s read\n", name, s.inErr, rec.ID, formatBytes(s.read.Load()))
+		fmt.Fprintf(stderr, "reading %s failed: %v; stopping recording %s with the %s read\n", name, s.inErr, rec.ID, humanize.Bytes(s.read.Load()))
 	}
 
 	if _, err := api.StopRecording(ioCtx, rec.ID); err != nil && recsink.ErrorCode(err) != recsink.ECONFLICT {
@@ -263,7 +264,7 @@ func (c *recordCmd) streamLine(ctx context.Context, api *http.Client, id string,
 	if rec := c.poll(ctx, api, id); rec != nil {
 		durable, uploaded = max(acked, rec.BytesReceived), rec.BytesUploaded
 	}
-	line := fmt.Sprintf("sent %s (%s/s), durable %s, in S3 %s", formatBytes(sent), formatBytes(s.rate(sent)), formatBytes(durable), formatBytes(uploaded))
+	line := fmt.Sprintf("sent %s (%s/s), durable %s, in S3 %s", humanize.Bytes(sent), humanize.Bytes(s.rate(sent)), humanize.Bytes(durable), humanize.Bytes(uploaded))
 	if st := s.state(); st != "" {
 		line += ", " + st
 	}
@@ -278,7 +279,7 @@ func (c *recordCmd) waitLine(id string) string {
 	if rec == nil {
 		return "stopping"
 	}
-	line := fmt.Sprintf("%s: in S3 %s of %s", rec.State, formatBytes(rec.BytesUploaded), formatBytes(rec.BytesReceived))
+	line := fmt.Sprintf("%s: in S3 %s of %s", rec.State, humanize.Bytes(rec.BytesUploaded), humanize.Bytes(rec.BytesReceived))
 	if rec.LastError != "" {
 		line += " (" + rec.LastError + ")"
 	}
@@ -578,7 +579,7 @@ func (s *stream) run(ctx context.Context, api *http.Client, id string, budget ti
 				return fmt.Errorf("gave up after %s without progress: %w", budget, err)
 			}
 			s.setState(fmt.Sprintf("retrying in %.1fs (attempt %d)", wait.Seconds(), failures))
-			note(fmt.Sprintf("upload interrupted at %s: %v; resuming in %.1fs", formatBytes(s.acked.Load()), describe(err), wait.Seconds()))
+			note(fmt.Sprintf("upload interrupted at %s: %v; resuming in %.1fs", humanize.Bytes(s.acked.Load()), describe(err), wait.Seconds()))
 			time.Sleep(wait) // ctx is never canceled: Ctrl-C still flushes
 
 			off, oerr := s.up.Offset(ctx)
@@ -592,7 +593,7 @@ func (s *stream) run(ctx context.Context, api *http.Client, id string, budget ti
 			if err := s.ack(off); err != nil {
 				return err
 			}
-			note(fmt.Sprintf("resuming at %s: recsink holds that much durably", formatBytes(off)))
+			note(fmt.Sprintf("resuming at %s: recsink holds that much durably", humanize.Bytes(off)))
 			s.setState("")
 			break
 		}
@@ -700,18 +701,4 @@ func (p *progress) note(s string) {
 		p.drawn = false
 	}
 	fmt.Fprintln(p.w, s)
-}
-
-// formatBytes formats n in binary units.
-func formatBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 4; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
 }
