@@ -1,4 +1,13 @@
 package s3
 
-// PublicOnlyControl exposes the dialer guard of AWS destinations to tests.
-var PublicOnlyControl = publicOnlyControl
+import "net"
+
+// NewWithResolver returns a Storage whose own HTTP client resolves names with
+// r, so that tests can make any name resolve anywhere.
+func NewWithResolver(cfg Config, r *net.Resolver) *Storage {
+	s := New(cfg)
+	hc := newHTTPClient(s.opts, func(hp string) bool { return s.allow[hp] }, r)
+	hc.Transport = &deadlineTransport{base: hc.Transport, opts: s.opts}
+	s.http = hc
+	return s
+}
