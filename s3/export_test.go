@@ -1,6 +1,9 @@
 package s3
 
-import "net"
+import (
+	"net"
+	"net/http"
+)
 
 // NewWithResolver returns a Storage whose own HTTP client resolves names with
 // r, so that tests can make any name resolve anywhere.
@@ -10,4 +13,10 @@ func NewWithResolver(cfg Config, r *net.Resolver) *Storage {
 	hc.Transport = &deadlineTransport{base: hc.Transport, opts: s.opts}
 	s.http = hc
 	return s
+}
+
+// NewDeadlineTransport returns the transport that bounds each attempt, over
+// base, for tests of its clocks without the SDK.
+func NewDeadlineTransport(base http.RoundTripper, o Options) http.RoundTripper {
+	return &deadlineTransport{base: base, opts: o.withDefaults()}
 }
