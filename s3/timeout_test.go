@@ -326,3 +326,31 @@ func TestClient_TightDeadlinesOnRealServer(t *testing.T) {
 		t.Error("object differs from the parts uploaded")
 	}
 }
+
+// TestStorage_CheckHangingEndpoint checks a destination whose endpoint
+// accepts connections and never answers: the user gets the plain reason on
+// the first check within the deadline, not a hung request.
+func TestStorage_CheckHangingEndpoint(t *testing.T) {
+	t.Parallel()
+	h := MustHang(t, true)
+	st := s3.New(s3.Config{AllowEndpoints: []string{h.HostPort()}, Logger: slog.New(slog.DiscardHandler), Options: s3.Options{ResponseHeaderTimeout: testFloor}})
+	start := time.Now()
+	report, err := st.Check(context.Background(), recsink.Destination{Bucket: "b", Endpoint: "http://" + h.HostPort(), ForcePathStyle: true},
+		recsink.AccessKey{ID: "AKID", Secret: "secret"})
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := find(report, "HeadBucket")
+	want := "the storage endpoint accepted the connection but did not answer within 1 s"
+	if report.OK || head.OK || head.Code != "Timeout" || head.Message != want {
+		t.Errorf("HeadBucket = %+v, want Timeout %q", head, want)
+	}
+	if c := find(report, "PutObject"); !c.Skipped {
+		t.Errorf("PutObject = %+v, want skipped", c)
+	}
+	if took > testFloor+3*time.Second {
+		t.Errorf("Check took %v, want about %v", took, testFloor)
+	}
+	h.MustAllClosed(t, 1, 2*time.Second)
+}
