@@ -74,6 +74,7 @@ type File struct {
 	hash          hash.Hash // over bytes 0..written; nil once finished
 	syncedHash    []byte    // the marshaled state of hash at the durable offset
 	stateDue      bool      // part wpart is complete but the state after it is not stored yet
+	finishDoubt   bool      // a failed Finish may have left its marker in place
 	unsyncedSince time.Time // when the first unsynced byte was written; zero when none
 	timer         *time.Timer
 	timerArmed    bool
@@ -334,9 +335,14 @@ func (f *File) openPartLocked() error {
 			return fmt.Errorf("spool: open part %d of %s: %w", n, f.id, err)
 		}
 		off, _ := f.l.Part(n)
-		if fi, err := w.Stat(); err != nil || fi.Size() != f.written-off {
+		fi, err := w.Stat()
+		if err != nil {
 			w.Close()
-			return fmt.Errorf("spool: part %d of %s does not end at offset %d: %v", n, f.id, f.written, err)
+			return fmt.Errorf("spool: open part %d of %s: %w", n, f.id, err)
+		}
+		if fi.Size() != f.written-off {
+			w.Close()
+			return fmt.Errorf("spool: part %d of %s has %d bytes, not ending at offset %d", n, f.id, fi.Size(), f.written)
 		}
 	} else if err != nil {
 		return fmt.Errorf("spool: create part %d of %s: %w", n, f.id, err)
@@ -438,6 +444,12 @@ func (f *File) faultLocked(err error) error {
 // exactly at the offset the recorder was told. On failure the fault stays,
 // and the next Append tries again.
 func (f *File) rollbackLocked() error {
+	if f.finishDoubt {
+		if err := removeDurably(f.s.fs, f.dir, finishedName); err != nil {
+			return faultOr(fmt.Errorf("spool: remove the finished marker of %s: %w", f.id, err))
+		}
+		f.finishDoubt = false
+	}
 	off := f.offset.Load()
 	if f.w != nil {
 		start, _ := f.l.Part(f.wpart)
@@ -657,7 +669,19 @@ func (f *File) Finish() error {
 	}
 	digest := hex.EncodeToString(f.hash.Sum(nil))
 	if err := writeFileAtomic(f.s.fs, f.dir, finishedName, fmt.Appendf(nil, "%d %s\n", f.written, digest)); err != nil {
-		return fmt.Errorf("spool: finish %s: %w", f.id, faultOr(err))
+		// The marker may be in place all the same (renamed, but its
+		// directory not synced): were it to outlive a crash after more
+		// bytes were appended, the recording could not be opened again.
+		// Take it back durably, or take no more bytes.
+		err = fmt.Errorf("spool: finish %s: %w", f.id, err)
+		if rerr := removeDurably(f.s.fs, f.dir, finishedName); rerr != nil {
+			f.finishDoubt = true
+			if !diskFault(err) {
+				f.broken = err
+			}
+			return f.faultLocked(err)
+		}
+		return faultOr(err)
 	}
 	f.mu.Lock()
 	f.finished, f.digest, f.hash, f.stateDue = true, digest, nil, false
@@ -803,6 +827,14 @@ func writeFileAtomic(fsys FS, dir, name string, data []byte) error {
 	if err != nil {
 		// A full disk: leave no torn temporary file taking space.
 		_ = fsys.Remove(tmp)
+		return err
+	}
+	return syncDir(fsys, dir)
+}
+
+// removeDurably removes dir/name, if present, and syncs dir.
+func removeDurably(fsys FS, dir, name string) error {
+	if err := fsys.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	return syncDir(fsys, dir)

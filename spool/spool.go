@@ -109,6 +109,11 @@ func OpenConfig(cfg Config) (*Spool, error) {
 	if err := fsys.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: create %s: %w", dir, faultOr(err))
 	}
+	// A spool folder created just now must outlive a crash along with the
+	// recordings in it.
+	if err := syncDir(fsys, filepath.Dir(dir)); err != nil {
+		return nil, fmt.Errorf("spool: create %s: %w", dir, faultOr(err))
+	}
 	s := &Spool{fs: fsys, dir: dir, limit: cfg.Limit, headroom: cfg.Headroom, log: log, open: make(map[string]*File)}
 	if s.headroom < 0 {
 		_, total, err := fsys.DiskUsage(dir)
