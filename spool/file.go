@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/recsink/recsink"
@@ -310,7 +311,14 @@ func (f *File) writeLocked(p []byte) (int, error) {
 			f.unsyncedSince = time.Now()
 		}
 		if err != nil {
-			return total, f.faultLocked(fmt.Errorf("spool: write part %d of %s: %w", f.wpart, f.id, err))
+			err = fmt.Errorf("spool: write part %d of %s: %w", f.wpart, f.id, err)
+			if diskFault(err) && !errors.Is(err, syscall.EIO) {
+				// A full disk refuses what does not fit; the bytes written
+				// before have their blocks, and the caller syncs them, so
+				// that they are acknowledged and not sent again.
+				return total, unavailable(err)
+			}
+			return total, f.faultLocked(err)
 		}
 		if f.written == off+size {
 			if err := f.completePartLocked(); err != nil {
