@@ -404,9 +404,11 @@ func (f *File) storeStateLocked() error {
 	return nil
 }
 
-// syncLocked fsyncs the bytes written and advances the durable offset. A
-// failed fsync breaks the file: after one, the kernel may have dropped the
-// dirty pages, and writing on would acknowledge bytes that are not on disk.
+// syncLocked fsyncs the bytes written and advances the durable offset. After
+// a failed fsync the kernel may have dropped the dirty pages, and writing on
+// would acknowledge bytes that are not on disk: a disk fault (ENOSPC, EDQUOT,
+// EIO) faults the file until rollbackLocked has cut those bytes off, and any
+// other error breaks it.
 func (f *File) syncLocked() error {
 	switch {
 	case f.broken != nil:

@@ -116,7 +116,7 @@ func (f *File) recover() error {
 	}
 	h, err := f.recoverHash(next, offset, present, hashes)
 	if err != nil {
-		return fmt.Errorf("spool: open %s: %w", f.id, err)
+		return fmt.Errorf("spool: open %s: %w", f.id, faultOr(err))
 	}
 	f.hash = h
 	f.syncedHash = marshalHash(h)
