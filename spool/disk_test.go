@@ -257,3 +257,42 @@ func TestClose_Faulted(t *testing.T) {
 }
 
 func partName(n int32) string { return fmt.Sprintf("part-%06d", n) }
+
+// TestReclaim: the data of a closed (failed) recording counts against the
+// limit until another process (recsink spool purge) deletes it; then a full
+// spool finds the space again without a restart.
+func TestReclaim(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := MustOpen(t, dir, 3000)
+	failed := MustCreate(t, s, "failed", small)
+	MustAppend(t, failed, randomBytes(2500))
+	if err := failed.Close(); err != nil { // failed: its file released, its data kept
+		t.Fatal(err)
+	}
+	f := MustCreate(t, s, "rec", small)
+	data := randomBytes(2000)
+	off, err := f.Append(context.Background(), bytes.NewReader(data), 0)
+	if recsink.ErrorCode(err) != recsink.EUNAVAILABLE || off != 500 {
+		t.Fatalf("Append to a spool full of a failed recording = %d, %v", off, err)
+	}
+
+	// recsink spool purge, in another process.
+	other := MustOpen(t, dir, 0)
+	entries, err := other.Entries()
+	if err != nil || len(entries) != 2 || entries[0].ID != "failed" || entries[0].Bytes != 2500 {
+		t.Fatalf("Entries = %+v, %v", entries, err)
+	}
+	if err := other.Remove("failed"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the purged space to be reclaimed", func() bool {
+		var err error
+		off, err = f.Append(context.Background(), bytes.NewReader(data[off:]), off)
+		return err == nil
+	})
+	checkFile(t, f, small, data, nil, false)
+	if s.Used() != 2000 {
+		t.Fatalf("Used = %d, want 2000", s.Used())
+	}
+}

@@ -85,7 +85,17 @@ type Spool struct {
 
 	mu   sync.Mutex
 	open map[string]*File // files handed out and not closed: one writer per recording
+	// idle holds the part bytes, counted in used, of the recordings on disk
+	// that no File has open (found at start, or closed since): another
+	// process (recsink spool purge) may delete them, and reclaim gives their
+	// bytes back.
+	idle      map[string]int64
+	reclaimAt time.Time
 }
+
+// reclaimEvery rate-limits the scan for recordings deleted by another
+// process, done when the spool is full.
+const reclaimEvery = time.Second
 
 // Open opens the spool rooted at dir with limit (see Config), on the OS's
 // file system, keeping no headroom.
@@ -114,7 +124,8 @@ func OpenConfig(cfg Config) (*Spool, error) {
 	if err := syncDir(fsys, filepath.Dir(dir)); err != nil {
 		return nil, fmt.Errorf("spool: create %s: %w", dir, faultOr(err))
 	}
-	s := &Spool{fs: fsys, dir: dir, limit: cfg.Limit, headroom: cfg.Headroom, log: log, open: make(map[string]*File)}
+	s := &Spool{fs: fsys, dir: dir, limit: cfg.Limit, headroom: cfg.Headroom, log: log,
+		open: make(map[string]*File), idle: make(map[string]int64)}
 	if s.headroom < 0 {
 		_, total, err := fsys.DiskUsage(dir)
 		if err != nil {
@@ -144,6 +155,7 @@ func OpenConfig(cfg Config) (*Spool, error) {
 			return nil, err
 		}
 		used += n
+		s.idle[e.Name()] = n
 	}
 	s.used.Store(used)
 	return s, nil
@@ -340,6 +352,7 @@ func (s *Spool) Open(id string, l Layout) (*File, error) {
 		return nil, err
 	}
 	s.open[id] = f
+	delete(s.idle, id) // the File's releases count it down from here
 	return f, nil
 }
 
@@ -376,6 +389,9 @@ func (s *Spool) Remove(id string) error {
 		return fmt.Errorf("spool: remove %s: %w", id, err)
 	}
 	s.used.Add(-n)
+	s.mu.Lock()
+	delete(s.idle, id)
+	s.mu.Unlock()
 	if err := s.fs.RemoveAll(trash); err != nil {
 		return fmt.Errorf("spool: remove %s: %w", id, err)
 	}
@@ -389,9 +405,15 @@ func (s *Spool) reserve(n int64) int64 {
 		s.used.Add(n)
 		return n
 	}
-	for {
+	for reclaimed := false; ; {
 		u := s.used.Load()
 		avail := s.limit - u
+		if avail <= 0 && !reclaimed {
+			reclaimed = true
+			if s.reclaim() {
+				continue
+			}
+		}
 		if avail <= 0 {
 			return 0
 		}
@@ -404,11 +426,36 @@ func (s *Spool) reserve(n int64) int64 {
 	}
 }
 
-// forget drops a closed File from the open set.
+// reclaim gives back the bytes of idle recordings that another process has
+// deleted, at most every reclaimEvery, and reports whether it did.
+func (s *Spool) reclaim() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if time.Since(s.reclaimAt) < reclaimEvery {
+		return false
+	}
+	s.reclaimAt = time.Now()
+	found := false
+	for id, n := range s.idle {
+		if _, err := s.fs.Stat(filepath.Join(s.dir, id)); errors.Is(err, fs.ErrNotExist) {
+			s.used.Add(-n)
+			delete(s.idle, id)
+			found = true
+		}
+	}
+	return found
+}
+
+// forget drops a closed File from the open set; its bytes are idle from now
+// on.
 func (s *Spool) forget(f *File) {
+	n, err := s.partBytes(f.dir)
 	s.mu.Lock()
 	if s.open[f.id] == f {
 		delete(s.open, f.id)
+		if err == nil {
+			s.idle[f.id] = n
+		}
 	}
 	s.mu.Unlock()
 }
