@@ -3,9 +3,13 @@ package main_test
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/recsink/recsink"
 	main "github.com/recsink/recsink/cmd/recsink"
@@ -145,4 +149,86 @@ func TestSpoolCommand(t *testing.T) {
 		}
 		mustContain(t, list, "1 recording, 3.9 KiB spooled")
 	})
+}
+
+// mustMountTmpfs mounts a tmpfs of size bytes on a temporary folder until the
+// test ends. It skips when mounting is not allowed (not root), unless
+// RECSINK_REQUIRE_TOOLS is set, as in CI.
+func mustMountTmpfs(tb testing.TB, size int64) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+strconv.FormatInt(size, 10)); err != nil {
+		if os.Getenv("RECSINK_REQUIRE_TOOLS") != "" {
+			tb.Fatalf("mount a tmpfs on %s: %v (RECSINK_REQUIRE_TOOLS is set)", dir, err)
+		}
+		tb.Skipf("cannot mount a tmpfs (%v): this test needs root; set RECSINK_REQUIRE_TOOLS to make this a failure", err)
+	}
+	// Registered after TempDir's cleanup, so it runs before it.
+	tb.Cleanup(func() {
+		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+			tb.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	return dir
+}
+
+// TestSpool_DiskFull puts the data folder (spool and SQLite database) on a
+// 48 MiB tmpfs with S3 down, and streams 60 MiB in PATCHes as a tus client
+// does: the spool keeps its headroom (10% of the disk by default), ingest
+// answers only 204 or 503 with Retry-After and the offset, the database can
+// still record the parts once S3 is back, and the object is byte-identical.
+func TestSpool_DiskFull(t *testing.T) {
+	t.Parallel()
+	mnt := mustMountTmpfs(t, 48*mib)
+	e, meeting := mustRecordingEnv(t, func(c *main.Config) { c.Data = mnt })
+	rec := MustStartRecording(t, e.Org, meeting)
+	data := randomBytes(t, 60*mib)
+	e.S3.Stop(t)
+
+	const chunk = 4 * mib
+	var offset, refusedAt int64
+	var refusals int
+	deadline := time.Now().Add(90 * time.Second)
+	for offset < int64(len(data)) {
+		if time.Now().After(deadline) {
+			logs := e.Main.Logs.String()
+			t.Fatalf("stuck at offset %d; recsink's log ends:\n%s", offset, logs[max(0, len(logs)-4000):])
+		}
+		resp := rec.Patch(t, offset, bytes.NewReader(data[offset:min(offset+chunk, int64(len(data)))]))
+		switch resp.StatusCode {
+		case 204:
+		case 503:
+			if resp.Header.Get("Retry-After") == "" {
+				t.Fatalf("503 without Retry-After at offset %d", offset)
+			}
+		default:
+			t.Fatalf("PATCH at %d: status %d, want 204 or 503", offset, resp.StatusCode)
+		}
+		got, err := strconv.ParseInt(resp.Header.Get("Upload-Offset"), 10, 64)
+		if err != nil || got < offset {
+			t.Fatalf("PATCH at %d: status %d, Upload-Offset %q", offset, resp.StatusCode, resp.Header.Get("Upload-Offset"))
+		}
+		offset = got
+		if resp.StatusCode == 503 {
+			if refusals++; refusals == 1 {
+				refusedAt = offset
+				var st syscall.Statfs_t
+				if err := syscall.Statfs(mnt, &st); err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("48 MiB tmpfs, S3 down: first 503 at offset %.1f MiB with %.1f MiB free; S3 comes back", float64(offset)/mib, float64(int64(st.Bavail)*int64(st.Bsize))/mib)
+				e.S3.Start(t)
+			}
+		}
+		if resp.StatusCode == 503 {
+			time.Sleep(100 * time.Millisecond) // the recorder's pause before it retries
+		}
+	}
+	if refusedAt == 0 {
+		t.Fatal("60 MiB fitted on a 48 MiB disk: the test filled nothing")
+	}
+	e.Org.MustDo(t, 200, "POST", "/v1/recordings/"+rec.ID+"/stop", nil)
+	WaitState(t, e.Org, rec.ID, recsink.RecordingUploaded, 60*time.Second)
+	checkObject(t, e.S3, e.Bucket, rec.ObjectKey, data)
+	t.Logf("%d answers 503, object of %d bytes byte-identical", refusals, len(data))
 }
