@@ -9,6 +9,14 @@
 // end of the highest released part, and a "finished" marker written when the
 // recording stops. Everything needed to resume is on disk, so a SIGKILL loses
 // nothing that was acknowledged.
+//
+// A full or failing disk (ENOSPC, EDQUOT, EIO) is EUNAVAILABLE with the
+// durable offset, never a loss: the bytes after it are cut off and the
+// recording carries on at that offset once the disk has room. The spool also
+// keeps headroom on its disk (Config.Headroom), refusing new media before the
+// disk is full, so that the database beside it can still record the parts
+// whose upload frees it. All disk work goes through FS, which tests replace
+// with a file system that forgets what was not fsynced at a simulated crash.
 package spool
 
 import (
