@@ -32,6 +32,9 @@ type Config struct {
 	// NodeLossTimeout is how long recordings wait for a dead node that holds
 	// their unsent bytes before they are failed.
 	NodeLossTimeout time.Duration
+	// DiskHeadroom is the free space kept on the spool's disk; negative:
+	// spool.DefaultHeadroom.
+	DiskHeadroom int64
 }
 
 // DefaultConfig returns the embedded defaults: SQLite and a data folder
@@ -43,6 +46,7 @@ func DefaultConfig() Config {
 		MaxDuration:     24 * time.Hour,
 		MaxIngestMbps:   50,
 		SpoolLimit:      10 << 30,
+		DiskHeadroom:    -1,
 		LogLevel:        "info",
 		LeaseTTL:        15 * time.Second,
 		NodeLossTimeout: time.Hour,
@@ -70,6 +74,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Func("spool-limit", "bytes of the local spool across recordings, with an optional KiB/MiB/GiB suffix (default 10GiB); ingest answers 503 with Retry-After when full", func(s string) error {
 		n, err := parseSize(s)
 		c.SpoolLimit = n
+		return err
+	})
+	fs.Func("disk-headroom", "free space kept on the spool's disk, with an optional KiB/MiB/GiB suffix (default 512MiB or 10% of the disk, whichever is smaller); below it ingest answers 503 with Retry-After, so that the database on the same disk can still record the parts that free the spool", func(s string) error {
+		n, err := parseSize(s)
+		c.DiskHeadroom = n
 		return err
 	})
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")

@@ -71,7 +71,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.Store, err = openStore(ctx, cfg); err != nil {
 		return err
 	}
-	sp, err := spool.Open(filepath.Join(cfg.Data, "spool"), cfg.SpoolLimit)
+	sp, err := spool.OpenConfig(spool.Config{Dir: filepath.Join(cfg.Data, "spool"), Limit: cfg.SpoolLimit, Headroom: cfg.DiskHeadroom, Logger: m.Logger})
 	if err != nil {
 		return err
 	}
