@@ -119,7 +119,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) handleIndex(w http.ResponseWriter, r *http.Request) {
-	if _, ok := h.session(r); !ok {
+	if s, err := h.session(r); err != nil {
+		h.renderError(w, r, nil, err)
+		return
+	} else if s == nil {
 		http.Redirect(w, r, "/admin/signin", http.StatusSeeOther)
 		return
 	}
@@ -127,7 +130,7 @@ func (h *Handler) handleIndex(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) handleNotFound(w http.ResponseWriter, r *http.Request) {
-	sess, _ := h.session(r)
+	sess, _ := h.session(r) // a store error leaves the page without the session
 	h.render(w, r, http.StatusNotFound, "message", &page{
 		Title: "Not found", Session: sess,
 		Data: message{Heading: "Page not found", Text: "There is no admin page at this address."},

@@ -10,7 +10,9 @@ import (
 	"errors"
 	"io"
 	"mime"
+	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -69,6 +71,15 @@ func withStatus(status int, err error) error {
 	return &statusError{status: status, err: err}
 }
 
+// statusOf returns the HTTP status that answers err.
+func statusOf(err error) int {
+	var se *statusError
+	if errors.As(err, &se) {
+		return se.status
+	}
+	return ErrorStatusCode(recsink.ErrorCode(err))
+}
+
 // clientGone reports whether err is the client's own doing at the transport
 // level (it went away or broke the body off), which is neither our error nor
 // worth an error log.
@@ -93,11 +104,7 @@ func (s *Server) Error(w http.ResponseWriter, r *http.Request, err error) {
 	}
 
 	code := recsink.ErrorCode(err)
-	status := ErrorStatusCode(code)
-	var se *statusError
-	if errors.As(err, &se) {
-		status = se.status
-	}
+	status := statusOf(err)
 	if code == recsink.EINTERNAL {
 		s.logger().ErrorContext(r.Context(), "http: internal error", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
@@ -317,7 +324,11 @@ func bodyError(err error) error {
 	var maxErr *http.MaxBytesError
 	var syntaxErr *json.SyntaxError
 	var typeErr *json.UnmarshalTypeError
+	var netErr net.Error
 	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return withStatus(http.StatusRequestTimeout,
+			recsink.Errorf(recsink.EINVALID, "request body did not arrive within the server's read deadline"))
 	case errors.As(err, &maxErr):
 		return withStatus(http.StatusRequestEntityTooLarge,
 			recsink.Errorf(recsink.EINVALID, "request body must be at most %d bytes", maxBodySize))

@@ -265,6 +265,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 				writeJSON(sw, http.StatusInternalServerError, ErrorResponse{Error: "internal error", Code: recsink.EINTERNAL})
 			}
 		}
+		if sw.body != nil && !sw.body.done() {
+			// net/http reads what is left of the body (up to 256 KiB) after
+			// the handler, for as long as the read deadline allows, to keep
+			// the connection: a body nobody needs is not waited for.
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+		}
 		attrs := []any{"method", r.Method, "path", r.URL.Path, "status", sw.status, "duration", time.Since(start)}
 		if info.org != nil {
 			attrs = append(attrs, "org", info.org.ID)
