@@ -157,11 +157,11 @@ func (s *Server) handleIngestPut(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PathValue("recordingId")
 	offset, err := s.IngestService.Append(r.Context(), id, token, -1, r.Body)
-	s.respondBy(w)
 	if err != nil {
 		s.ingestError(w, r, id, token, offset, body, err)
 		return
 	}
+	s.respondBy(w)
 	w.Header().Set("Upload-Offset", strconv.FormatInt(offset, 10))
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -211,11 +211,11 @@ func (s *Server) handleIngestPatch(w http.ResponseWriter, r *http.Request) {
 	body := s.streamBody(w, r)
 	id := r.PathValue("recordingId")
 	n, err := s.IngestService.Append(r.Context(), id, token, offset, r.Body)
-	s.respondBy(w)
 	if err != nil {
 		s.ingestError(w, r, id, token, n, body, err)
 		return
 	}
+	s.respondBy(w)
 	w.Header().Set("Upload-Offset", strconv.FormatInt(n, 10))
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -268,12 +268,17 @@ func (s *Server) ingestError(w http.ResponseWriter, r *http.Request, id, token s
 		w.WriteHeader(499)
 		return
 	}
-	if _, ok := asElsewhere(err); !ok {
-		switch recsink.ErrorCode(err) {
-		case recsink.EUNAUTHORIZED, recsink.ENOTFOUND:
-		default:
-			s.setOffset(w, r, id, token, n)
-		}
+	if _, ok := asElsewhere(err); ok {
+		// Sent on to the owner node with the body still unread: the
+		// stream runs on under the idle deadline, without a write deadline.
+		s.Error(w, r, err)
+		return
+	}
+	s.respondBy(w)
+	switch recsink.ErrorCode(err) {
+	case recsink.EUNAUTHORIZED, recsink.ENOTFOUND:
+	default:
+		s.setOffset(w, r, id, token, n)
 	}
 	s.Error(w, r, err)
 }
