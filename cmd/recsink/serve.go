@@ -116,6 +116,11 @@ func (m *Main) Run(ctx context.Context) error {
 		nodeURL = m.URL()
 	}
 	m.Metrics = metrics.New()
+	// The spool reports its disk's free space and headroom once it keeps
+	// one (the spool lane's DiskFree and Headroom).
+	if d, ok := any(sp).(metrics.Disk); ok {
+		m.Metrics.SetDisk(d)
+	}
 	m.Webhooks = webhook.New(webhook.Config{
 		Store:          m.Store,
 		Box:            box,
