@@ -44,7 +44,14 @@ type Config struct {
 	// SecureCookies marks cookies Secure even when the request did not come
 	// over TLS: set it behind a TLS-terminating proxy.
 	SecureCookies bool
+	// SignInReadTimeout bounds reading the sign-in form, the one body read
+	// before anyone is signed in; zero means DefaultSignInReadTimeout. Keep
+	// it within the server's own read timeout, which it replaces.
+	SignInReadTimeout time.Duration
 }
+
+// DefaultSignInReadTimeout is how long the sign-in form may take to arrive.
+const DefaultSignInReadTimeout = 10 * time.Second
 
 // Handler serves the admin page. Create it with New.
 type Handler struct {
@@ -65,6 +72,9 @@ func New(cfg Config) *Handler {
 	}
 	if cfg.MaxDuration <= 0 {
 		cfg.MaxDuration = 24 * time.Hour
+	}
+	if cfg.SignInReadTimeout <= 0 {
+		cfg.SignInReadTimeout = DefaultSignInReadTimeout
 	}
 	h := &Handler{
 		cfg:     cfg,

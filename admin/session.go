@@ -3,10 +3,12 @@ package admin
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -108,6 +110,22 @@ func (h *Handler) auth(next func(http.ResponseWriter, *http.Request, *recsink.Ad
 	})
 }
 
+// formError answers a form body that could not be read: too large (413),
+// too slow (408) or malformed (400). The connection is closed after it.
+func (h *Handler) formError(w http.ResponseWriter, r *http.Request, err error) {
+	status, text := http.StatusBadRequest, "The form could not be read. Reload the page and try again."
+	var maxErr *http.MaxBytesError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &maxErr):
+		status, text = http.StatusRequestEntityTooLarge, fmt.Sprintf("The form is larger than %d bytes.", maxErr.Limit)
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		status, text = http.StatusRequestTimeout, "The form did not arrive in time. Reload the page and try again."
+	}
+	w.Header().Set("Connection", "close")
+	h.render(w, r, status, "message", &page{Title: "Form refused", Data: message{Heading: "This form was refused", Text: text}})
+}
+
 // checkForm refuses form values that a store cannot keep: invalid UTF-8
 // or NUL, named by their field.
 func checkForm(r *http.Request) error {
@@ -184,11 +202,10 @@ func (h *Handler) renderSignIn(w http.ResponseWriter, r *http.Request, status in
 	h.render(w, r, status, "signin", &page{Title: "Sign in", CSRF: token, Data: d})
 }
 
-// Limits of the sign-in form, the one body read before anyone is
-// authenticated: small, and soon or never.
 const (
-	signInMaxBytes    = 8 << 10
-	signInReadTimeout = 10 * time.Second
+	// signInMaxBytes bounds the sign-in form, the one body read before
+	// anyone is authenticated (with Config.SignInReadTimeout).
+	signInMaxBytes = 8 << 10
 	// maxFormSize bounds the forms of signed-in admins.
 	maxFormSize = 64 << 10
 )
@@ -203,8 +220,12 @@ func (h *Handler) handleSignIn(w http.ResponseWriter, r *http.Request) {
 	}
 	// ErrNotSupported only where there is no connection (tests); the
 	// server's own read deadline still holds.
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(signInReadTimeout))
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.cfg.SignInReadTimeout))
 	r.Body = http.MaxBytesReader(w, r.Body, signInMaxBytes)
+	if err := r.ParseForm(); err != nil {
+		h.formError(w, r, err)
+		return
+	}
 	if !tokenEqual(r.PostFormValue("csrf"), c.Value) {
 		h.forbidden(w, r, nil)
 		return
