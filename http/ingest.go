@@ -46,9 +46,10 @@ func ingestToken(r *http.Request) (string, bool) {
 
 // ingestRequest checks that an ingest request carries a token (the service
 // checks its value before it reads any media) and replaces the server's
-// whole-request deadlines, which would cut a recording that streams for
-// hours, by a rolling idle deadline: the body must deliver bytes at least
-// every IngestIdleTimeout. The returned body replaces r.Body.
+// whole-request read deadline, which would cut a recording that streams for
+// hours, by an idle deadline: each read of the body must deliver bytes
+// within IngestIdleTimeout. The returned body replaces r.Body. (The write
+// deadline is set when the response starts, as on every route.)
 func (s *Server) ingestRequest(w http.ResponseWriter, r *http.Request) (string, *idleBody, bool) {
 	token, ok := s.ingestTokenOf(w, r)
 	if !ok {
@@ -66,26 +67,17 @@ func (s *Server) ingestTokenOf(w http.ResponseWriter, r *http.Request) (string, 
 	return token, ok
 }
 
-// streamBody sets the rolling idle deadline on r's body (see ingestRequest).
+// streamBody puts the idle deadline on r's body (see ingestRequest).
 func (s *Server) streamBody(w http.ResponseWriter, r *http.Request) *idleBody {
-	idle := cmp.Or(s.IngestIdleTimeout, DefaultIngestIdleTimeout)
-	rc := http.NewResponseController(w)
-	// ErrNotSupported only where there is no connection (tests).
-	_ = rc.SetReadDeadline(time.Now().Add(idle))
-	_ = rc.SetWriteDeadline(time.Time{})
-	body := &idleBody{body: r.Body, rc: rc, idle: idle}
+	body := &idleBody{body: r.Body, rc: http.NewResponseController(w), idle: cmp.Or(s.IngestIdleTimeout, DefaultIngestIdleTimeout)}
 	r.Body = body
 	return body
 }
 
-// respondBy sets the write deadline for the response of an ingest request,
-// whose own was lifted while the body streamed.
-func (s *Server) respondBy(w http.ResponseWriter) {
-	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(cmp.Or(s.WriteTimeout, DefaultWriteTimeout)))
-}
-
-// idleBody is an ingest body with a rolling read deadline: every read that
-// returns bytes moves the deadline IngestIdleTimeout ahead. It keeps the
+// idleBody is an ingest body with a rolling read deadline: each read must
+// return bytes within the idle timeout, counted from the read's start, so
+// that time the service spends between reads (a sync, a wait for the
+// recording's previous request) is not charged to the client. It keeps the
 // first error the transport gave, so that a cut or malformed body is
 // answered as such whatever the service made of it.
 type idleBody struct {
@@ -98,10 +90,9 @@ type idleBody struct {
 }
 
 func (b *idleBody) Read(p []byte) (int, error) {
+	// ErrNotSupported only where there is no connection (tests).
+	_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
 	n, err := b.body.Read(p)
-	if n > 0 {
-		_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
-	}
 	if err != nil && err != io.EOF {
 		b.mu.Lock()
 		if b.err == nil {
@@ -161,7 +152,6 @@ func (s *Server) handleIngestPut(w http.ResponseWriter, r *http.Request) {
 		s.ingestError(w, r, id, token, offset, body, err)
 		return
 	}
-	s.respondBy(w)
 	w.Header().Set("Upload-Offset", strconv.FormatInt(offset, 10))
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -215,7 +205,6 @@ func (s *Server) handleIngestPatch(w http.ResponseWriter, r *http.Request) {
 		s.ingestError(w, r, id, token, n, body, err)
 		return
 	}
-	s.respondBy(w)
 	w.Header().Set("Upload-Offset", strconv.FormatInt(n, 10))
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -270,11 +259,10 @@ func (s *Server) ingestError(w http.ResponseWriter, r *http.Request, id, token s
 	}
 	if _, ok := asElsewhere(err); ok {
 		// Sent on to the owner node with the body still unread: the
-		// stream runs on under the idle deadline, without a write deadline.
+		// stream runs on under the idle deadline.
 		s.Error(w, r, err)
 		return
 	}
-	s.respondBy(w)
 	switch recsink.ErrorCode(err) {
 	case recsink.EUNAUTHORIZED, recsink.ENOTFOUND:
 	default:

@@ -38,8 +38,9 @@ type Server struct {
 	MaxDuration time.Duration
 
 	// ReadTimeout bounds reading a whole request, headers and body, on every
-	// route but ingest; WriteTimeout bounds writing its response. Zero
-	// means DefaultReadTimeout and DefaultWriteTimeout. See HTTPServer.
+	// route but ingest; WriteTimeout bounds writing a response, from its
+	// first byte. Zero means DefaultReadTimeout and DefaultWriteTimeout.
+	// See HTTPServer.
 	ReadTimeout, WriteTimeout time.Duration
 	// IngestIdleTimeout is how long an ingest body may send nothing before
 	// it is cut (the bytes before stay acknowledged); the deadline rolls on
@@ -68,17 +69,18 @@ const (
 )
 
 // HTTPServer returns a net/http server for Handler with the limits set:
-// headers within ReadHeaderTimeout, a whole request within ReadTimeout and
-// its response within WriteTimeout. The ingest routes replace those
-// deadlines with their rolling idle deadline once the token is in hand, and
-// a request whose body is refused unread (a wrong credential, a route that
-// takes none) is answered at once and its connection closed, not drained.
+// headers within ReadHeaderTimeout, a whole request within ReadTimeout, and
+// a response within WriteTimeout of its first byte (Handler sets that
+// deadline when the response starts, so a slow storage check does not eat
+// into it). The ingest routes replace the read deadline with their rolling
+// idle deadline once the token is in hand, and a request whose body is
+// refused unread (a wrong credential, a route that takes none) is answered
+// at once and its connection closed, not drained.
 func (s *Server) HTTPServer() *http.Server {
 	return &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: ReadHeaderTimeout,
 		ReadTimeout:       cmp.Or(s.ReadTimeout, DefaultReadTimeout),
-		WriteTimeout:      cmp.Or(s.WriteTimeout, DefaultWriteTimeout),
 		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.logger().Handler(), slog.LevelWarn),
@@ -246,7 +248,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	info := &requestInfo{}
 	r = r.WithContext(context.WithValue(r.Context(), requestInfoKey, info))
-	sw := &statusWriter{ResponseWriter: w}
+	sw := &statusWriter{ResponseWriter: w, writeTimeout: cmp.Or(s.WriteTimeout, DefaultWriteTimeout)}
 	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
 		// A response written before the body was read to its end closes the
 		// connection instead of draining the body: a client that sends a
@@ -305,13 +307,18 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 // read to its end.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
-	body   *trackedBody // nil when the request has no body
+	status       int
+	body         *trackedBody // nil when the request has no body
+	writeTimeout time.Duration
 }
 
 func (w *statusWriter) WriteHeader(status int) {
 	if w.status == 0 {
 		w.status = status
+		// The response must be written within writeTimeout of its start: a
+		// client that does not read it is cut. ErrNotSupported only where
+		// there is no connection (tests).
+		_ = http.NewResponseController(w.ResponseWriter).SetWriteDeadline(time.Now().Add(w.writeTimeout))
 		if w.body != nil && !w.body.done() {
 			// Else net/http reads up to 256 KiB of the unread body, for as
 			// long as the read deadline allows, to keep the connection.
