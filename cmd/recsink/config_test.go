@@ -1,8 +1,12 @@
 package main_test
 
 import (
+	"bufio"
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -194,5 +198,61 @@ func TestFlagClockOffset(t *testing.T) {
 	m.Close()
 	if d := recsink.Now().Sub(time.Now()); d > time.Minute || d < -time.Minute {
 		t.Errorf("after Close, recsink.Now is %s off", d)
+	}
+}
+
+// TestFlagReadTimeout checks the server limits as recsink serve wires
+// them: a request whose body is refused is answered and closed at once, and
+// the sign-in form, read before anyone is signed in, is waited for no
+// longer than --read-timeout.
+func TestFlagReadTimeout(t *testing.T) {
+	t.Parallel()
+	const readTimeout = time.Second
+	m, _ := runMain(t, func(c *main.Config) { c.ReadTimeout = readTimeout })
+	addr := strings.TrimPrefix(m.URL(), "http://")
+	for _, tt := range []struct {
+		name, head string
+		status     int
+		min, max   time.Duration
+	}{
+		{"APINoKey", "PUT /v1/storage HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000", 401, 0, readTimeout / 2},
+		{"IngestWrongToken", "PUT /v1/recordings/rec_x/ingest HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\nContent-Length: 1000", 401, 0, readTimeout / 2},
+		{"SignInNoCookie", "POST /admin/signin HTTP/1.1\r\nHost: x\r\nContent-Length: 1000", 403, 0, readTimeout / 2},
+		{"SignInSilentBody", "POST /admin/signin HTTP/1.1\r\nHost: x\r\nCookie: recsink_admin_signin=t\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000", 408, readTimeout, readTimeout + 2*time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			start := time.Now()
+			io.WriteString(conn, tt.head+"\r\n\r\n")
+			conn.SetDeadline(time.Now().Add(readTimeout + 5*time.Second))
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("no response: %v", err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			_, err = br.ReadByte()
+			took := time.Since(start)
+			if resp.StatusCode != tt.status || !errors.Is(err, io.EOF) || took < tt.min || took > tt.max {
+				t.Errorf("status %d (want %d), closed: %v, after %s (want %s to %s)", resp.StatusCode, tt.status, err, took, tt.min, tt.max)
+			}
+		})
+	}
+}
+
+// TestConfigLogRedacted checks that the server's logger redacts secret
+// material, whatever logs it.
+func TestConfigLogRedacted(t *testing.T) {
+	t.Parallel()
+	m, logs := runMain(t, func(*main.Config) {})
+	const secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+	m.Logger.Error("upload failed", "err", fmt.Errorf("s3: sign with %s: Authorization: Bearer rsk_abcdefABCDEF123", secret))
+	if out := logs.String(); strings.Contains(out, "K7MDENG") || strings.Contains(out, "rsk_abcdef") || !strings.Contains(out, "upload failed") {
+		t.Errorf("log:\n%s", out)
 	}
 }

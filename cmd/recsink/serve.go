@@ -173,6 +173,9 @@ func (m *Main) Run(ctx context.Context) error {
 		Store: m.Store, Storage: m.Service, Recordings: m.Service, Meetings: m.Service,
 		Logger: m.Logger, AllowCustomEndpoints: len(cfg.AllowEndpoints) > 0,
 		MaxDuration: cfg.MaxDuration, SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://"),
+		// The sign-in form replaces the server's read deadline with its own:
+		// never a longer one.
+		SignInReadTimeout: min(cfg.ReadTimeout, admin.DefaultSignInReadTimeout),
 	}))
 
 	m.server = api.HTTPServer()

@@ -57,15 +57,24 @@ func String(s string) string {
 
 // looksRandom reports whether a long run of base64 characters mixes upper
 // and lower case as random keys do (a 40-character key has about 16 of
-// each), and hex digests, dates in object keys and words do not.
+// each), and hex digests, dates in object keys and words do not. A run of
+// six digits or more (a timestamp, Go's temp folders) is not random either:
+// a random key holds one by chance once in 1,500.
 func looksRandom(s string) bool {
-	var upper, lower int
+	var upper, lower, digits int
 	for _, c := range s {
 		switch {
 		case c >= 'A' && c <= 'Z':
 			upper++
 		case c >= 'a' && c <= 'z':
 			lower++
+		}
+		if c >= '0' && c <= '9' {
+			if digits++; digits >= 6 {
+				return false
+			}
+		} else {
+			digits = 0
 		}
 	}
 	return upper >= 3 && lower >= 3

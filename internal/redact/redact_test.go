@@ -19,7 +19,7 @@ func TestString(t *testing.T) {
 		name, in, secret, keep string
 	}{
 		{"AWSSecret", "sign with " + awsSecret + " failed", awsSecret, "sign with"},
-		{"IngestToken", "token mismatch for Ab3dEfGh1jKlMnOpQrStUvWxYz0123456789_-abcde", "Ab3dEfGh1jKlMnOpQrStUvWxYz0123456789_-abcde", "token mismatch"},
+		{"IngestToken", "token mismatch for q3V8xZk2LpR7wN1bT5yH9mJ4cF6dG0sA_-eKuWoYiXv", "q3V8xZk2LpR7wN1bT5yH9mJ4cF6dG0sA_-eKuWoYiXv", "token mismatch"},
 		{"Bearer", `header "Authorization: Bearer sometoken"`, "sometoken", "header"},
 		{"BearerAlone", "bearer abc.def", "abc.def", "bearer"},
 		{"AWSAuthorization", "Authorization: AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/20300101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=deadbeef\nnext line", "deadbeef", "next line"},
@@ -32,6 +32,7 @@ func TestString(t *testing.T) {
 		{"DSN", "dial postgres://rec:pa55word@db:5432/rec failed", "pa55word", "@db:5432/rec"},
 		{"HexDigestKept", "sha256 " + strings.Repeat("ab12", 16), "", strings.Repeat("ab12", 16)},
 		{"PathKept", "key rooms/my-room/2030-01-02T03-04-05Z.mkv", "", "rooms/my-room/2030-01-02T03-04-05Z.mkv"},
+		{"TempDirKept", "data=/tmp/TestFlagReadTimeout2962150374/001", "", "/tmp/TestFlagReadTimeout2962150374/001"},
 		{"IDKept", "recording rec_AbC123dEf456gHiJ not found", "", "rec_AbC123dEf456gHiJ"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
