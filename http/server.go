@@ -106,8 +106,9 @@ func (s *Server) Handler() http.Handler {
 
 // Handle registers h for pattern (a ServeMux pattern such as "GET /metrics")
 // beside the API, for routes that other packages add: metrics, the admin
-// page. Such routes get the request log and panic recovery but no
-// authentication, and are not part of the OpenAPI document. It panics when
+// page. Such routes get the request log, panic recovery, the check of the
+// path and query for bytes no store can keep, and the server's limits, but
+// no authentication, and are not part of the OpenAPI document. It panics when
 // pattern conflicts with a registered one, like http.ServeMux.Handle.
 func (s *Server) Handle(pattern string, h http.Handler) {
 	s.mux.Handle(pattern, h)
