@@ -93,7 +93,7 @@ func TestUnreadBodyNotWaitedFor(t *testing.T) {
 			if !closed {
 				t.Errorf("connection kept open after a response with the body unread")
 			}
-			t.Logf("%s: %d, closed after %s", tt.name, resp.StatusCode, took.Round(time.Millisecond))
+			t.Logf("%s: %d, closed after %s", tt.name, resp.StatusCode, took.Round(10*time.Microsecond))
 		})
 	}
 }
@@ -304,4 +304,85 @@ func TestSecretNotLogged(t *testing.T) {
 			t.Errorf("%q in log:\n%s", secret, log)
 		}
 	}
+}
+
+// TestSlowClients holds 300 connections that announce a body and trickle
+// or never send it while normal requests run: every unauthenticated one is
+// closed well within the read deadline, the authenticated ones at it, and
+// the normal requests are not slowed.
+func TestSlowClients(t *testing.T) {
+	t.Parallel()
+	const readTimeout = 3 * time.Second
+	ts := MustOpenLimitedServer(t, func(s *rshttp.Server) { s.ReadTimeout = readTimeout })
+	addr := ts.Listener.Addr().String()
+	heads := []string{
+		"PUT /v1/storage HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000",
+		"PATCH " + ingestPath + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\nTus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\nContent-Length: 1000",
+		"POST /v1/meetings HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked",
+	}
+	authed := "PUT /v1/storage HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + testAPIKey + "\r\nContent-Type: application/json\r\nContent-Length: 1000"
+	const n = 300
+	type result struct {
+		took   time.Duration
+		authed bool
+		err    string
+	}
+	results := make(chan result, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			head, isAuthed := heads[i%len(heads)], i%10 == 9
+			if isAuthed {
+				head = authed
+			}
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				results <- result{err: err.Error()}
+				return
+			}
+			defer conn.Close()
+			start := time.Now()
+			io.WriteString(conn, head+"\r\n\r\n{") // one byte of the body, then silence
+			conn.SetDeadline(time.Now().Add(readTimeout + 5*time.Second))
+			if _, err := io.Copy(io.Discard, conn); err != nil {
+				results <- result{err: "not closed: " + err.Error()}
+				return
+			}
+			results <- result{took: time.Since(start), authed: isAuthed}
+		}()
+	}
+	// Normal traffic meanwhile.
+	var worst time.Duration
+	for i := 0; i < 100; i++ {
+		start := time.Now()
+		resp, _ := ts.Call(t, "GET", "/v1/storage", "")
+		if resp.StatusCode != 200 {
+			t.Fatalf("normal request: status %d", resp.StatusCode)
+		}
+		worst = max(worst, time.Since(start))
+	}
+	var slowestUnauthed, slowestAuthed time.Duration
+	for i := 0; i < n; i++ {
+		r := <-results
+		switch {
+		case r.err != "":
+			t.Error(r.err)
+		case r.authed:
+			slowestAuthed = max(slowestAuthed, r.took)
+		default:
+			slowestUnauthed = max(slowestUnauthed, r.took)
+		}
+	}
+	// Generous bounds: under the race detector on two busy cores, 300
+	// connections take their time to be scheduled.
+	if slowestUnauthed > readTimeout*2/3 {
+		t.Errorf("an unauthenticated connection was held %s (read timeout %s)", slowestUnauthed, readTimeout)
+	}
+	if slowestAuthed > readTimeout+3*time.Second {
+		t.Errorf("an authenticated silent body was held %s (read timeout %s)", slowestAuthed, readTimeout)
+	}
+	if worst > 3*time.Second {
+		t.Errorf("a normal request took %s among the slow clients", worst)
+	}
+	t.Logf("%d slow clients: unauthenticated closed within %s, authenticated within %s (read timeout %s); slowest of 100 normal requests %s",
+		n, slowestUnauthed.Round(time.Millisecond), slowestAuthed.Round(time.Millisecond), readTimeout, worst.Round(time.Millisecond))
 }
