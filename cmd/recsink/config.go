@@ -50,7 +50,7 @@ type Config struct {
 	// the public one.
 	MetricsAddr string
 	// Retention is how long events, parts of finished recordings and
-	// webhook deliveries are kept before they are pruned.
+	// webhook deliveries are kept before they are pruned; 0 keeps them.
 	Retention time.Duration
 	// ClockOffset shifts this process's own clock (recsink.Now), for tests
 	// that prove leases use the database's clock. Process-wide.
@@ -108,7 +108,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "time to write a response on the API and admin routes")
 	fs.DurationVar(&c.IngestIdleTimeout, "ingest-idle-timeout", c.IngestIdleTimeout, "an ingest stream that sends nothing for this long is cut; what it sent before stays acknowledged")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "HOST:PORT to serve /metrics on, apart from the API (default: on the API's own address, open to anyone who reaches it)")
-	fs.DurationVar(&c.Retention, "retention", c.Retention, "how long recording events, parts of finished recordings and webhook deliveries are kept before they are pruned")
+	fs.DurationVar(&c.Retention, "retention", c.Retention, "how long recording events, parts of finished recordings and webhook deliveries are kept before they are pruned; 0 keeps them forever")
 	fs.DurationVar(&c.ClockOffset, "clock-offset", c.ClockOffset, "tests only: shift this node's own clock by this much, to show that leases follow the database's clock")
 }
 
@@ -152,7 +152,6 @@ func (c Config) Validate() error {
 		{"read-timeout", c.ReadTimeout},
 		{"write-timeout", c.WriteTimeout},
 		{"ingest-idle-timeout", c.IngestIdleTimeout},
-		{"retention", c.Retention},
 	} {
 		if d.v <= 0 {
 			bad(d.flag, "must be a positive duration such as 30s or 2h, not %s", d.v)
@@ -174,6 +173,9 @@ func (c Config) Validate() error {
 		bad("max-ingest-mbps", "must be more than 0 and at most %d", maxIngestMbps)
 	} else if rate, d := c.MaxIngestMbps*1e6/8, c.MaxDuration.Seconds(); d > 0 && rate*d > maxObjectSize {
 		bad("max-ingest-mbps", "%g Mbit/s for --max-recording-duration %s is more than S3's largest object, 5 TiB", c.MaxIngestMbps, c.MaxDuration)
+	}
+	if c.Retention < 0 {
+		bad("retention", "must be a duration such as 720h, or 0 to keep history forever; not %s", c.Retention)
 	}
 	if c.SpoolLimit < 0 {
 		bad("spool-limit", "must not be negative")
