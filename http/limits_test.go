@@ -98,6 +98,42 @@ func TestUnreadBodyNotWaitedFor(t *testing.T) {
 	}
 }
 
+// TestTrickledHeaders sends headers a byte at a time: the connection is
+// closed at the read deadline, not at the longer header timeout.
+func TestTrickledHeaders(t *testing.T) {
+	t.Parallel()
+	const readTimeout = time.Second
+	ts := MustOpenLimitedServer(t, func(s *rshttp.Server) { s.ReadTimeout = readTimeout })
+	conn, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	io.WriteString(conn, "GET /v1/meetings HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+	closed := make(chan time.Duration, 1)
+	go func() {
+		io.Copy(io.Discard, conn)
+		closed <- time.Since(start)
+	}()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	giveUp := time.After(rshttp.ReadHeaderTimeout + 5*time.Second)
+	for {
+		select {
+		case took := <-closed:
+			if took < readTimeout || took > readTimeout+2*time.Second {
+				t.Errorf("closed after %s; read timeout %s", took, readTimeout)
+			}
+			return
+		case <-tick.C:
+			io.WriteString(conn, "a")
+		case <-giveUp:
+			t.Fatalf("trickled headers held for %s", time.Since(start))
+		}
+	}
+}
+
 // TestIngestIdleTimeout streams an ingest body that goes silent: it is cut
 // after the idle timeout with 408, and what arrived before stays
 // acknowledged in Upload-Offset.

@@ -60,7 +60,7 @@ const (
 	DefaultWriteTimeout      = 60 * time.Second
 	DefaultIngestIdleTimeout = 30 * time.Second
 	// ReadHeaderTimeout bounds reading a request's headers, before any
-	// route or credential is known.
+	// route or credential is known (or ReadTimeout, when shorter).
 	ReadHeaderTimeout = 10 * time.Second
 	// IdleTimeout closes a kept-alive connection that sends no request.
 	IdleTimeout = 2 * time.Minute
@@ -69,18 +69,19 @@ const (
 )
 
 // HTTPServer returns a net/http server for Handler with the limits set:
-// headers within ReadHeaderTimeout, a whole request within ReadTimeout, and
-// a response within WriteTimeout of its first byte (Handler sets that
-// deadline when the response starts, so a slow storage check does not eat
-// into it). The ingest routes replace the read deadline with their rolling
+// headers within ReadHeaderTimeout (or ReadTimeout if shorter), a whole
+// request within ReadTimeout, and a response within WriteTimeout of its
+// first byte (Handler sets that deadline when the response starts, so a
+// slow storage check does not eat into it). The ingest routes replace the read deadline with their rolling
 // idle deadline once the token is in hand, and a request whose body is
 // refused unread (a wrong credential, a route that takes none) is answered
 // at once and its connection closed, not drained.
 func (s *Server) HTTPServer() *http.Server {
+	readTimeout := cmp.Or(s.ReadTimeout, DefaultReadTimeout)
 	return &http.Server{
 		Handler:           s.Handler(),
-		ReadHeaderTimeout: ReadHeaderTimeout,
-		ReadTimeout:       cmp.Or(s.ReadTimeout, DefaultReadTimeout),
+		ReadHeaderTimeout: min(ReadHeaderTimeout, readTimeout),
+		ReadTimeout:       readTimeout,
 		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.logger().Handler(), slog.LevelWarn),

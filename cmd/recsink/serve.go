@@ -189,7 +189,7 @@ func (m *Main) Run(ctx context.Context) error {
 		mux.Handle("GET /metrics", m.Metrics.Handler())
 		m.metricsServer = &nethttp.Server{
 			Handler:           mux,
-			ReadHeaderTimeout: http.ReadHeaderTimeout,
+			ReadHeaderTimeout: min(http.ReadHeaderTimeout, cfg.ReadTimeout),
 			ReadTimeout:       cfg.ReadTimeout,
 			WriteTimeout:      cfg.WriteTimeout,
 			IdleTimeout:       http.IdleTimeout,
