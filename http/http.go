@@ -280,6 +280,21 @@ func fieldLabel(name string) string {
 	return name
 }
 
+// quoteShort quotes a value from the request for a message, cut to its
+// first 64 bytes: a message names what is wrong, it does not echo a
+// 60 KB input.
+func quoteShort(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return strconv.Quote(s)
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + "…"
+}
+
 // checkText refuses a path or query parameter that a store cannot keep or
 // that no ID is: invalid UTF-8, NUL, or longer than maxParamLen.
 func checkText(name, v string) error {
