@@ -284,11 +284,11 @@ func fieldLabel(name string) string {
 // first 64 bytes: a message names what is wrong, it does not echo a
 // 60 KB input.
 func quoteShort(s string) string {
-	const max = 64
-	if len(s) <= max {
+	const limit = 64
+	if len(s) <= limit {
 		return strconv.Quote(s)
 	}
-	cut := max
+	cut := limit
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
