@@ -20,8 +20,9 @@ type LeaseStore interface {
 	// unowned, already owned by node, its lease expired at the database's
 	// now(), or force is set (the node holds the recording's spool). A claim
 	// that changes the owner, or is forced, increments the epoch. It returns
-	// the owner after the claim; when the claim is refused, the current
-	// owner and an ECONFLICT *Error.
+	// the owner after the claim, which is another node's when the claim was
+	// refused (not an error: compare Owner.Node); ENOTFOUND when there is no
+	// such recording.
 	ClaimRecording(ctx context.Context, id, node, nodeURL string, ttl time.Duration, force bool) (Owner, error)
 	// RenewLeases extends to the database's now()+ttl the lease of every
 	// unfinished recording that node owns and returns their IDs and epochs:
