@@ -55,6 +55,7 @@ type DB struct {
 	// Credential changes: one listening connection, started by the first
 	// WatchCredentials, sends to every watcher.
 	credentials  sqlstore.Broadcaster
+	listenTiming listenTiming
 	listenOnce   sync.Once
 	listenCancel context.CancelFunc
 	listenDone   chan struct{}
@@ -84,7 +85,7 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
-	db := &DB{pool: pool}
+	db := &DB{pool: pool, listenTiming: defaultListenTiming}
 	if err := db.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: migrate: %w", err)

@@ -9,18 +9,22 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// listenerApplicationName names the listening connection in
+// pg_stat_activity.
+const listenerApplicationName = "recsink credential listener"
+
 // credentialsChannel is the NOTIFY channel of credential changes; the
 // payload is the organization ID.
 const credentialsChannel = "recsink_credentials"
 
-// Listener timing: reconnects back off from listenBackoffMin to
-// listenBackoffMax; while the listening connection is down, the credentials
-// table is polled every listenPoll through the pool.
-var (
-	listenBackoffMin = 100 * time.Millisecond
-	listenBackoffMax = 5 * time.Second
-	listenPoll       = time.Second
-)
+// listenTiming says how the credential listener retries: reconnects back
+// off from backoffMin to backoffMax; while the listening connection is down,
+// the credentials table is polled every poll through the pool.
+type listenTiming struct {
+	backoffMin, backoffMax, poll time.Duration
+}
+
+var defaultListenTiming = listenTiming{backoffMin: 100 * time.Millisecond, backoffMax: 5 * time.Second, poll: time.Second}
 
 // errClosed is what WatchCredentials returns after Close.
 var errClosed = errors.New("postgres: the store is closed")
@@ -63,7 +67,7 @@ func (db *DB) listen(ctx context.Context) {
 			db.Logger.Warn("postgres: credential listener lost; polling until it is back", "err", err)
 		}
 		// Down: poll while waiting for the next attempt.
-		delay := min(listenBackoffMax, listenBackoffMin<<min(failures, 16))
+		delay := min(db.listenTiming.backoffMax, db.listenTiming.backoffMin<<min(failures, 16))
 		delay = delay/2 + rand.N(delay/2+1)
 		deadline := time.Now().Add(delay)
 		for {
@@ -73,7 +77,7 @@ func (db *DB) listen(ctx context.Context) {
 				}
 				sig, haveSig = s, true
 			}
-			wait := min(listenPoll, time.Until(deadline))
+			wait := min(db.listenTiming.poll, time.Until(deadline))
 			if wait <= 0 {
 				break
 			}
@@ -90,7 +94,10 @@ func (db *DB) listen(ctx context.Context) {
 // connection fails; it returns why.
 func (db *DB) listenConn(ctx context.Context, sig *credentialSignature, haveSig *bool, failures *int) error {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	conn, err := pgx.ConnectConfig(cctx, db.pool.Config().ConnConfig.Copy())
+	cfg := db.pool.Config().ConnConfig.Copy()
+	// Named, so that an operator sees what the connection is for.
+	cfg.RuntimeParams["application_name"] = listenerApplicationName
+	conn, err := pgx.ConnectConfig(cctx, cfg)
 	cancel()
 	if err != nil {
 		*failures++
