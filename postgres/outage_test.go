@@ -47,8 +47,11 @@ func TestDatabaseDown(t *testing.T) {
 		"CreateRecording": func(ctx context.Context) error {
 			return db.CreateRecording(ctx, storetest.NewRecording(org.ID, "room", recsink.RecordingRecording), time.Minute)
 		},
-		"RenewLeases": func(ctx context.Context) error { _, err := db.RenewLeases(ctx, storetest.TestNode, time.Minute); return err },
-		"Now":         func(ctx context.Context) error { _, err := db.Now(ctx); return err },
+		"RenewLeases": func(ctx context.Context) error {
+			_, err := db.RenewLeases(ctx, storetest.TestNode, time.Minute)
+			return err
+		},
+		"Now": func(ctx context.Context) error { _, err := db.Now(ctx); return err },
 		"ListRecordings": func(ctx context.Context) error {
 			_, _, err := db.ListRecordings(ctx, org.ID, recsink.RecordingFilter{Limit: 10})
 			return err
