@@ -106,3 +106,26 @@ func checkHistory(t *testing.T, s recsink.Store, r *recsink.Recording, want int)
 		t.Fatalf("%s recording has %d events and %d parts, want %d of each", r.State, len(es), len(ps), want)
 	}
 }
+
+// testPruneBatches prunes more rows than one batch deletes: all of them go,
+// and all are counted.
+func testPruneBatches(t *testing.T, open func(t *testing.T) recsink.Store) {
+	t.Parallel()
+	s, ctx := open(t), context.Background()
+	org := MustCreateOrganization(t, s)
+	r := MustCreateRecording(t, s, org.ID, "room", recsink.RecordingUploaded)
+	const n = 1001 // two batches of sqlstore.PruneBatch (1,000)
+	for i := range n {
+		if err := s.AddRecordingEvent(ctx, r.ID, recsink.RecordingEvent{Time: at(i), Type: recsink.EventStarted}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := s.Prune(ctx, mustNow(t, s).Add(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.RecordingEvents != n {
+		t.Fatalf("Prune counted %d events, want %d", st.RecordingEvents, n)
+	}
+	checkHistory(t, s, r, 0)
+}
