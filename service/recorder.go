@@ -50,6 +50,9 @@ type recorder struct {
 	refused      map[string]bool // credentials S3 refused since the last save
 	appendCancel context.CancelFunc
 	lastLog      time.Time
+	// stopSaved is set once the stop is saved and its event written: the
+	// object is completed only then, so that the history reads in order.
+	stopSaved bool
 }
 
 // newRecorder returns a recorder for rec, whose lease was claimed by a
@@ -69,6 +72,7 @@ func (s *Service) newRecorder(rec recsink.Recording, file spoolFile, layout spoo
 		cred:      cred,
 		client:    client,
 		refused:   map[string]bool{},
+		stopSaved: rec.EndDate != nil,
 	}
 	r.lease.init(r)
 	r.confirm(claimed)

@@ -199,10 +199,14 @@ func (s *Service) StopRecording(ctx context.Context, orgID, id string) (*recsink
 		return nil, err
 	}
 	r := s.recorder(id)
-	if r == nil {
-		if err := s.elsewhere(rec); err != nil {
-			return nil, err
+	if err := s.elsewhere(rec); err != nil {
+		if r != nil {
+			// The row names another owner: this recorder is stale.
+			r.lose("the recording's row names node " + rec.Owner.Node)
 		}
+		return nil, err
+	}
+	if r == nil {
 		return rec, nil // already finished: stopping is idempotent
 	}
 	if err := r.stop(ctx, recsink.StopRequested); err != nil {
@@ -237,6 +241,15 @@ func (r *recorder) stop(ctx context.Context, reason string) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	if r.lost() {
+		return recsink.ErrLeaseLost
+	}
+	r.mu.Lock()
+	stopped := r.rec.EndDate != nil || r.rec.Finished()
+	r.mu.Unlock()
+	if stopped {
+		return nil // the other stop (API or timer) came first
+	}
 	// Finish is persisted in the spool before the state, so that a crash in
 	// between is seen at restart as a stop.
 	if err := r.file.Finish(); err != nil {
@@ -268,6 +281,9 @@ func (r *recorder) stop(ctx context.Context, reason string) error {
 	} else {
 		r.event(recsink.EventStopped, "stopped after %d bytes", rec.BytesReceived)
 	}
+	r.mu.Lock()
+	r.stopSaved = true
+	r.mu.Unlock()
 	r.poke()
 	return nil
 }

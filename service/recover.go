@@ -172,6 +172,7 @@ func (s *Service) resume(ctx context.Context, rec *recsink.Recording) error {
 			r.exit()
 			return err
 		}
+		r.stopSaved = true
 	}
 	r.event(recsink.EventRecovered, "picked up after a restart at offset %d with %d parts confirmed", file.Offset(), len(parts))
 	s.log.Info("resumed recording", "recording", rec.ID, "offset", file.Offset(), "parts", len(parts))

@@ -228,5 +228,5 @@ func (r *recorder) uploaded() {
 func (r *recorder) stopped() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.rec.EndDate != nil && r.file.Finished()
+	return r.stopSaved && r.file.Finished()
 }
