@@ -108,7 +108,7 @@ func (r *recorder) fail(ctx context.Context, msg string) {
 		rec.State = recsink.RecordingFailed
 		rec.LastError = msg
 		if rec.EndDate == nil {
-			now := recsink.Now()
+			now := r.s.dbNow(ctx)
 			rec.EndDate = &now
 		}
 		// Into the outbox before the state is saved, as for finished.

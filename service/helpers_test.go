@@ -28,7 +28,12 @@ func MustOpenStore(tb testing.TB) *spyStore {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { db.Close() })
-	return &spyStore{Store: db, states: map[string][]string{}, writes: map[string]int{}}
+	return &spyStore{Store: db, states: map[string][]string{}, writes: map[string]int{}, attempts: map[string]int{}}
+}
+
+// another returns a spy of its own over the same database: one per node.
+func (s *spyStore) another() *spyStore {
+	return &spyStore{Store: s.Store, states: map[string][]string{}, writes: map[string]int{}, attempts: map[string]int{}}
 }
 
 // spyStore records the writes made to recordings, and can make
@@ -39,10 +44,33 @@ type spyStore struct {
 	// createFails makes CreateRecording fail: "before" without writing,
 	// "after" once the row is written (a reset at the commit).
 	createFails atomic.Value // string
+	// renewFails makes RenewLeases fail, as for a node cut off (or paused).
+	renewFails atomic.Bool
 
 	mu     sync.Mutex
 	states map[string][]string // recording ID → states saved, in order
 	writes map[string]int      // recording ID → rows written (updates, parts, events)
+	// attempts counts the writes tried, refused ones included.
+	attempts map[string]int
+}
+
+func (s *spyStore) RenewLeases(ctx context.Context, node string, ttl time.Duration) (map[string]int64, error) {
+	if s.renewFails.Load() {
+		return nil, &recsink.Error{Code: recsink.EUNAVAILABLE, Message: "the database is unavailable; try again", RetryAfter: 2}
+	}
+	return s.Store.RenewLeases(ctx, node, ttl)
+}
+
+func (s *spyStore) tried(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.attempts[id]++
+}
+
+func (s *spyStore) attemptCount(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.attempts[id]
 }
 
 func (s *spyStore) CreateRecording(ctx context.Context, r *recsink.Recording, ttl time.Duration) error {
@@ -62,6 +90,7 @@ func (s *spyStore) CreateRecording(ctx context.Context, r *recsink.Recording, tt
 // UpdateRecording records every state a node tries to save, saved or not:
 // a write refused as going backwards shows as one.
 func (s *spyStore) UpdateRecording(ctx context.Context, r *recsink.Recording) error {
+	s.tried(r.ID)
 	err := s.Store.UpdateRecording(ctx, r)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -75,6 +104,7 @@ func (s *spyStore) UpdateRecording(ctx context.Context, r *recsink.Recording) er
 }
 
 func (s *spyStore) PutPart(ctx context.Context, id string, p recsink.Part) error {
+	s.tried(id)
 	err := s.Store.PutPart(ctx, id, p)
 	if err == nil {
 		s.mu.Lock()
@@ -85,6 +115,7 @@ func (s *spyStore) PutPart(ctx context.Context, id string, p recsink.Part) error
 }
 
 func (s *spyStore) AddRecordingEvent(ctx context.Context, id string, e recsink.RecordingEvent) error {
+	s.tried(id)
 	err := s.Store.AddRecordingEvent(ctx, id, e)
 	if err == nil {
 		s.mu.Lock()
@@ -139,13 +170,47 @@ func (f *fakeS3) Client(_ context.Context, _ recsink.Destination, key recsink.Ac
 	return &fakeClient{s: f, keyID: key.ID}, nil
 }
 
+// s3View is one node's way to the shared fake S3: it counts that node's
+// writes by object key and can fail its completions.
+type s3View struct {
+	*fakeS3
+	completeFails atomic.Bool
+	mu            sync.Mutex
+	writes        map[string]int // object key → S3 writes tried
+}
+
+func (f *fakeS3) view() *s3View { return &s3View{fakeS3: f, writes: map[string]int{}} }
+
+func (v *s3View) Client(_ context.Context, _ recsink.Destination, key recsink.AccessKey) (recsink.StorageClient, error) {
+	return &fakeClient{s: v.fakeS3, v: v, keyID: key.ID}, nil
+}
+
+func (v *s3View) wrote(key string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.writes[key]++
+}
+
+func (v *s3View) writeCount(key string) int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.writes[key]
+}
+
 func (f *fakeS3) Check(context.Context, recsink.Destination, recsink.AccessKey) (*recsink.CheckReport, error) {
 	return &recsink.CheckReport{OK: true, Region: "us-east-1"}, nil
 }
 
 type fakeClient struct {
 	s     *fakeS3
+	v     *s3View // nil when not opened through a view
 	keyID string
+}
+
+func (c *fakeClient) wrote(key string) {
+	if c.v != nil {
+		c.v.wrote(key)
+	}
 }
 
 func (c *fakeClient) CreateMultipartUpload(_ context.Context, key, _ string, _ map[string]string) (string, error) {
@@ -157,7 +222,8 @@ func (c *fakeClient) CreateMultipartUpload(_ context.Context, key, _ string, _ m
 	return id, nil
 }
 
-func (c *fakeClient) UploadPart(ctx context.Context, _, uploadID string, n int32, body io.ReadSeeker, size int64) (string, error) {
+func (c *fakeClient) UploadPart(ctx context.Context, key, uploadID string, n int32, body io.ReadSeeker, size int64) (string, error) {
+	c.wrote(key)
 	c.s.mu.Lock()
 	refused, delay := c.s.refused[c.keyID], c.s.partDelay
 	c.s.mu.Unlock()
@@ -197,6 +263,10 @@ func (c *fakeClient) ListParts(_ context.Context, _, uploadID string) ([]recsink
 }
 
 func (c *fakeClient) CompleteMultipartUpload(_ context.Context, key, uploadID string, parts []recsink.Part) error {
+	c.wrote(key)
+	if c.v != nil && c.v.completeFails.Load() {
+		return &recsink.StorageError{Op: "CompleteMultipartUpload", Code: "ServiceUnavailable", StatusCode: 503}
+	}
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
 	held, ok := c.s.uploads[uploadID]
@@ -215,7 +285,8 @@ func (c *fakeClient) CompleteMultipartUpload(_ context.Context, key, uploadID st
 	return nil
 }
 
-func (c *fakeClient) AbortMultipartUpload(_ context.Context, _, uploadID string) error {
+func (c *fakeClient) AbortMultipartUpload(_ context.Context, key, uploadID string) error {
+	c.wrote(key)
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
 	delete(c.s.uploads, uploadID)
@@ -223,6 +294,7 @@ func (c *fakeClient) AbortMultipartUpload(_ context.Context, _, uploadID string)
 }
 
 func (c *fakeClient) PutObject(_ context.Context, key, _ string, _ map[string]string, _ io.ReadSeeker, size int64) error {
+	c.wrote(key)
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
 	c.s.objects[key] = size
@@ -312,7 +384,7 @@ type node struct {
 
 // MustOpenNode opens a service named name on store and s3 with its own
 // spool; edit adjusts its configuration.
-func MustOpenNode(tb testing.TB, store recsink.Store, s3 *fakeS3, name string, edit func(*service.Config)) *node {
+func MustOpenNode(tb testing.TB, store recsink.Store, s3 recsink.Storage, name string, edit func(*service.Config)) *node {
 	tb.Helper()
 	dir := filepath.Join(tb.TempDir(), "spool")
 	sp, err := spool.Open(dir, 1<<30)

@@ -358,7 +358,10 @@ func (s *Service) takeOver(ctx context.Context, rec *recsink.Recording) error {
 // the database's clock, for longer than NodeLossTimeout). A recording with
 // no lease at all counts from its last update.
 func (s *Service) orphanState(rec *recsink.Recording, parts []recsink.Part, now time.Time) (complete bool, lostSince time.Time, lost bool) {
-	complete = rec.State == recsink.RecordingStopping && rec.SHA256 != "" && sumParts(parts) == rec.BytesReceived
+	// Stopped (stopping, or blocked after its stop) with every byte in the
+	// bucket: whoever holds the lease can complete it.
+	stopped := rec.State == recsink.RecordingStopping || rec.State == recsink.RecordingBlocked && rec.EndDate != nil
+	complete = stopped && rec.SHA256 != "" && sumParts(parts) == rec.BytesReceived
 	lostSince = rec.UpdatedAt
 	if rec.Owner.LeaseExpiresAt != nil {
 		lostSince = *rec.Owner.LeaseExpiresAt

@@ -116,6 +116,13 @@ var errRefused = errors.New("the store refused the recording's transition")
 func (r *recorder) transition(ctx context.Context, change func(rec *recsink.Recording) error) (recsink.Recording, error) {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
+	// The lease first: change may queue a webhook event, which is a write
+	// too.
+	wctx, done, err := r.leaseCtx(ctx)
+	if err != nil {
+		return *r.snapshot(), err
+	}
+	defer done()
 	next := *r.snapshot()
 	if err := change(&next); err != nil {
 		return next, err
@@ -123,13 +130,6 @@ func (r *recorder) transition(ctx context.Context, change func(rec *recsink.Reco
 	if next.Finished() {
 		r.finalizing.Store(true)
 	}
-	wctx, done, err := r.leaseCtx(ctx)
-	if err != nil {
-		r.finalizing.Store(false)
-		return next, err
-	}
-	defer done()
-	next.UpdatedAt = recsink.Now()
 	if err := r.s.store.UpdateRecording(wctx, &next); err != nil {
 		r.finalizing.Store(false)
 		switch {

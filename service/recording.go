@@ -255,7 +255,7 @@ func (r *recorder) stop(ctx context.Context, reason string) error {
 	if err := r.file.Finish(); err != nil {
 		return err
 	}
-	now := recsink.Now()
+	now := r.s.dbNow(ctx)
 	rec, err := r.transition(ctx, func(rec *recsink.Recording) error {
 		if rec.State != recsink.RecordingRecording && rec.State != recsink.RecordingBlocked || rec.EndDate != nil {
 			return errUnchanged // stopped, or finished, meanwhile

@@ -158,7 +158,7 @@ func (s *Service) resume(ctx context.Context, rec *recsink.Recording) error {
 	r.reconcile(ctx, parts)
 	if file.Finished() && rec.EndDate == nil {
 		// Stopped in the spool just before the crash, not yet in the store.
-		end := recsink.Now()
+		end := s.dbNow(ctx)
 		if _, err := r.transition(ctx, func(rec *recsink.Recording) error {
 			if rec.State == recsink.RecordingRecording {
 				rec.State = recsink.RecordingStopping

@@ -478,6 +478,17 @@ func (s *Service) DeleteMeeting(ctx context.Context, orgID, id string) error {
 	return nil
 }
 
+// dbNow returns the database's clock, for the times other nodes read (a
+// recording's end beside its start). Should the database not answer, this
+// node's clock stands in: the write that follows fails anyway then.
+func (s *Service) dbNow(ctx context.Context) time.Time {
+	now, err := s.store.Now(ctx)
+	if err != nil {
+		return recsink.Now()
+	}
+	return now
+}
+
 // tokenMatches compares an ingest token with the stored hash in constant time.
 func tokenMatches(token string, hash []byte) bool {
 	return token != "" && subtle.ConstantTimeCompare(recsink.HashToken(token), hash) == 1
