@@ -59,9 +59,11 @@ func completeObject(ctx context.Context, client recsink.StorageClient, rec *recs
 	return err
 }
 
-// finishUploaded checks the object's size and records the recording as
-// uploaded, with its size and SHA-256. The key's last use, the metadata
-// copy, comes after; only then may the key be reported drained.
+// finishUploaded checks the object's size, adds its checksum to its
+// metadata and records the recording as uploaded, with its size and SHA-256.
+// The metadata copy is the key's last use, so it comes before the state
+// that lets go of the key: once the row reads uploaded, any node may report
+// the key drained.
 func (r *recorder) finishUploaded(ctx context.Context, client recsink.StorageClient, size int64, sum string) error {
 	key := r.rec.ObjectKey
 	if got, _, err := client.HeadObject(ctx, key); err == nil && got != size {
@@ -69,6 +71,18 @@ func (r *recorder) finishUploaded(ctx context.Context, client recsink.StorageCli
 		return nil
 	} else if err != nil {
 		r.event(recsink.EventUploaded, "could not check the object's size: %s", recsink.ErrorMessage(err))
+	}
+	if !r.copied {
+		wctx, done, err := r.leaseCtx(ctx)
+		if err != nil {
+			return err
+		}
+		err = r.addChecksumMetadata(wctx, client, r.snapshot(), size, sum)
+		done()
+		if err != nil {
+			return err // canceled: the lease lapsed, or the service closes
+		}
+		r.copied = true // not again when only the save below is retried
 	}
 	rec, err := r.transition(ctx, func(rec *recsink.Recording) error {
 		if rec.Finished() {
@@ -95,7 +109,6 @@ func (r *recorder) finishUploaded(ctx context.Context, client recsink.StorageCli
 	r.event(recsink.EventUploaded, "object complete: s3://%s/%s, %d bytes, sha256 %s", rec.Destination.Bucket, rec.ObjectKey, size, sum)
 	r.retire()
 	r.s.cfg.Observer.RecordingFinished(recsink.RecordingUploaded)
-	r.addChecksumMetadata(ctx, client, &rec, size, sum)
 	r.s.checkDrained(rec.OrgID, rec.CredentialID)
 	return nil
 }
@@ -110,18 +123,25 @@ const (
 // addChecksumMetadata adds the SHA-256 to the object's metadata. A multipart
 // upload fixes metadata at its start, before the checksum is known, so the
 // object is copied onto itself inside the bucket. Best effort: a refusal
-// (the key lacks s3:GetObject) is an event, not a failure of the recording.
-func (r *recorder) addChecksumMetadata(ctx context.Context, client recsink.StorageClient, rec *recsink.Recording, size int64, sum string) {
+// (the key lacks s3:GetObject, the copy timed out) is an event, not a
+// failure of the recording. Only a cancellation is returned.
+func (r *recorder) addChecksumMetadata(ctx context.Context, client recsink.StorageClient, rec *recsink.Recording, size int64, sum string) error {
 	if size > maxCopySize {
 		r.event(recsink.EventUploaded, "the object is over 5 GiB: its SHA-256 is in the recording and the webhook, not in the object's metadata")
-		return
+		return nil
 	}
 	meta := map[string]string{"recording-id": rec.ID, "sha256": sum}
-	ctx, cancel := context.WithTimeout(ctx, copyTimeout)
+	cctx, cancel := context.WithTimeout(ctx, copyTimeout)
 	defer cancel()
-	if err := client.ReplaceMetadata(ctx, rec.ObjectKey, rec.Destination.ContentType(), meta); err != nil && !isCanceled(err) {
+	err := client.ReplaceMetadata(cctx, rec.ObjectKey, rec.Destination.ContentType(), meta)
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return ctx.Err()
+	default:
 		r.event(recsink.EventUploaded, "could not add the SHA-256 to the object's metadata: %s", recsink.ErrorMessage(err))
 	}
+	return nil
 }
 
 // retire forgets a finished recording and frees its spool.

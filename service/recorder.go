@@ -53,6 +53,9 @@ type recorder struct {
 	// stopSaved is set once the stop is saved and its event written: the
 	// object is completed only then, so that the history reads in order.
 	stopSaved bool
+	// copied is set once the checksum is in the object's metadata; only the
+	// goroutine that completes the object reads or sets it.
+	copied bool
 }
 
 // newRecorder returns a recorder for rec, whose lease was claimed by a
