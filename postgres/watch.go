@@ -36,6 +36,9 @@ var errClosed = errors.New("postgres: the store is closed")
 // credentials table every second stands in (sending "" on a change), and
 // every (re)connection sends "" since changes may have been missed.
 func (db *DB) WatchCredentials(ctx context.Context) (<-chan string, error) {
+	// Registered before the listener starts, so that the watcher hears the
+	// "" of its first connection.
+	ch := db.credentials.Watch(ctx)
 	started := false
 	db.listenOnce.Do(func() {
 		lctx, cancel := context.WithCancel(context.Background())
@@ -47,9 +50,9 @@ func (db *DB) WatchCredentials(ctx context.Context) (<-chan string, error) {
 		started = true
 	})
 	if !started && db.listenCancel == nil {
-		return nil, errClosed
+		return nil, errClosed // ch ends with ctx
 	}
-	return db.credentials.Watch(ctx), nil
+	return ch, nil
 }
 
 // listen keeps one connection listening on credentialsChannel until ctx
