@@ -137,8 +137,13 @@ func (s *spyStore) writeCount(id string) int {
 	return s.writes[id]
 }
 
+// seq orders what the fakes see: S3 calls and queued events.
+var seq atomic.Int64
+
 // fakeS3 is an in-memory S3 that keeps sizes, not bytes.
 type fakeS3 struct {
+	// lastUse is the seq of each access key's last S3 call.
+	lastUse sync.Map // key ID → int64
 	mu      sync.Mutex
 	objects map[string]int64 // key → size
 	uploads map[string]map[int32]int64
@@ -207,13 +212,17 @@ type fakeClient struct {
 	keyID string
 }
 
+func (c *fakeClient) used() { c.s.lastUse.Store(c.keyID, seq.Add(1)) }
+
 func (c *fakeClient) wrote(key string) {
+	c.used()
 	if c.v != nil {
 		c.v.wrote(key)
 	}
 }
 
 func (c *fakeClient) CreateMultipartUpload(_ context.Context, key, _ string, _ map[string]string) (string, error) {
+	c.wrote(key)
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
 	c.s.next++
@@ -253,6 +262,7 @@ func (c *fakeClient) UploadPart(ctx context.Context, key, uploadID string, n int
 }
 
 func (c *fakeClient) ListParts(_ context.Context, _, uploadID string) ([]recsink.Part, error) {
+	c.used()
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
 	var out []recsink.Part
@@ -302,6 +312,7 @@ func (c *fakeClient) PutObject(_ context.Context, key, _ string, _ map[string]st
 }
 
 func (c *fakeClient) HeadObject(_ context.Context, key string) (int64, map[string]string, error) {
+	c.used()
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
 	size, ok := c.s.objects[key]
@@ -311,11 +322,13 @@ func (c *fakeClient) HeadObject(_ context.Context, key string) (int64, map[strin
 	return size, nil, nil
 }
 
-func (c *fakeClient) ReplaceMetadata(context.Context, string, string, map[string]string) error {
+func (c *fakeClient) ReplaceMetadata(_ context.Context, key, _ string, _ map[string]string) error {
+	c.wrote(key)
 	return nil
 }
 
 func (c *fakeClient) DeleteObject(_ context.Context, key string) error {
+	c.wrote(key)
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
 	delete(c.s.objects, key)
@@ -332,6 +345,7 @@ func (plainBox) Open(c, _ []byte) ([]byte, error) { return append([]byte(nil), c
 type notes struct {
 	mu      sync.Mutex
 	calls   map[string]int           // "type id" → EnqueueOnce calls
+	at      map[string]int64         // "type id" → seq of the first call
 	waiters map[string]chan struct{} // "type id" → closed at the first call
 }
 
@@ -343,6 +357,10 @@ func (n *notes) EnqueueOnce(_ context.Context, _, id, typ string, _ any) error {
 	}
 	n.calls[typ+" "+id]++
 	if n.calls[typ+" "+id] == 1 {
+		if n.at == nil {
+			n.at = map[string]int64{}
+		}
+		n.at[typ+" "+id] = seq.Add(1)
 		close(n.waiter(typ, id))
 	}
 	return nil
@@ -366,6 +384,12 @@ func (n *notes) queued(typ, id string) <-chan struct{} {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.waiter(typ, id)
+}
+
+func (n *notes) seqOf(typ, id string) int64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.at[typ+" "+id]
 }
 
 func (n *notes) count(typ, id string) int {

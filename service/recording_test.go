@@ -278,6 +278,11 @@ func TestKeyChangeWakesOtherNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "blocked", func() bool { return state(t, node2, orgID, rec.ID) == recsink.RecordingBlocked })
+	// A blocked recording keeps its key, and no time can be promised.
+	old := findKey(t, node1, orgID, "AKIAOLDKEY")
+	if len(old.ActiveRecordings) != 1 || old.SafeToDeleteAfter != nil || !strings.Contains(old.SafeToDeleteReason, rec.ID+" is blocked") {
+		t.Errorf("the blocked recording's key in the rotation view: %+v", old)
+	}
 	// Let its backoff grow: after five refusals the next try is 2 s to 4 s
 	// away.
 	waitFor(t, 10*time.Second, "five refusals", func() bool { return s3.refusals.Load() >= 5 })
@@ -297,5 +302,11 @@ func TestKeyChangeWakesOtherNode(t *testing.T) {
 	}
 	if got.AccessKeyID != "AKIANEWKEY" || got.BytesUploaded != 5<<20 {
 		t.Errorf("after the wake: key %s, %d bytes uploaded", got.AccessKeyID, got.BytesUploaded)
+	}
+	// The old key is drained once no part goes out with it.
+	select {
+	case <-node2.notes.queued(recsink.WebhookCredentialDrained, "evt_"+old.ID+"_drained"):
+	case <-time.After(5 * time.Second):
+		t.Error("credential.drained of the old key not queued")
 	}
 }
