@@ -46,6 +46,8 @@ type spyStore struct {
 	createFails atomic.Value // string
 	// renewFails makes RenewLeases fail, as for a node cut off (or paused).
 	renewFails atomic.Bool
+	// findFails makes FindRecordingByID fail.
+	findFails atomic.Bool
 
 	mu     sync.Mutex
 	states map[string][]string // recording ID → states saved, in order
@@ -59,6 +61,13 @@ func (s *spyStore) RenewLeases(ctx context.Context, node string, ttl time.Durati
 		return nil, &recsink.Error{Code: recsink.EUNAVAILABLE, Message: "the database is unavailable; try again", RetryAfter: 2}
 	}
 	return s.Store.RenewLeases(ctx, node, ttl)
+}
+
+func (s *spyStore) FindRecordingByID(ctx context.Context, id string) (*recsink.Recording, error) {
+	if s.findFails.Load() {
+		return nil, &recsink.Error{Code: recsink.EUNAVAILABLE, Message: "the database is unavailable; try again", RetryAfter: 2}
+	}
+	return s.Store.FindRecordingByID(ctx, id)
 }
 
 func (s *spyStore) tried(id string) {
@@ -421,7 +430,7 @@ func MustOpenNode(tb testing.TB, store recsink.Store, s3 recsink.Storage, name s
 		Storage:  s3,
 		Box:      plainBox{},
 		Spool:    sp,
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:   slog.New(slog.DiscardHandler),
 		RetryMax: 10 * time.Second,
 		Notifier: n.notes,
 		NodeID:   name,

@@ -187,6 +187,7 @@ func (s *Service) renew(ctx context.Context) {
 		}
 		return
 	}
+	s.findStrays(ctx, epochs)
 	for _, r := range held {
 		r.mu.Lock()
 		epoch, finished := r.rec.Owner.Epoch, r.rec.Finished()
@@ -205,16 +206,84 @@ func (s *Service) renew(ctx context.Context) {
 	}
 }
 
+// strayRenewals is how many renewals in a row must list a recording that
+// this node neither runs nor is taking on before it is settled: a start
+// whose row was written though the store answered an error, or a resume
+// that failed after its claim. Renewed here for ever, such a recording
+// would never be orphaned, and would hold its key.
+const strayRenewals = 3
+
+// findStrays notes the recordings that a renewal listed and that this node
+// does not run, and settles those seen strayRenewals times in a row, one
+// at a time, as a restart would: resumed from the spool when it is here,
+// failed when it is not.
+func (s *Service) findStrays(ctx context.Context, epochs map[string]int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var settle []string
+	for id := range s.strays {
+		if _, ok := epochs[id]; !ok {
+			delete(s.strays, id)
+		}
+	}
+	for id := range epochs {
+		if s.recorders[id] != nil {
+			delete(s.strays, id)
+			continue
+		}
+		if _, busy := s.pending[id]; busy {
+			delete(s.strays, id)
+			continue
+		}
+		s.strays[id]++
+		if s.strays[id] >= strayRenewals {
+			settle = append(settle, id)
+		}
+	}
+	if len(settle) == 0 || s.settling {
+		return
+	}
+	s.settling = true
+	for _, id := range settle {
+		s.pending[id] = nil
+		delete(s.strays, id)
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for _, id := range settle {
+			s.settleStray(ctx, id)
+			s.endTakeover(id)
+		}
+		s.mu.Lock()
+		s.settling = false
+		s.mu.Unlock()
+	}()
+}
+
+func (s *Service) settleStray(ctx context.Context, id string) {
+	ctx, cancel := context.WithTimeout(ctx, takeoverTimeout)
+	defer cancel()
+	rec, err := s.store.FindRecordingByID(ctx, id)
+	if err != nil || rec.Finished() || rec.Owner.Node != s.cfg.NodeID {
+		return
+	}
+	s.log.Warn("a recording renewed by this node runs nowhere: settling it", "recording", id)
+	if err := s.resume(ctx, rec); err != nil && ctx.Err() == nil {
+		s.log.Error("settle recording", "recording", id, "err", err)
+	}
+}
+
 // heldRecorders returns the recorders whose lease this node keeps: those
 // it runs and those it is taking over.
 func (s *Service) heldRecorders() []*recorder {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]*recorder, 0, len(s.recorders)+len(s.takeovers))
+	out := make([]*recorder, 0, len(s.recorders)+len(s.pending))
 	for _, r := range s.recorders {
 		out = append(out, r)
 	}
-	for _, r := range s.takeovers {
+	for _, r := range s.pending {
 		if r != nil {
 			out = append(out, r)
 		}
@@ -273,25 +342,25 @@ func (s *Service) findOrphans(ctx context.Context, sem chan struct{}) {
 	}
 }
 
-// beginTakeover reserves id for a takeover unless it runs here or is being
-// taken over already.
+// beginTakeover reserves id for a takeover (or a start, or settling a
+// stray) unless it runs here or is reserved already.
 func (s *Service) beginTakeover(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.recorders[id] != nil {
 		return false
 	}
-	if _, busy := s.takeovers[id]; busy {
+	if _, busy := s.pending[id]; busy {
 		return false
 	}
-	s.takeovers[id] = nil
+	s.pending[id] = nil
 	return true
 }
 
 func (s *Service) endTakeover(id string) {
 	s.mu.Lock()
-	r := s.takeovers[id]
-	delete(s.takeovers, id)
+	r := s.pending[id]
+	delete(s.pending, id)
 	s.mu.Unlock()
 	if r != nil {
 		r.cancel()
@@ -336,7 +405,7 @@ func (s *Service) takeOver(ctx context.Context, rec *recsink.Recording) error {
 	rec.Owner = owner
 	r := s.newRecorder(*rec, nil, spool.Layout{}, nil, nil, start)
 	s.mu.Lock()
-	s.takeovers[rec.ID] = r // renewed with the rest until it is done
+	s.pending[rec.ID] = r // renewed with the rest until it is done
 	s.mu.Unlock()
 	if !complete {
 		r.fail(ctx, fmt.Sprintf("node %s, which held %d bytes of this recording not yet in the bucket, has been gone since %s: those bytes cannot be recovered, so the recording is not completed",

@@ -68,8 +68,11 @@ func (s *Service) StartRecording(ctx context.Context, orgID, meetingID string) (
 	}
 	layout := spool.NewLayout(s.cfg.MaxIngestRate * int64(s.cfg.MaxDuration/time.Second))
 	token := recsink.RandomToken(32)
+	id := recsink.NewID("rec")
+	s.beginTakeover(id) // not a stray while it starts
+	defer s.endTakeover(id)
 	rec := &recsink.Recording{
-		ID:              recsink.NewID("rec"),
+		ID:              id,
 		OrgID:           orgID,
 		MeetingID:       m.ID,
 		RoomName:        m.RoomName,

@@ -119,19 +119,37 @@ func raceOnce(t *testing.T, store *spyStore, n *node, orgID, meetingID string, m
 // state recording, no key held, no spool, no multipart upload.
 func TestStartFails(t *testing.T) {
 	t.Parallel()
-	for _, mode := range []string{"before", "after"} {
+	// before: the row is not written. after: it is, and the store answers
+	// an error (a reset at the commit); the start marks it failed. unseen:
+	// the start cannot even read it back, so this node's renewals keep a
+	// row that runs nowhere, until it is settled as a stray.
+	for _, mode := range []string{"before", "after", "unseen"} {
 		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
 			store := MustOpenStore(t)
 			s3 := newFakeS3()
-			n := MustOpenNode(t, store, s3, "node-1", nil)
+			n := MustOpenNode(t, store, s3, "node-1", func(c *service.Config) { c.LeaseTTL = 300 * time.Millisecond })
 			orgID, meetingID := MustSetUp(t, n, "AKIASTART")
 			ctx := context.Background()
 
-			store.createFails.Store(mode)
+			create := mode
+			if mode == "unseen" {
+				create = "after"
+				store.findFails.Store(true)
+			}
+			store.createFails.Store(create)
 			if _, _, err := n.StartRecording(ctx, orgID, meetingID); err == nil {
 				t.Fatal("the start succeeded")
 			}
 			store.createFails.Store("")
+			store.findFails.Store(false)
+			if mode == "unseen" {
+				took := waitFor(t, 5*time.Second, "the stray row settled", func() bool {
+					recs, _, err := store.ListRecordings(ctx, orgID, recsink.RecordingFilter{})
+					return err == nil && len(recs) == 1 && recs[0].Finished()
+				})
+				t.Logf("a start's row written behind an error was settled %s later (lease 300ms)", took.Round(time.Millisecond))
+			}
 
 			recs, _, err := n.ListRecordings(ctx, orgID, recsink.RecordingFilter{})
 			if err != nil {
@@ -142,7 +160,7 @@ func TestStartFails(t *testing.T) {
 					t.Errorf("recording %s is %s after a failed start", r.ID, r.State)
 				}
 			}
-			if mode == "after" && (len(recs) != 1 || recs[0].State != recsink.RecordingFailed) {
+			if mode != "before" && (len(recs) != 1 || recs[0].State != recsink.RecordingFailed) {
 				t.Errorf("the row written before the error is not marked failed: %+v", recs)
 			}
 			creds, err := n.ListCredentials(ctx, orgID)

@@ -105,6 +105,9 @@ func (s *Service) removeFinishedSpools(ctx context.Context) {
 }
 
 func (s *Service) resume(ctx context.Context, rec *recsink.Recording) error {
+	if s.beginTakeover(rec.ID) { // not a stray while it resumes
+		defer s.endTakeover(rec.ID)
+	}
 	layout := spool.Layout{BaseSize: rec.PartSize, TierParts: tierParts}
 	file, err := s.cfg.Spool.Open(rec.ID, layout)
 	if recsink.ErrorCode(err) == recsink.ENOTFOUND {

@@ -69,10 +69,13 @@ type Service struct {
 
 	mu        sync.Mutex
 	recorders map[string]*recorder
-	// takeovers holds the recordings being taken over from dead nodes: nil
-	// while one is looked at, its recorder once claimed (renewed with the
-	// rest).
-	takeovers map[string]*recorder
+	// pending holds the recordings this node is taking on and does not run
+	// yet: a start before its recorder runs, a takeover from a dead node
+	// (its recorder once claimed, renewed with the rest), a stray being
+	// settled. nil while there is no recorder.
+	pending   map[string]*recorder
+	strays    map[string]int // renewed here, run nowhere: renewals seen in a row
+	settling  bool           // a stray is being settled
 	wg        sync.WaitGroup
 	started   sync.Once
 }
@@ -129,7 +132,8 @@ func New(cfg Config) *Service {
 		ctx:       ctx,
 		cancel:    cancel,
 		recorders: map[string]*recorder{},
-		takeovers: map[string]*recorder{},
+		pending:   map[string]*recorder{},
+		strays:    map[string]int{},
 	}
 }
 
