@@ -73,11 +73,11 @@ type Service struct {
 	// yet: a start before its recorder runs, a takeover from a dead node
 	// (its recorder once claimed, renewed with the rest), a stray being
 	// settled. nil while there is no recorder.
-	pending   map[string]*recorder
-	strays    map[string]int // renewed here, run nowhere: renewals seen in a row
-	settling  bool           // a stray is being settled
-	wg        sync.WaitGroup
-	started   sync.Once
+	pending  map[string]*recorder
+	strays   map[string]int // renewed here, run nowhere: renewals seen in a row
+	settling bool           // a stray is being settled
+	wg       sync.WaitGroup
+	started  sync.Once
 }
 
 var (
