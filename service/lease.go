@@ -291,7 +291,7 @@ func (s *Service) heldRecorders() []*recorder {
 	return out
 }
 
-// takeovers looks for what dead nodes left every LeaseTTL/3 and takes it
+// takeoverLoop looks for what dead nodes left every LeaseTTL/3 and takes it
 // over with at most takeoverWorkers at once, each within takeoverTimeout,
 // until ctx ends.
 func (s *Service) takeoverLoop(ctx context.Context) {
