@@ -477,7 +477,6 @@ func (s *Service) DeleteMeeting(ctx context.Context, orgID, id string) error {
 	}
 	if prev != nil {
 		s.checkDrained(orgID, prev.ID)
-		s.credentialsChanged(orgID)
 	}
 	return nil
 }
