@@ -71,7 +71,9 @@ func (r *recorder) confirm(start time.Time) {
 	if !time.Now().Before(until) {
 		return // the answer came too late to count
 	}
-	l.until = until
+	if until.After(l.until) {
+		l.until = until
+	}
 	if l.valid.Err() != nil {
 		l.valid, l.lapse = context.WithCancel(r.ctx)
 	}
