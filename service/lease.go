@@ -77,7 +77,7 @@ func (r *recorder) confirm(start time.Time) {
 	if l.valid.Err() != nil {
 		l.valid, l.lapse = context.WithCancel(r.ctx)
 	}
-	l.timer.Reset(time.Until(until))
+	l.timer.Reset(time.Until(l.until))
 	close(l.renewed)
 	l.renewed = make(chan struct{})
 }
