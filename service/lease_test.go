@@ -44,7 +44,7 @@ func TestPausedNode(t *testing.T) {
 	if _, err := node1.StopRecording(ctx, orgID, stopped.ID); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "every part in the bucket", func() bool {
+	waitFor(t, 10*time.Second, "every part in the bucket", func() bool {
 		rec, err := store1.FindRecording(ctx, orgID, stopped.ID)
 		return err == nil && rec.SHA256 != "" && rec.BytesUploaded == rec.BytesReceived && rec.BytesReceived == 5<<20+10
 	})

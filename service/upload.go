@@ -35,7 +35,7 @@ func (r *recorder) run(ctx context.Context, deadline *time.Timer) {
 	// progress and a lost node's loss can be told in bytes.
 	progress := time.NewTicker(progressInterval)
 	defer progress.Stop()
-	saved := r.file.Offset()
+	saved, savedUp := r.file.Offset(), r.snapshot().BytesUploaded
 
 	for {
 		ready := !time.Now().Before(retryAt)
@@ -98,8 +98,8 @@ func (r *recorder) run(ctx context.Context, deadline *time.Timer) {
 			r.keyReleased(res.cred, inflight)
 		case <-r.file.Ready():
 		case <-progress.C:
-			if off := r.file.Offset(); off != saved {
-				saved = off
+			if off, up := r.file.Offset(), r.snapshot().BytesUploaded; off != saved || up != savedUp {
+				saved, savedUp = off, up
 				_ = r.persist()
 			}
 		case <-r.kick:
@@ -203,18 +203,26 @@ func (r *recorder) upload(ctx context.Context, client recsink.StorageClient, n i
 	return nil
 }
 
-// uploaded notes a confirmed part: it saves progress and ends a block.
+// uploaded notes a confirmed part: it ends a block. The bytes uploaded are
+// saved with the durable offset every progressInterval, and at completion.
 func (r *recorder) uploaded() {
+	r.mu.Lock()
+	blocked := r.rec.State == recsink.RecordingBlocked
+	r.mu.Unlock()
+	if !blocked {
+		return
+	}
 	var wasBlocked bool
 	rec, err := r.transition(r.ctx, func(rec *recsink.Recording) error {
 		wasBlocked = rec.State == recsink.RecordingBlocked
-		if wasBlocked {
-			rec.State = recsink.RecordingRecording
-			if rec.EndDate != nil {
-				rec.State = recsink.RecordingStopping
-			}
-			rec.LastError = ""
+		if !wasBlocked {
+			return errUnchanged
 		}
+		rec.State = recsink.RecordingRecording
+		if rec.EndDate != nil {
+			rec.State = recsink.RecordingStopping
+		}
+		rec.LastError = ""
 		return nil
 	})
 	if err == nil && wasBlocked {
