@@ -69,6 +69,11 @@ func (s *Service) Append(ctx context.Context, id, token string, offset int64, bo
 		r.mu.Unlock()
 		return r.file.Offset(), recsink.Errorf(recsink.ECONFLICT, "the recording has stopped")
 	}
+	if r.lost() {
+		// Another node claimed the recording: nothing more is taken here.
+		r.mu.Unlock()
+		return r.file.Offset(), recsink.ErrLeaseLost
+	}
 	r.appendCancel = cancel
 	r.mu.Unlock()
 	defer func() {

@@ -33,11 +33,7 @@ func (s *Service) Open(ctx context.Context) error {
 		}
 	}
 	s.removeFinishedSpools(ctx)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.leases(s.ctx)
-	}()
+	s.startBackground()
 	return nil
 }
 
@@ -109,6 +105,9 @@ func (s *Service) removeFinishedSpools(ctx context.Context) {
 }
 
 func (s *Service) resume(ctx context.Context, rec *recsink.Recording) error {
+	if s.beginTakeover(rec.ID) { // not a stray while it resumes
+		defer s.endTakeover(rec.ID)
+	}
 	layout := spool.Layout{BaseSize: rec.PartSize, TierParts: tierParts}
 	file, err := s.cfg.Spool.Open(rec.ID, layout)
 	if recsink.ErrorCode(err) == recsink.ENOTFOUND {
@@ -117,24 +116,39 @@ func (s *Service) resume(ctx context.Context, rec *recsink.Recording) error {
 		}
 		// Ours, and the data folder lost its spool: what it held cannot
 		// come back. Say so rather than complete a truncated object.
-		r := s.newRecorder(*rec, nil, layout, nil, nil)
-		r.fail(fmt.Sprintf("the local spool of this recording is gone (%v); bytes not yet in the bucket cannot be recovered", err))
+		claimed := time.Now()
+		if rec.Owner, err = s.store.ClaimRecording(ctx, rec.ID, s.cfg.NodeID, s.cfg.NodeURL, s.cfg.LeaseTTL, false); err != nil || rec.Owner.Node != s.cfg.NodeID {
+			return err
+		}
+		r := s.newRecorder(*rec, nil, layout, nil, nil, claimed)
+		defer r.exit()
+		r.fail(ctx, "the local spool of this recording is gone; bytes not yet in the bucket cannot be recovered")
 		return nil
 	} else if err != nil {
 		return err
 	}
 	// This node holds the spool, so it runs the recording, whoever held
-	// the lease meanwhile.
-	if rec.Owner, err = s.store.ClaimRecording(ctx, rec.ID, s.cfg.NodeID, s.cfg.NodeURL, recsink.Now(), recsink.Now().Add(s.cfg.LeaseTTL), true); err != nil {
+	// the lease meanwhile: the forced claim takes a new epoch, which fences
+	// off any other node's writes.
+	claimed := time.Now()
+	if rec.Owner, err = s.store.ClaimRecording(ctx, rec.ID, s.cfg.NodeID, s.cfg.NodeURL, s.cfg.LeaseTTL, true); err != nil {
+		file.Close()
+		return err
+	}
+	now, err := s.store.Now(ctx)
+	if err != nil {
+		file.Close()
 		return err
 	}
 	parts, err := s.store.ListParts(ctx, rec.ID)
 	if err != nil {
+		file.Close()
 		return err
 	}
 	for _, p := range parts {
 		// Confirmed by S3 before the crash, maybe not yet released.
 		if err := file.Release(p.Number); err != nil {
+			file.Close()
 			return err
 		}
 	}
@@ -143,20 +157,28 @@ func (s *Service) resume(ctx context.Context, rec *recsink.Recording) error {
 		file.Close()
 		return err
 	}
-	r := s.newRecorder(*rec, file, file.Layout(), cred, client)
+	r := s.newRecorder(*rec, file, file.Layout(), cred, client, claimed)
 	r.reconcile(ctx, parts)
-	if file.Finished() && rec.State == recsink.RecordingRecording {
+	if file.Finished() && rec.EndDate == nil {
 		// Stopped in the spool just before the crash, not yet in the store.
-		now := recsink.Now()
-		r.rec.State = recsink.RecordingStopping
-		r.rec.EndDate = &now
-		r.rec.StopReason = recsink.StopRequested
-		if err := r.persist(); err != nil {
+		end := s.dbNow(ctx)
+		if _, err := r.transition(ctx, func(rec *recsink.Recording) error {
+			if rec.State == recsink.RecordingRecording {
+				rec.State = recsink.RecordingStopping
+			}
+			rec.EndDate = &end
+			rec.StopReason = recsink.StopRequested
+			rec.SHA256 = file.SHA256()
+			rec.BytesReceived = file.Offset()
+			return nil
+		}); err != nil {
+			r.exit()
 			return err
 		}
+		r.stopSaved = true
 	}
 	r.event(recsink.EventRecovered, "picked up after a restart at offset %d with %d parts confirmed", file.Offset(), len(parts))
 	s.log.Info("resumed recording", "recording", rec.ID, "offset", file.Offset(), "parts", len(parts))
-	s.launch(r)
+	s.launch(r, rec.StartDate.Add(s.cfg.MaxDuration).Sub(now))
 	return nil
 }
