@@ -134,12 +134,11 @@ func (r *recorder) backoff(failures int) time.Duration {
 // upload sends part n and records it once S3 confirmed it; only then are
 // its bytes released from the spool.
 func (r *recorder) upload(ctx context.Context, client recsink.StorageClient, n int32) error {
-	select {
-	case r.s.slots <- struct{}{}:
-		defer func() { <-r.s.slots }()
-	case <-ctx.Done():
-		return ctx.Err()
+	release, err := r.s.slots.Acquire(ctx, r.rec.OrgID)
+	if err != nil {
+		return err
 	}
+	defer release()
 	pr, err := r.file.Part(n)
 	if err != nil {
 		return err
