@@ -113,7 +113,18 @@ func (r *recorder) fail(msg string) {
 	r.s.mu.Unlock()
 	r.s.cfg.Observer.RecordingFinished(recsink.RecordingFailed)
 	r.s.checkDrained(r.rec.OrgID, r.rec.CredentialID)
-	// The spool is kept: its bytes may still be recovered by hand.
+	// The spool's data is kept, for recovery by hand; its file handle is not.
+	// A request still streaming ends first, with 409.
+	r.mu.Lock()
+	if r.appendCancel != nil {
+		r.appendCancel()
+	}
+	r.mu.Unlock()
+	if r.file != nil {
+		if err := r.file.Close(); err != nil {
+			r.s.log.Error("close the spool of a failed recording", "recording", r.rec.ID, "err", err)
+		}
+	}
 }
 
 var knownCodes = map[string]bool{

@@ -10,9 +10,8 @@ import (
 	"github.com/recsink/recsink/spool"
 )
 
-// appendWait is how long a new ingest request waits for an earlier one on
-// the same recording (a recorder reconnecting before the server noticed its
-// old connection died) before it gets 409.
+// appendWait is how long a new ingest request, or a stop, waits for an
+// earlier request on the same recording to end once it canceled it.
 const appendWait = 5 * time.Second
 
 // recorder runs one recording: it takes media into the spool and uploads
@@ -23,6 +22,8 @@ type recorder struct {
 	layout spool.Layout
 	kick   chan struct{} // cap 1: credentials changed or state changed
 	done   chan struct{}
+	// resumed is set by Open for the upload loop to finish the resume.
+	resumed *resumed
 
 	// appendSem admits one ingest request at a time.
 	appendSem chan struct{}
@@ -32,6 +33,7 @@ type recorder struct {
 	cred         *recsink.Credential
 	client       recsink.StorageClient
 	refused      map[string]bool // credentials S3 refused since the last save
+	appending    *appendCall     // the latest ingest request, running or waiting
 	appendCancel context.CancelFunc
 	lastLog      time.Time
 }

@@ -17,6 +17,10 @@ type partResult struct {
 // run uploads complete parts as they appear and completes the object once
 // the recording stopped and every part is confirmed.
 func (r *recorder) run(ctx context.Context) {
+	if res := r.resumed; res != nil {
+		r.resumed = nil
+		r.reconcile(ctx, res.known)
+	}
 	results := make(chan partResult, r.s.cfg.PartConcurrency)
 	inflight := map[int32]bool{}
 	defer func() {
