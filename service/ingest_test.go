@@ -314,10 +314,6 @@ func TestIngestTakeOver(t *testing.T) {
 		return err == nil && off == int64(len(first))
 	})
 
-	// A stale offset is still refused, and takes nothing over.
-	_, err := svc.Append(ctx, rec.ID, token, 5, strings.NewReader("x"))
-	wantCode(t, "PATCH at a wrong offset", err, recsink.ECONFLICT)
-
 	second := randomBytes(100 << 10)
 	began := time.Now()
 	n, err := svc.Append(ctx, rec.ID, token, int64(len(first)), bytes.NewReader(second))
@@ -343,6 +339,21 @@ func TestIngestTakeOver(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the stalled request did not return")
+	}
+	// The offset check of tus still holds for a request that takes over.
+	stall2 := newStallReader(t, nil)
+	go func() {
+		n, err := svc.Append(ctx, rec.ID, token, n, stall2)
+		old <- appendResult{n, err}
+	}()
+	<-stall2.stalled
+	_, err = svc.Append(ctx, rec.ID, token, 5, strings.NewReader("x"))
+	wantCode(t, "PATCH at a wrong offset", err, recsink.ECONFLICT)
+	select {
+	case res := <-old:
+		wantCode(t, "the second stalled request", res.err, recsink.ECONFLICT)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the second stalled request did not return")
 	}
 	if off, _ := svc.Offset(ctx, rec.ID, token); off != int64(len(first)+len(second)) {
 		t.Fatalf("offset %d, want %d", off, len(first)+len(second))
@@ -374,7 +385,12 @@ func TestIngestStopWhileStalled(t *testing.T) {
 	if took := time.Since(began); took > time.Second {
 		t.Errorf("the stop took %s, want at once", took)
 	}
-	res := <-old
+	var res appendResult
+	select {
+	case res = <-old:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stalled request did not return")
+	}
 	wantCode(t, "the stalled request", res.err, recsink.ECONFLICT)
 	if stopped.BytesReceived != 10<<10 || res.n != 10<<10 {
 		t.Errorf("stopped at %d bytes, request acknowledged %d; want %d", stopped.BytesReceived, res.n, 10<<10)
