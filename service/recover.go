@@ -67,12 +67,12 @@ func (r *recorder) reconcile(ctx context.Context, known []recsink.Part) {
 	r.mu.Lock()
 	client := r.client
 	r.mu.Unlock()
+	var inS3 []recsink.Part
 	release, err := r.s.slots.Acquire(ctx, r.rec.OrgID)
-	if err != nil {
-		return
+	if err == nil {
+		inS3, err = client.ListParts(ctx, r.rec.ObjectKey, r.rec.UploadID)
+		release()
 	}
-	inS3, err := client.ListParts(ctx, r.rec.ObjectKey, r.rec.UploadID)
-	release()
 	if err != nil {
 		if !isCanceled(err) {
 			r.s.log.Warn("list parts at resume; unconfirmed parts will be sent again", "recording", r.rec.ID, "err", err)
