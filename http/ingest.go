@@ -135,6 +135,13 @@ func (s *Server) handleIngestPatch(w http.ResponseWriter, r *http.Request) {
 // response carries the offset acknowledged so far, so that the recorder
 // resumes from it.
 func (s *Server) ingestError(w http.ResponseWriter, r *http.Request, id, token string, err error) {
+	// A request cut off by a newer one (its connection presumed dead) or by
+	// a stop: a Read of its body may be blocked still, which holds the
+	// answer and the connection until the deadline ends it. End it now.
+	var cut interface{ BodyAbandoned() bool }
+	if errors.As(err, &cut) && cut.BodyAbandoned() {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+	}
 	switch recsink.ErrorCode(err) {
 	case recsink.ECONFLICT, recsink.EUNAVAILABLE:
 		// The request's context may be done if the client went away;

@@ -172,14 +172,29 @@ func (r *recorder) cutOff(call *appendCall, n int64) error {
 	r.mu.Lock()
 	superseded, state := call.superseded, r.rec.State
 	r.mu.Unlock()
+	var err *recsink.Error
 	switch {
 	case superseded:
-		return recsink.Errorf(recsink.ECONFLICT, "superseded by a newer upload to this recording; %d bytes were received", n)
+		err = recsink.Errorf(recsink.ECONFLICT, "superseded by a newer upload to this recording; %d bytes were received", n)
 	case state == recsink.RecordingFailed:
-		return recsink.Errorf(recsink.ECONFLICT, "the recording failed while streaming; %d bytes were received", n)
+		err = recsink.Errorf(recsink.ECONFLICT, "the recording failed while streaming; %d bytes were received", n)
+	default:
+		err = recsink.Errorf(recsink.ECONFLICT, "the recording was stopped while streaming; %d bytes were received", n)
 	}
-	return recsink.Errorf(recsink.ECONFLICT, "the recording was stopped while streaming; %d bytes were received", n)
+	return &cutOffError{err}
 }
+
+// cutOffError is the 409 of an ingest request whose body the service no
+// longer reads. A Read of it may still be blocked on a connection that died
+// silently; the HTTP server can end that Read (and answer at once) with a
+// read deadline in the past.
+type cutOffError struct{ err *recsink.Error }
+
+func (e *cutOffError) Error() string { return e.err.Error() }
+func (e *cutOffError) Unwrap() error { return e.err }
+
+// BodyAbandoned reports that the request's body is read no more.
+func (e *cutOffError) BodyAbandoned() bool { return true }
 
 // cancelableReader reads r but returns as soon as ctx ends, even while a
 // Read of r is blocked: the body of a connection that died silently blocks

@@ -334,6 +334,11 @@ func TestIngestTakeOver(t *testing.T) {
 		if !strings.Contains(re.Message, "superseded") {
 			t.Errorf("the stalled request's message: %q, want it to say it was superseded", re.Message)
 		}
+		// The HTTP server ends the blocked Read of its body when told.
+		var cut interface{ BodyAbandoned() bool }
+		if !errors.As(res.err, &cut) || !cut.BodyAbandoned() {
+			t.Errorf("the stalled request's error %T does not say its body is abandoned", res.err)
+		}
 		if res.n != int64(len(first)) {
 			t.Errorf("the stalled request acknowledged %d bytes, want %d", res.n, len(first))
 		}
