@@ -136,15 +136,19 @@ func (e *env) MustNewService(tb testing.TB, store recsink.Store, storage recsink
 
 // NewServiceWith returns a service over sp, not yet opened; it is closed
 // when the test ends.
-func (e *env) NewServiceWith(tb testing.TB, store recsink.Store, storage recsink.Storage, sp *spool.Spool) *service.Service {
-	svc := service.New(service.Config{
+func (e *env) NewServiceWith(tb testing.TB, store recsink.Store, storage recsink.Storage, sp *spool.Spool, opts ...func(*service.Config)) *service.Service {
+	cfg := service.Config{
 		Store:    store,
 		Storage:  storage,
 		Box:      e.Box,
 		Spool:    sp,
 		Logger:   slog.New(slog.DiscardHandler),
 		RetryMax: 100 * time.Millisecond,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	svc := service.New(cfg)
 	tb.Cleanup(func() { svc.Close() })
 	return svc
 }
@@ -163,6 +167,16 @@ func (e *env) MustOpenService(tb testing.TB, storage recsink.Storage) *service.S
 // starts a recording in it.
 func MustStartRecording(tb testing.TB, svc *service.Service) (*recsink.Recording, string) {
 	tb.Helper()
+	return MustStartRecordingIn(tb, svc, MustCreateOrganization(tb, svc, "bucket"))
+}
+
+// organization is one made by MustCreateOrganization.
+type organization struct{ ID, MeetingID string }
+
+// MustCreateOrganization creates an organization whose storage is bucket,
+// with a room.
+func MustCreateOrganization(tb testing.TB, svc *service.Service, bucket string) organization {
+	tb.Helper()
 	ctx := context.Background()
 	org, _, err := svc.CreateOrganization(ctx, recsink.NewID("org"))
 	if err != nil {
@@ -172,11 +186,17 @@ func MustStartRecording(tb testing.TB, svc *service.Service) (*recsink.Recording
 	if err != nil {
 		tb.Fatal(err)
 	}
-	dest := recsink.Destination{Bucket: "bucket", Region: "us-east-1"}
+	dest := recsink.Destination{Bucket: bucket, Region: "us-east-1"}
 	if _, _, err := svc.SaveStorage(ctx, org.ID, recsink.ScopeOrganization, dest, recsink.AccessKey{ID: "AKIATEST", Secret: "secret"}); err != nil {
 		tb.Fatal(err)
 	}
-	rec, token, err := svc.StartRecording(ctx, org.ID, m.ID)
+	return organization{ID: org.ID, MeetingID: m.ID}
+}
+
+// MustStartRecordingIn starts a recording in org's room.
+func MustStartRecordingIn(tb testing.TB, svc *service.Service, org organization) (*recsink.Recording, string) {
+	tb.Helper()
+	rec, token, err := svc.StartRecording(context.Background(), org.ID, org.MeetingID)
 	if err != nil {
 		tb.Fatal(err)
 	}
