@@ -247,6 +247,14 @@ func parseTusPatch(h http.Header) (int64, error) {
 // from it: after a conflict, a full spool, a body that went silent or
 // broke its encoding. n is what Append returned with its error.
 func (s *Server) ingestError(w http.ResponseWriter, r *http.Request, id, token string, n int64, body *idleBody, err error) {
+	// A request cut off by a newer one (its connection presumed dead), a
+	// stop or a failure: a Read of its body may be blocked still, which
+	// holds the answer and the connection until the idle deadline ends it.
+	// End it now.
+	var cut interface{ BodyAbandoned() bool }
+	if errors.As(err, &cut) && cut.BodyAbandoned() {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+	}
 	if berr := body.failure(); berr != nil {
 		// The service saw only a failed read; the transport knows why.
 		err = berr

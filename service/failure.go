@@ -124,6 +124,8 @@ func (r *recorder) fail(ctx context.Context, msg string) {
 	r.event(recsink.EventFailed, "%s", msg)
 	r.s.cfg.Observer.RecordingFinished(recsink.RecordingFailed)
 	r.s.checkDrained(rec.OrgID, rec.CredentialID)
+	// The run loop's exit closes the spool's file handle and ends a request
+	// still streaming (409); the spool's data is kept, for recovery by hand.
 }
 
 var knownCodes = map[string]bool{

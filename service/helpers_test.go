@@ -331,6 +331,15 @@ func (c *fakeClient) HeadObject(_ context.Context, key string) (int64, map[strin
 	return size, nil, nil
 }
 
+func (c *fakeClient) ObjectExists(ctx context.Context, key string) (bool, error) {
+	_, _, err := c.HeadObject(ctx, key)
+	var se *recsink.StorageError
+	if errors.As(err, &se) && se.StatusCode == 404 {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 func (c *fakeClient) ReplaceMetadata(_ context.Context, key, _ string, _ map[string]string) error {
 	c.wrote(key)
 	return nil

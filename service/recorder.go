@@ -12,9 +12,8 @@ import (
 	"github.com/recsink/recsink/spool"
 )
 
-// appendWait is how long a new ingest request waits for an earlier one on
-// the same recording (a recorder reconnecting before the server noticed its
-// old connection died) before it gets 409.
+// appendWait is how long a new ingest request, or a stop, waits for an
+// earlier request on the same recording to end once it canceled it.
 const appendWait = 5 * time.Second
 
 // recorder runs one recording: it takes media into the spool and uploads
@@ -25,6 +24,8 @@ type recorder struct {
 	layout spool.Layout
 	kick   chan struct{} // cap 1: credentials changed or state changed
 	done   chan struct{}
+	// resumed is set by Open for the upload loop to finish the resume.
+	resumed *resumed
 
 	// ctx ends when the recorder stops here: the service closes, or the
 	// lease is lost to another node. Its uploads and waits end with it.
@@ -48,6 +49,7 @@ type recorder struct {
 	cred         *recsink.Credential
 	client       recsink.StorageClient
 	refused      map[string]bool // credentials S3 refused since the last save
+	appending    *appendCall     // the latest ingest request, running or waiting
 	appendCancel context.CancelFunc
 	lastLog      time.Time
 	// stopSaved is set once the stop is saved and its event written: the

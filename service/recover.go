@@ -16,6 +16,10 @@ const tierParts = 1000
 // Open picks every unfinished recording back up after a start or a crash:
 // its spool holds what was acknowledged and not yet confirmed by S3, its
 // confirmed parts are in the store. Recorders resume at the durable offset.
+// Open asks only the store and the local spool, so it returns within
+// moments and HEAD and ingest work at once, whatever S3 is doing; each
+// recording asks S3 which parts it holds (reconcile) in the background,
+// before its first upload.
 func (s *Service) Open(ctx context.Context) error {
 	recs, err := s.store.ListUnfinishedRecordings(ctx)
 	if err != nil {
@@ -37,17 +41,38 @@ func (s *Service) Open(ctx context.Context) error {
 	return nil
 }
 
+// resumed is what a recording picked up by Open still has to do before its
+// first upload.
+type resumed struct {
+	known []recsink.Part // the parts the store had confirmed
+}
+
+// reconcileTimeout bounds reconcile, the wait for an upload slot included.
+const reconcileTimeout = 10 * time.Second
+
 // reconcile asks S3 which parts it holds: a part uploaded just before a
 // crash, before the store recorded it, is recorded now instead of sent again.
 // Part n's bytes are fixed by the layout and the spool never changes them,
 // so S3's part n of the right size is the spool's part n. When S3 cannot be
-// asked now, the parts are simply sent again.
+// asked now, the parts are simply sent again. It runs in the recording's
+// upload loop, with an upload slot, so that a hanging bucket delays only its
+// own organization's recordings.
 func (r *recorder) reconcile(ctx context.Context, known []recsink.Part) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, reconcileTimeout)
 	defer cancel()
-	inS3, err := r.client.ListParts(ctx, r.rec.ObjectKey, r.rec.UploadID)
+	r.mu.Lock()
+	client := r.client
+	r.mu.Unlock()
+	var inS3 []recsink.Part
+	release, err := r.s.slots.Acquire(ctx, r.rec.OrgID)
+	if err == nil {
+		inS3, err = client.ListParts(ctx, r.rec.ObjectKey, r.rec.UploadID)
+		release()
+	}
 	if err != nil {
-		r.s.log.Warn("list parts at resume; unconfirmed parts will be sent again", "recording", r.rec.ID, "err", err)
+		if !isCanceled(err) {
+			r.s.log.Warn("list parts at resume; unconfirmed parts will be sent again", "recording", r.rec.ID, "err", err)
+		}
 		return
 	}
 	recorded := map[int32]bool{}
@@ -75,7 +100,9 @@ func (r *recorder) reconcile(ctx context.Context, known []recsink.Part) {
 		if err := r.file.Release(p.Number); err != nil {
 			return
 		}
+		r.mu.Lock()
 		r.rec.BytesUploaded += p.Size
+		r.mu.Unlock()
 		r.s.log.Info("part found in S3 at resume", "recording", r.rec.ID, "part", p.Number)
 	}
 }
@@ -158,7 +185,7 @@ func (s *Service) resume(ctx context.Context, rec *recsink.Recording) error {
 		return err
 	}
 	r := s.newRecorder(*rec, file, file.Layout(), cred, client, claimed)
-	r.reconcile(ctx, parts)
+	r.resumed = &resumed{known: parts}
 	if file.Finished() && rec.EndDate == nil {
 		// Stopped in the spool just before the crash, not yet in the store.
 		end := s.dbNow(ctx)

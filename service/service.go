@@ -36,7 +36,8 @@ type Config struct {
 	// MaxIngestRate is the highest ingest rate recsink accepts, in bytes per
 	// second (50 Mbit/s); with MaxDuration it sizes the parts.
 	MaxIngestRate int64
-	// UploadConcurrency bounds part uploads in flight across all recordings.
+	// UploadConcurrency bounds part uploads in flight across all recordings;
+	// organizations share the slots fairly (see Slots).
 	UploadConcurrency int
 	// PartConcurrency bounds part uploads in flight for one recording.
 	PartConcurrency int
@@ -63,7 +64,7 @@ type Service struct {
 	cfg    Config
 	store  recsink.Store
 	log    *slog.Logger
-	slots  chan struct{} // upload slots shared by all recordings
+	slots  *Slots // upload slots, shared fairly by organizations
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -128,7 +129,7 @@ func New(cfg Config) *Service {
 		cfg:       cfg,
 		store:     cfg.Store,
 		log:       cfg.Logger,
-		slots:     make(chan struct{}, cfg.UploadConcurrency),
+		slots:     NewSlots(cfg.UploadConcurrency),
 		ctx:       ctx,
 		cancel:    cancel,
 		recorders: map[string]*recorder{},

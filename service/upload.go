@@ -18,8 +18,13 @@ type partResult struct {
 // run uploads complete parts as they appear and completes the object once
 // the recording stopped and every part is confirmed. It ends when the
 // recording is over here: finished, or ctx ended (the service closes, or
-// the lease was lost).
+// the lease was lost). A recording picked up by Open first asks S3 which
+// parts it already holds.
 func (r *recorder) run(ctx context.Context, deadline *time.Timer) {
+	if res := r.resumed; res != nil {
+		r.resumed = nil
+		r.reconcile(ctx, res.known)
+	}
 	results := make(chan partResult, r.s.cfg.PartConcurrency)
 	inflight := map[int32]string{} // part → the credential it goes out with
 	defer func() {
@@ -165,12 +170,11 @@ func (r *recorder) backoff(failures int) time.Duration {
 // upload sends part n and records it once S3 confirmed it; only then are
 // its bytes released from the spool.
 func (r *recorder) upload(ctx context.Context, client recsink.StorageClient, n int32) error {
-	select {
-	case r.s.slots <- struct{}{}:
-		defer func() { <-r.s.slots }()
-	case <-ctx.Done():
-		return ctx.Err()
+	release, err := r.s.slots.Acquire(ctx, r.rec.OrgID)
+	if err != nil {
+		return err
 	}
+	defer release()
 	// No S3 write and no row write without a valid lease; a lease that
 	// lapses or is lost meanwhile ends the upload.
 	wctx, done, err := r.leaseCtx(ctx)
