@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/xml"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -159,6 +160,14 @@ type Hold struct {
 	once     sync.Once
 	mu       sync.Mutex
 	caught   []Request
+	// reject, when set before released is closed, is the S3 error that
+	// the held requests get instead of going on to the server.
+	reject *rejection
+}
+
+type rejection struct {
+	status        int
+	code, message string
 }
 
 // Hold starts holding back every request for which match holds (it sees
@@ -184,6 +193,18 @@ func (h *Hold) Release() {
 		}
 		h.p.mu.Unlock()
 	})
+}
+
+// Reject answers the held requests with an S3 error instead of passing
+// them on (as S3 answers NoSuchUpload to the completion of an upload that
+// another client has completed), and stops holding.
+func (h *Hold) Reject(status int, code, message string) {
+	h.mu.Lock()
+	if h.reject == nil {
+		h.reject = &rejection{status, code, message}
+	}
+	h.mu.Unlock()
+	h.Release()
 }
 
 // ReleaseAll releases every hold.
@@ -260,6 +281,18 @@ func (p *Proxy) serve(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 		rec.Held = time.Since(rec.Start)
+		hold.mu.Lock()
+		rej := hold.reject
+		hold.mu.Unlock()
+		if rej != nil {
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(rej.status)
+			fmt.Fprintf(w, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>%s</Code><Message>%s</Message><Resource>%s</Resource></Error>", escape(rej.code), escape(rej.message), escape(req.URL.Path))
+			rec.End = time.Now()
+			rec.Status, rec.Code = rej.status, rej.code
+			p.record(rec)
+			return
+		}
 	}
 
 	sw := &sniffer{ResponseWriter: w}
@@ -322,6 +355,12 @@ func errorCode(body []byte) string {
 		return "Error"
 	}
 	return e.Code
+}
+
+func escape(s string) string {
+	var b bytes.Buffer
+	xml.EscapeText(&b, []byte(s))
+	return b.String()
 }
 
 // describe names the S3 operation of a path-style request.

@@ -50,8 +50,22 @@ func TestProxy(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	// A rejected request never reaches the server and gets the S3 error.
+	h = p.Hold(func(r s3spy.Request) bool { return r.Op == "GetObject" })
+	go func() {
+		_, err := client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String("a/b")})
+		done <- err
+	}()
+	h.WaitCaught(t, 1, 10*time.Second)
+	h.Reject(404, "NoSuchKey", "The specified key does not exist.")
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "NoSuchKey") {
+		t.Fatalf("rejected GetObject: %v", err)
+	}
 	reqs := p.Requests()
-	if len(reqs) != 2 {
+	if len(reqs) != 3 || reqs[2].Code != "NoSuchKey" || reqs[2].Status != 404 {
+		t.Fatalf("%d requests: %+v", len(reqs), reqs)
+	}
+	if len(reqs) != 3 {
 		t.Fatalf("%d requests: %+v", len(reqs), reqs)
 	}
 	put, head := reqs[0], reqs[1]
