@@ -205,7 +205,13 @@ type auditRow struct {
 	App, Table, Op     string
 	OldState, NewState string
 	OldOwner, NewOwner string
-	Lease              *time.Time
+	// Lease is the row's lease expiry after the write, OldLease before.
+	Lease, OldLease *time.Time
+}
+
+// LeaseChanged reports whether the write set a new lease expiry.
+func (a auditRow) LeaseChanged() bool {
+	return a.Lease != nil && (a.OldLease == nil || !a.OldLease.Equal(*a.Lease))
 }
 
 func (a auditRow) String() string {
@@ -223,7 +229,7 @@ func (c *owCluster) Audit(t *testing.T, id string) []auditRow {
 	rows, err := c.DB.Query(context.Background(), `
 		SELECT at, app, tbl, op, COALESCE(old ->> 'state', ''), COALESCE(new ->> 'state', ''),
 			COALESCE(old ->> 'owner_node', ''), COALESCE(new ->> 'owner_node', ''),
-			(new ->> 'lease_expires_at')::timestamptz
+			(new ->> 'lease_expires_at')::timestamptz, (old ->> 'lease_expires_at')::timestamptz
 		FROM onewriter_audit WHERE recording_id = $1 ORDER BY seq`, id)
 	if err != nil {
 		t.Fatal(err)
@@ -232,7 +238,7 @@ func (c *owCluster) Audit(t *testing.T, id string) []auditRow {
 	var out []auditRow
 	for rows.Next() {
 		var a auditRow
-		if err := rows.Scan(&a.At, &a.App, &a.Table, &a.Op, &a.OldState, &a.NewState, &a.OldOwner, &a.NewOwner, &a.Lease); err != nil {
+		if err := rows.Scan(&a.At, &a.App, &a.Table, &a.Op, &a.OldState, &a.NewState, &a.OldOwner, &a.NewOwner, &a.Lease, &a.OldLease); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, a)
