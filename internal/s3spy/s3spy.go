@@ -322,7 +322,8 @@ type sniffer struct {
 }
 
 func (s *sniffer) WriteHeader(code int) {
-	if s.status == 0 {
+	// 1xx answers (100 Continue to an UploadPart) come before the final one.
+	if s.status == 0 && code >= 200 {
 		s.status = code
 	}
 	s.ResponseWriter.WriteHeader(code)
