@@ -32,9 +32,6 @@ type Config struct {
 	// NodeLossTimeout is how long recordings wait for a dead node that holds
 	// their unsent bytes before they are failed.
 	NodeLossTimeout time.Duration
-	// ClockOffset shifts this node's own clock (tests only): leases and
-	// drain times must come from the database's clock, whatever this says.
-	ClockOffset time.Duration
 }
 
 // DefaultConfig returns the embedded defaults: SQLite and a data folder
@@ -78,7 +75,6 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.NodeURL, "node-url", "", "base URL other recsink nodes reach this one at, to send on ingest of recordings it runs (default: --public-url, else the listen address)")
 	fs.DurationVar(&c.NodeLossTimeout, "node-loss-timeout", c.NodeLossTimeout, "how long a recording whose unsent bytes are on a dead node waits for that node to come back before it is failed")
-	fs.DurationVar(&c.ClockOffset, "clock-offset", 0, "tests only: shift this node's own clock by this much")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "how long this node's claim on its recordings lasts without renewal; another node takes over a dead node's recordings after it")
 }
 

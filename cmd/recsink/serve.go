@@ -57,9 +57,6 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.Logger == nil {
 		m.Logger = slog.New(slog.NewTextHandler(m.Stderr, &slog.HandlerOptions{Level: level}))
 	}
-	if cfg.ClockOffset != 0 {
-		recsink.Now = func() time.Time { return time.Now().UTC().Add(cfg.ClockOffset) }
-	}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return fmt.Errorf("create data folder: %w", err)
 	}
