@@ -272,8 +272,14 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		if sw.body != nil && !sw.body.done() {
 			// net/http reads what is left of the body (up to 256 KiB) after
 			// the handler, for as long as the read deadline allows, to keep
-			// the connection: a body nobody needs is not waited for.
-			_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+			// the connection: a body nobody read is not waited for; one
+			// its authenticated sender was streaming gets a second, so that
+			// the sender reads the answer before the connection closes.
+			drain := time.Now()
+			if sw.body.started() {
+				drain = drain.Add(time.Second)
+			}
+			_ = http.NewResponseController(w).SetReadDeadline(drain)
 		}
 		attrs := []any{"method", r.Method, "path", r.URL.Path, "status", sw.status, "duration", time.Since(start)}
 		if info.org != nil {
@@ -321,9 +327,14 @@ func (w *statusWriter) WriteHeader(status int) {
 		// client that does not read it is cut. ErrNotSupported only where
 		// there is no connection (tests).
 		_ = http.NewResponseController(w.ResponseWriter).SetWriteDeadline(time.Now().Add(w.writeTimeout))
-		if w.body != nil && !w.body.done() {
-			// Else net/http reads up to 256 KiB of the unread body, for as
-			// long as the read deadline allows, to keep the connection.
+		if w.body != nil && !w.body.started() {
+			// A body refused unread (no or a wrong credential, a route
+			// that takes none) is not waited for: else net/http reads up
+			// to 256 KiB of it, for as long as the read deadline allows,
+			// to keep the connection. A body the handler began to read
+			// (its sender authenticated) gets net/http's bounded drain, so
+			// that a recorder still sending sees the answer (a 503 with
+			// its Upload-Offset) before the connection closes.
 			w.Header().Set("Connection", "close")
 		}
 	}
@@ -340,18 +351,27 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 // trackedBody is a request body that knows whether it was read to its end.
 type trackedBody struct {
 	io.ReadCloser
-	mu  sync.Mutex
-	eof bool
+	mu   sync.Mutex
+	read bool // a Read was made
+	eof  bool
 }
 
 func (b *trackedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
+	b.mu.Lock()
+	b.read = true
 	if err == io.EOF {
-		b.mu.Lock()
 		b.eof = true
-		b.mu.Unlock()
 	}
+	b.mu.Unlock()
 	return n, err
+}
+
+// started reports whether the handler read the body, to its end or not.
+func (b *trackedBody) started() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.read
 }
 
 func (b *trackedBody) done() bool {
