@@ -32,6 +32,9 @@ type Config struct {
 	// NodeLossTimeout is how long recordings wait for a dead node that holds
 	// their unsent bytes before they are failed.
 	NodeLossTimeout time.Duration
+	// S3Timeout, when set, replaces the S3 client's floor for response
+	// headers (s3 ResponseHeaderTimeout, default 15 s); tests shorten it.
+	S3Timeout time.Duration
 }
 
 // DefaultConfig returns the embedded defaults: SQLite and a data folder
@@ -76,6 +79,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NodeURL, "node-url", "", "base URL other recsink nodes reach this one at, to send on ingest of recordings it runs (default: --public-url, else the listen address)")
 	fs.DurationVar(&c.NodeLossTimeout, "node-loss-timeout", c.NodeLossTimeout, "how long a recording whose unsent bytes are on a dead node waits for that node to come back before it is failed")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "how long this node's claim on its recordings lasts without renewal; another node takes over a dead node's recordings after it")
+	fs.DurationVar(&c.S3Timeout, "s3-timeout", 0, "tests only: how long an S3 endpoint may take to answer before the call is cut (default 15s)")
 }
 
 // parseFlags parses args, then fills every flag not given on the command
