@@ -49,10 +49,11 @@ type Proxy struct {
 	ln     net.Listener
 	mode   atomic.Int32
 
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	passing map[net.Conn]struct{} // client sides of passed connections
+	closed  bool
+	wg      sync.WaitGroup
 
 	stats struct {
 		passed, hung, refused atomic.Int64
@@ -88,7 +89,7 @@ func New(target string) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{target: target, ln: ln, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{target: target, ln: ln, conns: map[net.Conn]struct{}{}, passing: map[net.Conn]struct{}{}}
 	p.Addr = ln.Addr().String()
 	p.URL = "http://" + p.Addr
 	p.wg.Add(1)
@@ -96,8 +97,22 @@ func New(target string) (*Proxy, error) {
 	return p, nil
 }
 
-// SetMode sets the mode of the connections accepted from now on.
-func (p *Proxy) SetMode(m Mode) { p.mode.Store(int32(m)) }
+// SetMode sets the mode of the connections accepted from now on. Switching
+// to Hang or Refuse also closes the connections being passed, idle
+// keep-alive ones included, as an endpoint that goes bad does: the client's
+// next request dials anew and meets the new mode. Hung connections stay
+// hung whatever the mode.
+func (p *Proxy) SetMode(m Mode) {
+	p.mode.Store(int32(m))
+	if m == Pass {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.passing {
+		c.Close()
+	}
+}
 
 // Mode returns the current mode.
 func (p *Proxy) Mode() Mode { return Mode(p.mode.Load()) }
@@ -202,12 +217,21 @@ func (p *Proxy) pass(c net.Conn) {
 		return
 	}
 	defer p.untrack(up)
+	p.mu.Lock()
+	p.passing[c] = struct{}{}
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.passing, c)
+		p.mu.Unlock()
+	}()
 	done := make(chan struct{}, 2)
 	cp := func(dst, src net.Conn) {
 		io.Copy(dst, src)
-		if tc, ok := dst.(*net.TCPConn); ok {
-			tc.CloseWrite()
-		}
+		// One side is gone or was cut: end both directions (HTTP does not
+		// half-close).
+		c.Close()
+		up.Close()
 		done <- struct{}{}
 	}
 	go cp(up, c)

@@ -63,3 +63,28 @@ func TestProxy(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 }
+
+// TestProxy_HangCutsPassing: a keep-alive connection passed before the
+// switch to Hang is closed, so that the client's next request hangs.
+func TestProxy_HangCutsPassing(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello")
+	}))
+	defer srv.Close()
+	p := faultproxy.Start(t, strings.TrimPrefix(srv.URL, "http://"))
+	c := &http.Client{Timeout: 300 * time.Millisecond}
+	resp, err := c.Get(p.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(resp.Body)
+	resp.Body.Close()
+	p.SetMode(faultproxy.Hang)
+	if _, err := c.Get(p.URL); err == nil {
+		t.Fatal("the kept-alive connection still passes after the switch to Hang")
+	}
+	if s := p.Stats(); s.Hung != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
