@@ -1,7 +1,7 @@
 # recsink: run `make help` for the targets.
 GO ?= go
 
-.PHONY: help run build test chaos lint bench deps demo
+.PHONY: help run build test lint bench deps demo
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -21,6 +21,8 @@ deps: ## install the test tools: versitygw (cached), ffmpeg, chromium and Postgr
 test: deps lint ## the whole test suite, with the race detector, against real versitygw, PostgreSQL, ffmpeg and chromium
 	RECSINK_VERSITYGW=$${RECSINK_VERSITYGW:-$$(./scripts/install-versitygw.sh)} $(GO) test -race -timeout 20m ./...
 
+# chaos: the same tests run in `make test` too; this target runs only them, verbosely.
+.PHONY: chaos
 chaos: deps ## the fault tests of issue 10 (also part of make test)
 	RECSINK_VERSITYGW=$${RECSINK_VERSITYGW:-$$(./scripts/install-versitygw.sh)} $(GO) test -race -run 'TestChaos_' -count=1 -v -timeout 10m ./cmd/recsink
 

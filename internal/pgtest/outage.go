@@ -18,12 +18,12 @@ var (
 	privates  = map[*Cluster]string{}
 )
 
-// MustStartPrivate starts a cluster of tb's own, stopped and removed when tb
+// MustStartForOutage starts a cluster of tb's own, stopped and removed when tb
 // ends, with one database, and returns the cluster and the database's DSN.
 // It skips tb when the PostgreSQL binaries are absent, or fails it when
-// RECSINK_REQUIRE_TOOLS=1. Only a private cluster can be Stopped and
-// Started.
-func MustStartPrivate(tb testing.TB) (*Cluster, string) {
+// RECSINK_REQUIRE_TOOLS=1. Only such a cluster can be stopped
+// (MustStop) and started again (MustRestart).
+func MustStartForOutage(tb testing.TB) (*Cluster, string) {
 	tb.Helper()
 	bin := findBinDir()
 	if bin == "" {
@@ -59,13 +59,13 @@ func MustStartPrivate(tb testing.TB) (*Cluster, string) {
 	return c, c.DSN(name)
 }
 
-// Stop shuts a private cluster down (a fast shutdown: sessions end with
+// MustStop shuts a private cluster down (a fast shutdown: sessions end with
 // "terminating connection due to administrator command"), keeping its data
-// and port for Start.
-func (c *Cluster) Stop(tb testing.TB) {
+// and port for MustRestart.
+func (c *Cluster) MustStop(tb testing.TB) {
 	tb.Helper()
 	if _, ok := c.private(); !ok {
-		tb.Fatal("pgtest: Stop of a shared cluster; use MustStartPrivate")
+		tb.Fatal("pgtest: MustStop of a shared cluster; use MustStartForOutage")
 	}
 	if err := c.shutdown(); err != nil {
 		tb.Fatalf("pgtest: stop PostgreSQL: %v", err)
@@ -73,13 +73,13 @@ func (c *Cluster) Stop(tb testing.TB) {
 	c.admin = nil
 }
 
-// Start starts a stopped private cluster again on the same port and data,
+// MustRestart starts a stopped private cluster again on the same port and data,
 // and waits until it accepts connections.
-func (c *Cluster) Start(tb testing.TB) {
+func (c *Cluster) MustRestart(tb testing.TB) {
 	tb.Helper()
 	bin, ok := c.private()
 	if !ok {
-		tb.Fatal("pgtest: Start of a shared cluster; use MustStartPrivate")
+		tb.Fatal("pgtest: MustRestart of a shared cluster; use MustStartForOutage")
 	}
 	cred, err := serverCredential(c.dir)
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 // and comes back on the same port with its data.
 func TestPrivateStopStart(t *testing.T) {
 	t.Parallel()
-	c, dsn := pgtest.MustStartPrivate(t)
+	c, dsn := pgtest.MustStartForOutage(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	exec := func(sql string) error {
@@ -29,11 +29,11 @@ func TestPrivateStopStart(t *testing.T) {
 	if err := exec("CREATE TABLE kept (n int); INSERT INTO kept VALUES (1)"); err != nil {
 		t.Fatal(err)
 	}
-	c.Stop(t)
+	c.MustStop(t)
 	if err := exec("SELECT 1"); err == nil {
 		t.Fatal("the stopped cluster answered")
 	}
-	c.Start(t)
+	c.MustRestart(t)
 	if err := exec("SELECT n FROM kept"); err != nil {
 		t.Fatalf("after Start: %v", err)
 	}
