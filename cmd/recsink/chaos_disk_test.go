@@ -144,7 +144,11 @@ func TestChaos_FullDisk(t *testing.T) {
 	fullAt := acked.Load()
 	t.Logf("disk full after %d bytes acknowledged (%.1f MiB), %v after S3 went down; PATCH answers so far: %s",
 		fullAt, float64(fullAt)/mib, time.Since(s3Down).Round(10*time.Millisecond), patches.String())
-	time.Sleep(5 * time.Second) // the outage goes on: S3 stays down while the recorder retries
+	// The outage goes on while the recorder retries: S3 comes back after
+	// three error answers, or 20 s.
+	for patches.count(func(s int) bool { return s >= 500 }) < 3 && time.Since(s3Down) < 20*time.Second {
+		time.Sleep(50 * time.Millisecond) // polling a condition under a deadline
+	}
 	s3.Start(t)
 	t.Logf("S3 back after %v down", time.Since(s3Down).Round(100*time.Millisecond))
 
