@@ -39,8 +39,8 @@ func (c *phaseCounts) String() string {
 	return fmt.Sprintf("before: %s; while down: %s; after: %s", c[0].String(), c[1].String(), c[2].String())
 }
 
-// outageFault records an answer that breaks the rules for a database
-// outage, once per kind.
+// outageFaults counts the answers that break the rules for a database
+// outage, by kind.
 type outageFaults struct {
 	mu   sync.Mutex
 	seen map[string]int

@@ -118,7 +118,6 @@ func TestChaos_HangingEndpoint(t *testing.T) {
 
 	// B's recordings go blocked, saying why in plain words.
 	began := time.Now()
-	blockedIn := time.Duration(0)
 	pending := map[int]bool{}
 	for i := range recsB {
 		pending[i] = true
@@ -144,7 +143,7 @@ func TestChaos_HangingEndpoint(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond) // polling a condition under a deadline
 	}
-	blockedIn = time.Since(began)
+	blockedIn := time.Since(began)
 	t.Logf("B: all %d recordings blocked %v after A's stop: %q", bRecordings, blockedIn.Round(10*time.Millisecond), lastErr)
 
 	// The endpoint answers again (for new connections: the hung ones stay

@@ -194,13 +194,12 @@ func (p *Proxy) hang(c net.Conn) {
 	p.stats.hung.Add(1)
 	p.stats.hangOpen.Add(1)
 	defer p.stats.hangOpen.Add(-1)
-	_, err := io.Copy(io.Discard, c)
+	io.Copy(io.Discard, c) // until the client closes (EOF or reset), or Close does
 	p.mu.Lock()
 	closedByUs := p.closed
 	p.mu.Unlock()
 	if !closedByUs {
-		_ = err // EOF or reset: the client gave up on the connection
-		p.stats.hangCut.Add(1)
+		p.stats.hangCut.Add(1) // the client gave up on the connection
 	}
 }
 
