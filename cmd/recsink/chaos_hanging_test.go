@@ -161,7 +161,7 @@ func TestChaos_HangingEndpoint(t *testing.T) {
 	t.Logf("B: all %d recordings uploaded byte-identical %v after the endpoint answered again; hung connections: %d accepted, %d cut by recsink, %d still open",
 		bRecordings, time.Since(passed).Round(10*time.Millisecond), st.Hung, st.HangCut, st.HangOpen)
 	chaosRow(t, "one organization's S3 endpoint accepts connections and never answers (20 recordings)",
-		fmt.Sprintf("other organizations unaffected (12 MiB uploaded %.1f s after the stop); its recordings blocked: %q; all complete once it answers", aTook.Seconds(), lastErr), 0)
+		fmt.Sprintf("another organization's 12 MiB uploaded %.1f s after its stop; the 20 recordings blocked: %q; all complete once it answers", aTook.Seconds(), lastErr), 0)
 }
 
 // ingestPut is the request of Started.Put, for use off the test goroutine.
