@@ -18,11 +18,11 @@ import (
 	"github.com/recsink/recsink/internal/s3test"
 )
 
-// mustMountTmpfs mounts a tmpfs of size (such as "48m") on a new temporary
+// mustMountDataDisk mounts a tmpfs of size (such as "48m") on a new temporary
 // folder and unmounts it when tb ends. It skips tb when mounting is
 // impossible (not root, no CAP_SYS_ADMIN), or fails it when
 // RECSINK_REQUIRE_TOOLS=1.
-func mustMountTmpfs(tb testing.TB, size string) string {
+func mustMountDataDisk(tb testing.TB, size string) string {
 	tb.Helper()
 	dir := tb.TempDir()
 	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", dir).CombinedOutput()
@@ -70,7 +70,7 @@ func (g *gatedReader) Read(p []byte) (int, error) {
 func TestChaos_FullDisk(t *testing.T) {
 	t.Parallel()
 	const total = 60 * mib
-	data := mustMountTmpfs(t, "48m")
+	data := mustMountDataDisk(t, "48m")
 	s3 := s3test.MustStart(t)
 	apiKey := mustOrgCreate(t, "--data", data)
 	p := MustStartProcess(t, s3, data)
