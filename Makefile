@@ -1,7 +1,7 @@
 # recsink: run `make help` for the targets.
 GO ?= go
 
-.PHONY: help run build test lint bench deps demo
+.PHONY: help run build test lint bench deps demo fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,12 @@ chaos: deps ## the fault tests of issue 10 (also part of make test)
 lint: ## go vet and gofmt
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+
+FUZZTIME ?= 10s
+
+fuzz: ## run each Go fuzz target for FUZZTIME (default 10s): the JSON body decoder and the tus headers
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME) ./http
+	$(GO) test -run '^$$' -fuzz '^FuzzTusHeaders$$' -fuzztime $(FUZZTIME) ./http
 
 bench: ## benchmarks, each beside its baseline
 	RECSINK_VERSITYGW=$${RECSINK_VERSITYGW:-$$(./scripts/install-versitygw.sh)} $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...

@@ -38,8 +38,13 @@ type CredentialUsage struct {
 	State            string   `json:"state"`
 	ActiveRecordings []string `json:"activeRecordings"`
 	// SafeToDeleteAfter is the latest moment a holding recording can still
-	// run; nil once none holds the key.
+	// run, on the database's clock; nil once none holds the key, and nil
+	// while a blocked or stopping recording holds it, as no time can be
+	// promised then (SafeToDeleteReason says which).
 	SafeToDeleteAfter *time.Time `json:"safeToDeleteAfter"`
+	// SafeToDeleteReason says in plain words why the key is not yet safe to
+	// delete; empty when no recording holds it.
+	SafeToDeleteReason string `json:"safeToDeleteReason,omitempty"`
 }
 
 // AssociatedData returns the data that a credential's ciphertext is bound

@@ -69,6 +69,38 @@ func (r *Recording) Finished() bool {
 	return r.State == RecordingUploaded || r.State == RecordingFailed || r.State == RecordingDeleted
 }
 
+// CanTransition reports whether a recording may move from state from to
+// state to: recording<->blocked, recording|blocked -> stopping, stopping ->
+// blocked, any unfinished state -> uploaded|failed, uploaded|failed ->
+// deleted, and same -> same. Nothing leaves deleted, and nothing goes back to
+// an unfinished state from a final one. (The stores also refuse recording
+// onto a row that already has an end date: a stopped recording does not
+// restart.) The stores enforce the same table in SQL.
+func CanTransition(from, to string) bool {
+	if from == to {
+		return isState(from)
+	}
+	switch from {
+	case RecordingRecording:
+		return to == RecordingBlocked || to == RecordingStopping || to == RecordingUploaded || to == RecordingFailed
+	case RecordingBlocked:
+		return to == RecordingRecording || to == RecordingStopping || to == RecordingUploaded || to == RecordingFailed
+	case RecordingStopping:
+		return to == RecordingBlocked || to == RecordingUploaded || to == RecordingFailed
+	case RecordingUploaded, RecordingFailed:
+		return to == RecordingDeleted
+	}
+	return false
+}
+
+func isState(s string) bool {
+	switch s {
+	case RecordingRecording, RecordingBlocked, RecordingStopping, RecordingUploaded, RecordingFailed, RecordingDeleted:
+		return true
+	}
+	return false
+}
+
 // Holding reports whether the recording still needs its credential.
 func (r *Recording) Holding() bool {
 	return r.State == RecordingRecording || r.State == RecordingBlocked || r.State == RecordingStopping

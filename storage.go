@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"time"
 )
 
@@ -32,6 +33,9 @@ type StorageError struct {
 	Code       string // S3's error code: "AccessDenied", ...; "" when none was sent
 	StatusCode int    // HTTP status, 0 when no response arrived
 	Err        error  // the underlying error, for the log
+	// Deadline is, for Code "Timeout", how long recsink waited for an
+	// endpoint that had accepted the connection.
+	Deadline time.Duration
 }
 
 // Error implements error. It carries no secret: the SDK's errors do not either.
@@ -87,6 +91,12 @@ func (e *StorageError) Explain() string {
 		return "S3 refused a part as too small."
 	case "SlowDown", "Throttling", "ThrottlingException":
 		return "S3 is throttling requests; recsink retries with backoff."
+	case "Timeout":
+		return fmt.Sprintf("the storage endpoint accepted the connection but did not answer within %d s", int64(math.Ceil(e.Deadline.Seconds())))
+	case "AddressRefused":
+		return "The endpoint's name resolves to a private, loopback or link-local address, which this recsink server does not connect to; the operator allows such endpoints with --allow-endpoint."
+	case "PreconditionFailed":
+		return "Another object already has this name in the bucket; recsink does not replace it."
 	}
 	switch {
 	case e.StatusCode == 0:
@@ -171,10 +181,17 @@ type StorageClient interface {
 	// UploadPart sends size bytes of body; body is seekable so that retries resend identical bytes.
 	UploadPart(ctx context.Context, key, uploadID string, number int32, body io.ReadSeeker, size int64) (etag string, err error)
 	ListParts(ctx context.Context, key, uploadID string) ([]Part, error)
+	// CompleteMultipartUpload never replaces an object that already has
+	// the key, where the server honours If-None-Match: then it fails with a
+	// *StorageError of Code "PreconditionFailed".
 	CompleteMultipartUpload(ctx context.Context, key, uploadID string, parts []Part) error
 	AbortMultipartUpload(ctx context.Context, key, uploadID string) error
 	PutObject(ctx context.Context, key, contentType string, metadata map[string]string, body io.ReadSeeker, size int64) error
 	HeadObject(ctx context.Context, key string) (size int64, metadata map[string]string, err error)
+	// ObjectExists reports whether key names an object. It says false only
+	// when S3 answers 404: any other failure, 403 included, is an error, so
+	// that a name is never taken as free on a guess.
+	ObjectExists(ctx context.Context, key string) (bool, error)
 	// ReplaceMetadata sets the object's user metadata (a copy onto itself,
 	// up to 5 GiB).
 	ReplaceMetadata(ctx context.Context, key, contentType string, metadata map[string]string) error

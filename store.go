@@ -30,6 +30,13 @@ type Store interface {
 	ReplaceCurrentCredential(ctx context.Context, orgID, scope string, at time.Time) error
 	// ListCredentials returns all generations of the organization, oldest first.
 	ListCredentials(ctx context.Context, orgID string) ([]*Credential, error)
+	// WatchCredentials sends the organization ID of every credential saved
+	// or replaced by any node, until ctx ends; "" means "anything may have
+	// changed" (after a reconnect). PostgreSQL: LISTEN/NOTIFY sent in the
+	// same transaction as the write, with a poll while the listening
+	// connection is down; SQLite: in-process. A slow reader misses no
+	// change: sends that would block are folded into one "".
+	WatchCredentials(ctx context.Context) (<-chan string, error)
 
 	// CreateMeeting inserts m; a duplicate room name is ECONFLICT.
 	CreateMeeting(ctx context.Context, m *Meeting) error
@@ -39,14 +46,25 @@ type Store interface {
 	ListMeetings(ctx context.Context, orgID, cursor string, limit int) ([]*Meeting, string, error)
 	DeleteMeeting(ctx context.Context, orgID, id string) error
 
-	CreateRecording(ctx context.Context, r *Recording) error
+	// CreateRecording inserts r owned by r.Owner.Node/URL with a lease of
+	// ttl on the database's clock, row and owner and lease in one statement,
+	// and sets r.Owner (Epoch 1, LeaseExpiresAt). A second recording with
+	// the same (destination endpoint, bucket, object key) as any recording
+	// not deleted is ECONFLICT with Field "objectKey".
+	CreateRecording(ctx context.Context, r *Recording, ttl time.Duration) error
 	FindRecording(ctx context.Context, orgID, id string) (*Recording, error)
 	// FindRecordingByID finds a recording in any organization: for ingest,
 	// which is authenticated by the recording's own token.
 	FindRecordingByID(ctx context.Context, id string) (*Recording, error)
 	// UpdateRecording saves every mutable field of r (state, end date, stop
-	// reason, byte counts, size, sha256, last error, credential, upload ID).
+	// reason, byte counts, size, sha256, last error, credential, upload ID)
+	// where r.Owner.Node and r.Owner.Epoch still hold the row (else
+	// ErrLeaseLost) and CanTransition(row state, r.State) (else ECONFLICT);
+	// ENOTFOUND when there is no such row.
 	UpdateRecording(ctx context.Context, r *Recording) error
+	// MarkRecordingDeleted moves a finished recording to deleted, from any
+	// node; idempotent; ECONFLICT when the recording is unfinished.
+	MarkRecordingDeleted(ctx context.Context, orgID, id string) error
 	ListRecordings(ctx context.Context, orgID string, f RecordingFilter) ([]*Recording, string, error)
 	// ListUnfinishedRecordings returns recordings of every organization in
 	// the states recording, blocked and stopping: what to resume at start.
@@ -61,4 +79,16 @@ type Store interface {
 	PutPart(ctx context.Context, recordingID string, p Part) error
 	// ListParts returns the recording's confirmed parts by number.
 	ListParts(ctx context.Context, recordingID string) ([]Part, error)
+
+	// Prune deletes what is older than before: the events and parts of
+	// recordings finished before it, and webhook deliveries finished before
+	// it. It works in bounded batches so that no statement holds locks long.
+	Prune(ctx context.Context, before time.Time) (PruneStats, error)
+}
+
+// PruneStats counts the rows that Store.Prune deleted.
+type PruneStats struct {
+	RecordingEvents   int64
+	Parts             int64
+	WebhookDeliveries int64
 }

@@ -44,7 +44,14 @@ type Config struct {
 	// SecureCookies marks cookies Secure even when the request did not come
 	// over TLS: set it behind a TLS-terminating proxy.
 	SecureCookies bool
+	// SignInReadTimeout bounds reading the sign-in form, the one body read
+	// before anyone is signed in; zero means DefaultSignInReadTimeout. Keep
+	// it within the server's own read timeout, which it replaces.
+	SignInReadTimeout time.Duration
 }
+
+// DefaultSignInReadTimeout is how long the sign-in form may take to arrive.
+const DefaultSignInReadTimeout = 10 * time.Second
 
 // Handler serves the admin page. Create it with New.
 type Handler struct {
@@ -65,6 +72,9 @@ func New(cfg Config) *Handler {
 	}
 	if cfg.MaxDuration <= 0 {
 		cfg.MaxDuration = 24 * time.Hour
+	}
+	if cfg.SignInReadTimeout <= 0 {
+		cfg.SignInReadTimeout = DefaultSignInReadTimeout
 	}
 	h := &Handler{
 		cfg:     cfg,
@@ -119,7 +129,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) handleIndex(w http.ResponseWriter, r *http.Request) {
-	if _, ok := h.session(r); !ok {
+	if s, err := h.session(r); err != nil {
+		h.renderError(w, r, nil, err)
+		return
+	} else if s == nil {
 		http.Redirect(w, r, "/admin/signin", http.StatusSeeOther)
 		return
 	}
@@ -127,7 +140,7 @@ func (h *Handler) handleIndex(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) handleNotFound(w http.ResponseWriter, r *http.Request) {
-	sess, _ := h.session(r)
+	sess, _ := h.session(r) // a store error leaves the page without the session
 	h.render(w, r, http.StatusNotFound, "message", &page{
 		Title: "Not found", Session: sess,
 		Data: message{Heading: "Page not found", Text: "There is no admin page at this address."},

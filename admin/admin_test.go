@@ -438,7 +438,7 @@ func TestAdminIsolation(t *testing.T) {
 		r := storetest.NewRecording(org.ID, m.RoomName, recsink.RecordingBlocked)
 		r.MeetingID, r.CredentialID, r.AccessKeyID = m.ID, c.ID, c.AccessKeyID
 		r.StartDate = time.Now().UTC().Truncate(time.Microsecond)
-		if err := app.Store.CreateRecording(ctx, r); err != nil {
+		if err := app.Store.CreateRecording(ctx, r, storetest.TestLeaseTTL); err != nil {
 			t.Fatal(err)
 		}
 		return world{org: org, email: email, password: password, room: strings.TrimPrefix(m.RoomName, "/"), rec: r.ID, keyID: c.AccessKeyID + "|" + room.AccessKeyID}

@@ -2,9 +2,11 @@ package admin
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -74,6 +76,19 @@ func (h *Handler) renderError(w http.ResponseWriter, r *http.Request, s *recsink
 		status = http.StatusForbidden
 	case recsink.EDESTINATION, recsink.EINVALID:
 		status = http.StatusUnprocessableEntity
+	case recsink.ECONFLICT:
+		status = http.StatusConflict
+	case recsink.EUNAVAILABLE:
+		// The database or the spool is down for a while: try again, the
+		// session still holds.
+		status = http.StatusServiceUnavailable
+		retry := 1
+		var e *recsink.Error
+		if errors.As(err, &e) && e.RetryAfter > 0 {
+			retry = e.RetryAfter
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(retry))
+		h.log.WarnContext(r.Context(), "admin: unavailable", "path", r.URL.Path, "err", err)
 	case recsink.EINTERNAL:
 		status = http.StatusInternalServerError
 		h.log.ErrorContext(r.Context(), "admin: internal error", "path", r.URL.Path, "err", err)

@@ -3,13 +3,17 @@ package admin
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -48,23 +52,24 @@ func HashPassword(password string) ([]byte, error) {
 
 type sessionKey struct{}
 
-// session returns the signed-in admin's session, if the request has one.
-func (h *Handler) session(r *http.Request) (*recsink.AdminSession, bool) {
+// session returns the signed-in admin's session, or nil when the request
+// has none. An error means the store could not say (its database is down):
+// the admin is not signed out by it, the page answers 503.
+func (h *Handler) session(r *http.Request) (*recsink.AdminSession, error) {
 	if s, ok := r.Context().Value(sessionKey{}).(*recsink.AdminSession); ok {
-		return s, true
+		return s, nil
 	}
 	c, err := r.Cookie(sessionCookie)
 	if err != nil || c.Value == "" {
-		return nil, false
+		return nil, nil
 	}
 	s, err := h.cfg.Store.FindAdminSession(r.Context(), recsink.HashToken(c.Value), h.now())
-	if err != nil {
-		if recsink.ErrorCode(err) != recsink.ENOTFOUND {
-			h.log.ErrorContext(r.Context(), "admin: find session", "err", err)
-		}
-		return nil, false
+	if recsink.ErrorCode(err) == recsink.ENOTFOUND {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("admin: find session: %w", err)
 	}
-	return s, true
+	return s, nil
 }
 
 // auth wraps a handler that needs a signed-in admin. Unsigned requests are
@@ -72,8 +77,12 @@ func (h *Handler) session(r *http.Request) (*recsink.AdminSession, bool) {
 // every POST must carry the session's CSRF token, else 403.
 func (h *Handler) auth(next func(http.ResponseWriter, *http.Request, *recsink.AdminSession)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s, ok := h.session(r)
-		if !ok {
+		s, err := h.session(r)
+		if err != nil {
+			h.renderError(w, r, nil, err)
+			return
+		}
+		if s == nil {
 			if isFragment(r) {
 				http.Error(w, "signed out", http.StatusUnauthorized)
 				return
@@ -86,14 +95,49 @@ func (h *Handler) auth(next func(http.ResponseWriter, *http.Request, *recsink.Ad
 			return
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			r.Body = http.MaxBytesReader(w, r.Body, maxFormSize)
 			if !h.sameOrigin(r) || !tokenEqual(r.PostFormValue("csrf"), s.CSRFToken) {
 				h.forbidden(w, r, s)
+				return
+			}
+			if err := checkForm(r); err != nil {
+				h.renderError(w, r, s, err)
 				return
 			}
 		}
 		w.Header().Set("Cache-Control", "no-store")
 		next(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, s)), s)
 	})
+}
+
+// formError answers a form body that could not be read: too large (413),
+// too slow (408) or malformed (400). The connection is closed after it.
+func (h *Handler) formError(w http.ResponseWriter, r *http.Request, err error) {
+	status, text := http.StatusBadRequest, "The form could not be read. Reload the page and try again."
+	var maxErr *http.MaxBytesError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &maxErr):
+		status, text = http.StatusRequestEntityTooLarge, fmt.Sprintf("The form is larger than %d bytes.", maxErr.Limit)
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		status, text = http.StatusRequestTimeout, "The form did not arrive in time. Reload the page and try again."
+	}
+	w.Header().Set("Connection", "close")
+	h.render(w, r, status, "message", &page{Title: "Form refused", Data: message{Heading: "This form was refused", Text: text}})
+}
+
+// checkForm refuses form values that a store cannot keep: invalid UTF-8
+// or NUL, named by their field.
+func checkForm(r *http.Request) error {
+	for name, values := range r.PostForm {
+		for _, v := range values {
+			if !utf8.ValidString(name) || !utf8.ValidString(v) || strings.IndexByte(name+v, 0) >= 0 {
+				field := strconv.QuoteToASCII(name)
+				return recsink.FieldErrorf(field, "the field %s must be valid UTF-8 without NUL characters", field)
+			}
+		}
+	}
+	return nil
 }
 
 // sameOrigin refuses a POST whose Origin header names another site; the
@@ -137,7 +181,10 @@ type signInData struct {
 }
 
 func (h *Handler) handleSignInForm(w http.ResponseWriter, r *http.Request) {
-	if _, ok := h.session(r); ok {
+	if s, err := h.session(r); err != nil {
+		h.renderError(w, r, nil, err)
+		return
+	} else if s != nil {
 		http.Redirect(w, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
 		return
 	}
@@ -155,11 +202,36 @@ func (h *Handler) renderSignIn(w http.ResponseWriter, r *http.Request, status in
 	h.render(w, r, status, "signin", &page{Title: "Sign in", CSRF: token, Data: d})
 }
 
+const (
+	// signInMaxBytes bounds the sign-in form, the one body read before
+	// anyone is authenticated (with Config.SignInReadTimeout).
+	signInMaxBytes = 8 << 10
+	// maxFormSize bounds the forms of signed-in admins.
+	maxFormSize = 64 << 10
+)
+
 func (h *Handler) handleSignIn(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	// The cookie is checked before the body is read: without it, the body
+	// is not waited for.
 	c, err := r.Cookie(signInCookie)
-	if err != nil || !h.sameOrigin(r) || !tokenEqual(r.PostFormValue("csrf"), c.Value) {
+	if err != nil || c.Value == "" || !h.sameOrigin(r) {
 		h.forbidden(w, r, nil)
+		return
+	}
+	// ErrNotSupported only where there is no connection (tests); the
+	// server's own read deadline still holds.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.cfg.SignInReadTimeout))
+	r.Body = http.MaxBytesReader(w, r.Body, signInMaxBytes)
+	if err := r.ParseForm(); err != nil {
+		h.formError(w, r, err)
+		return
+	}
+	if !tokenEqual(r.PostFormValue("csrf"), c.Value) {
+		h.forbidden(w, r, nil)
+		return
+	}
+	if err := checkForm(r); err != nil {
+		h.renderSignIn(w, r, http.StatusBadRequest, signInData{Error: recsink.ErrorMessage(err)})
 		return
 	}
 	email := strings.ToLower(strings.TrimSpace(r.PostFormValue("email")))

@@ -124,6 +124,12 @@ func responseError(resp *http.Response) error {
 	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
 		e.RetryAfter = s
 	}
+	if resp.StatusCode == http.StatusRequestTimeout {
+		// The server cut a body that went quiet (the ingest idle timeout)
+		// or came too slowly: what arrived is kept, so sending again from
+		// Upload-Offset is the cure, as for a busy server.
+		e.Code = recsink.EUNAVAILABLE
+	}
 	return e
 }
 

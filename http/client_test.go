@@ -223,6 +223,21 @@ func TestUploader(t *testing.T) {
 		}
 	})
 
+	// A body cut for going quiet is retried from the offset it reports.
+	t.Run("ErrIdleCut", func(t *testing.T) {
+		t.Parallel()
+		ts := MustOpenLimitedServer(t, func(s *rshttp.Server) { s.IngestIdleTimeout = 300 * time.Millisecond })
+		up := newUploader(ts)
+		pr, pw := io.Pipe()
+		defer pw.Close()
+		go io.WriteString(pw, "abc") // then silence
+		n, err := up.Patch(ctx, 0, pr)
+		mustCode(t, err, recsink.EUNAVAILABLE)
+		if n != 3 || !rshttp.Retryable(err) {
+			t.Errorf("offset %d, retryable %v: %v", n, rshttp.Retryable(err), err)
+		}
+	})
+
 	t.Run("ErrToken", func(t *testing.T) {
 		t.Parallel()
 		ts := MustOpenServer(t)

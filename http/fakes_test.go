@@ -3,6 +3,7 @@ package http_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"sync"
 
@@ -11,6 +12,13 @@ import (
 
 // The fakes answer like a healthy service by default; a test replaces one
 // behaviour by setting its Fn field before sending requests.
+
+// testDBDownKey is an API key whose lookup fails as a store whose database
+// is down does.
+const testDBDownKey = "rsk_db_down"
+
+// errDBDown is what the stores return while the database is down.
+var errDBDown = &recsink.Error{Code: recsink.EUNAVAILABLE, Message: "the database is unavailable; try again", RetryAfter: 2}
 
 // OrganizationService knows one organization, with testAPIKey.
 type OrganizationService struct{}
@@ -22,6 +30,9 @@ func (OrganizationService) CreateOrganization(ctx context.Context, name string) 
 }
 
 func (OrganizationService) Authenticate(ctx context.Context, apiKey string) (*recsink.Organization, error) {
+	if apiKey == testDBDownKey {
+		return nil, fmt.Errorf("find organization: %w", errDBDown)
+	}
 	if apiKey != testAPIKey {
 		return nil, recsink.Errorf(recsink.EUNAUTHORIZED, "invalid API key")
 	}
@@ -235,6 +246,9 @@ type IngestService struct {
 	// FullAfter, when >= 0, makes an append fail as a full spool once the
 	// recording holds that many bytes.
 	FullAfter int64
+	// AuthErr, when set, is what checking a token returns (a store that
+	// is down).
+	AuthErr error
 }
 
 var _ recsink.IngestService = (*IngestService)(nil)
@@ -244,6 +258,9 @@ func NewIngestService() *IngestService {
 }
 
 func (s *IngestService) auth(id, token string) error {
+	if s.AuthErr != nil {
+		return s.AuthErr
+	}
 	if id != testRecID {
 		return recsink.Errorf(recsink.ENOTFOUND, "recording not found")
 	}

@@ -4,20 +4,24 @@
 package http
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"mime"
+	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/recsink/recsink"
 )
 
-// maxBodySize limits JSON request bodies. Ingest bodies are not limited.
+// maxBodySize limits JSON request bodies (413 above it). Ingest bodies are
+// not limited.
 const maxBodySize = 64 << 10
 
 // codes maps each domain error code to its HTTP status: the one table.
@@ -67,6 +71,15 @@ func withStatus(status int, err error) error {
 	return &statusError{status: status, err: err}
 }
 
+// statusOf returns the HTTP status that answers err.
+func statusOf(err error) int {
+	var se *statusError
+	if errors.As(err, &se) {
+		return se.status
+	}
+	return ErrorStatusCode(recsink.ErrorCode(err))
+}
+
 // clientGone reports whether err is the client's own doing at the transport
 // level (it went away or broke the body off), which is neither our error nor
 // worth an error log.
@@ -91,11 +104,7 @@ func (s *Server) Error(w http.ResponseWriter, r *http.Request, err error) {
 	}
 
 	code := recsink.ErrorCode(err)
-	status := ErrorStatusCode(code)
-	var se *statusError
-	if errors.As(err, &se) {
-		status = se.status
-	}
+	status := statusOf(err)
 	if code == recsink.EINTERNAL {
 		s.logger().ErrorContext(r.Context(), "http: internal error", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
@@ -128,55 +137,199 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // decodeJSON reads the request body strictly into v: application/json, at
-// most maxBodySize bytes, exactly one JSON value, no unknown fields. When
-// optional is true an empty body is allowed and reported by ok == false.
+// most maxBodySize bytes, exactly one JSON value, no unknown fields, at most
+// maxDepth levels deep, every string valid UTF-8 without NUL. When optional
+// is true an empty body is allowed and reported by ok == false. Every error
+// is a client error (400, 413 or 415) that names the field or the limit.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any, optional bool) (ok bool, err error) {
-	body := bufio.NewReader(http.MaxBytesReader(w, r.Body, maxBodySize))
-	if err := skipSpace(body); err == io.EOF {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodySize))
+	if err != nil {
+		return false, bodyError(err)
+	}
+	return decodeJSONBytes(body, r.Header.Get("Content-Type"), v, optional)
+}
+
+// decodeJSONBytes is decodeJSON on a body already read: the part that the
+// fuzz target drives.
+func decodeJSONBytes(body []byte, contentType string, v any, optional bool) (ok bool, err error) {
+	if len(bytes.TrimLeft(body, " \t\r\n")) == 0 {
 		if optional {
 			return false, nil
 		}
 		return false, recsink.Errorf(recsink.EINVALID, "request body is required: a JSON object")
-	} else if err != nil {
-		return false, bodyError(err)
 	}
-
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	mt, _, _ := mime.ParseMediaType(contentType)
 	if mt != "application/json" {
 		return false, withStatus(http.StatusUnsupportedMediaType,
 			recsink.Errorf(recsink.EINVALID, "Content-Type must be application/json"))
 	}
-
-	dec := json.NewDecoder(body)
+	// The shape and the text first: encoding/json would turn invalid UTF-8
+	// into U+FFFD without a word, and pass NUL on to a store that cannot
+	// keep it.
+	if err := checkJSON(body); err != nil {
+		return false, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return false, bodyError(err)
 	}
 	// Exactly one value: anything but trailing space is refused.
-	var extra json.RawMessage
-	if err := dec.Decode(&extra); err != io.EOF {
-		var maxErr *http.MaxBytesError
-		if errors.As(err, &maxErr) {
-			return false, bodyError(err)
-		}
+	if _, err := dec.Token(); err != io.EOF {
 		return false, recsink.Errorf(recsink.EINVALID, "request body must be a single JSON value without trailing data")
 	}
 	return true, nil
 }
 
-// skipSpace consumes JSON white space and returns io.EOF at the end of r.
-func skipSpace(r *bufio.Reader) error {
-	for {
-		b, err := r.ReadByte()
-		if err != nil {
-			return err
+// maxDepth is how deeply a JSON body may nest objects and arrays; the
+// API's deepest input has three levels.
+const maxDepth = 16
+
+// checkJSON walks the tokens of one JSON value and refuses deep nesting and
+// strings (keys or values) that are not valid UTF-8 or hold NUL, naming the
+// field at fault as "a.b[2].c". Syntax errors are left to the decoder.
+func checkJSON(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	// path[i] is the key or index at depth i; isArray[i] says which.
+	var path []string
+	var isArray []bool
+	var index []int
+	expectKey := false
+	field := func() string {
+		var b strings.Builder
+		for i, p := range path {
+			switch {
+			case isArray[i]:
+				b.WriteString("[" + strconv.Itoa(index[i]) + "]")
+			case p == "":
+			default:
+				if b.Len() > 0 {
+					b.WriteByte('.')
+				}
+				b.WriteString(p)
+			}
 		}
-		switch b {
-		case ' ', '\t', '\r', '\n':
-			continue
-		}
-		return r.UnreadByte()
+		return b.String()
 	}
+	for {
+		before := dec.InputOffset()
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		} else if err != nil {
+			return bodyError(err)
+		}
+		after := dec.InputOffset()
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{', '[':
+				if len(path) >= maxDepth {
+					return recsink.FieldErrorf(field(), "request body nests deeper than %d levels", maxDepth)
+				}
+				if n := len(isArray); n > 0 && isArray[n-1] {
+					index[n-1]++
+				}
+				path, isArray, index = append(path, ""), append(isArray, t == '['), append(index, -1)
+				expectKey = t == '{'
+				continue
+			case '}', ']':
+				path, isArray, index = path[:len(path)-1], isArray[:len(isArray)-1], index[:len(index)-1]
+			}
+		case string:
+			name := field()
+			if expectKey {
+				path[len(path)-1] = t
+				if name == "" {
+					name = t
+				} else {
+					name += "." + t
+				}
+			} else if n := len(isArray); n > 0 && isArray[n-1] {
+				index[n-1]++
+				name = field()
+			}
+			if !utf8.Valid(body[before:after]) {
+				return recsink.FieldErrorf(name, "%s must be valid UTF-8", fieldLabel(name))
+			}
+			if strings.IndexByte(t, 0) >= 0 {
+				return recsink.FieldErrorf(name, "%s must not contain NUL characters", fieldLabel(name))
+			}
+			if expectKey {
+				expectKey = false
+				continue
+			}
+		default:
+			if n := len(isArray); n > 0 && isArray[n-1] {
+				index[n-1]++
+			}
+		}
+		// After a value inside an object, the next string is a key.
+		if n := len(isArray); n > 0 && !isArray[n-1] {
+			expectKey = true
+		}
+	}
+}
+
+// fieldLabel names a field in a message; the body as a whole when empty.
+func fieldLabel(name string) string {
+	if name == "" {
+		return "the request body"
+	}
+	return name
+}
+
+// quoteShort quotes a value from the request for a message, cut to its
+// first 64 bytes: a message names what is wrong, it does not echo a
+// 60 KB input.
+func quoteShort(s string) string {
+	const limit = 64
+	if len(s) <= limit {
+		return strconv.Quote(s)
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + "…"
+}
+
+// checkText refuses a path or query parameter that a store cannot keep or
+// that no ID is: invalid UTF-8, NUL, or longer than maxParamLen.
+func checkText(name, v string) error {
+	switch {
+	case !utf8.ValidString(v):
+		return recsink.FieldErrorf(name, "%s must be valid UTF-8", name)
+	case strings.IndexByte(v, 0) >= 0:
+		return recsink.FieldErrorf(name, "%s must not contain NUL characters", name)
+	case len(v) > maxParamLen:
+		return recsink.FieldErrorf(name, "%s must be at most %d bytes", name, maxParamLen)
+	}
+	return nil
+}
+
+// maxParamLen bounds path and query parameters: IDs, cursors, filters.
+const maxParamLen = 1024
+
+// checkQuery applies checkText to every query parameter, named by its key.
+func checkQuery(r *http.Request) error {
+	if r.URL.RawQuery == "" {
+		return nil
+	}
+	for key, values := range r.URL.Query() {
+		name := key
+		if !utf8.ValidString(key) || strings.IndexByte(key, 0) >= 0 {
+			name = strconv.QuoteToASCII(key)
+			return recsink.FieldErrorf(name, "query parameter %s must be valid UTF-8 without NUL", name)
+		}
+		for _, v := range values {
+			if err := checkText(key, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // bodyError translates an error from reading or decoding a JSON body into
@@ -186,7 +339,11 @@ func bodyError(err error) error {
 	var maxErr *http.MaxBytesError
 	var syntaxErr *json.SyntaxError
 	var typeErr *json.UnmarshalTypeError
+	var netErr net.Error
 	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return withStatus(http.StatusRequestTimeout,
+			recsink.Errorf(recsink.EINVALID, "request body did not arrive within the server's read deadline"))
 	case errors.As(err, &maxErr):
 		return withStatus(http.StatusRequestEntityTooLarge,
 			recsink.Errorf(recsink.EINVALID, "request body must be at most %d bytes", maxBodySize))

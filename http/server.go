@@ -1,14 +1,18 @@
 package http
 
 import (
+	"cmp"
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/recsink/recsink"
+	"github.com/recsink/recsink/internal/redact"
 )
 
 // Server serves the REST API. Set the services and options after NewServer
@@ -33,14 +37,64 @@ type Server struct {
 	// MaxDuration is the longest a recording may run. Reported nowhere yet.
 	MaxDuration time.Duration
 
-	mux *http.ServeMux
+	// ReadTimeout bounds reading a whole request, headers and body, on every
+	// route but ingest; WriteTimeout bounds writing a response, from its
+	// first byte. Zero means DefaultReadTimeout and DefaultWriteTimeout.
+	// See HTTPServer.
+	ReadTimeout, WriteTimeout time.Duration
+	// IngestIdleTimeout is how long an ingest body may send nothing before
+	// it is cut (the bytes before stay acknowledged); the deadline rolls on
+	// with every read that returns bytes. Zero means
+	// DefaultIngestIdleTimeout.
+	IngestIdleTimeout time.Duration
+
+	mux      *http.ServeMux
+	patterns map[string]bool // the API's own patterns, as registered
+	logOnce  sync.Once
+	log      *slog.Logger
+}
+
+// Server limits, for requests and connections.
+const (
+	DefaultReadTimeout       = 30 * time.Second
+	DefaultWriteTimeout      = 60 * time.Second
+	DefaultIngestIdleTimeout = 30 * time.Second
+	// ReadHeaderTimeout bounds reading a request's headers, before any
+	// route or credential is known (or ReadTimeout, when shorter).
+	ReadHeaderTimeout = 10 * time.Second
+	// IdleTimeout closes a kept-alive connection that sends no request.
+	IdleTimeout = 2 * time.Minute
+	// MaxHeaderBytes bounds a request's headers.
+	MaxHeaderBytes = 64 << 10
+)
+
+// HTTPServer returns a net/http server for Handler with the limits set:
+// headers within ReadHeaderTimeout (or ReadTimeout if shorter), a whole
+// request within ReadTimeout, and a response within WriteTimeout of its
+// first byte (Handler sets that deadline when the response starts, so a
+// slow storage check does not eat into it). The ingest routes replace the read deadline with their rolling
+// idle deadline once the token is in hand, and a request whose body is
+// refused unread (a wrong credential, a route that takes none) is answered
+// at once and its connection closed, not drained.
+func (s *Server) HTTPServer() *http.Server {
+	readTimeout := cmp.Or(s.ReadTimeout, DefaultReadTimeout)
+	return &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: min(ReadHeaderTimeout, readTimeout),
+		ReadTimeout:       readTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.logger().Handler(), slog.LevelWarn),
+	}
 }
 
 // NewServer returns a Server with every API route registered.
 func NewServer() *Server {
-	s := &Server{mux: http.NewServeMux()}
+	s := &Server{mux: http.NewServeMux(), patterns: map[string]bool{}}
 	for _, rt := range routes {
-		s.mux.Handle(rt.Method+" "+rt.Path, s.authenticate(rt))
+		pattern := rt.Method + " " + rt.Path
+		s.mux.Handle(pattern, s.authenticate(rt))
+		s.patterns[pattern] = true
 	}
 	return s
 }
@@ -53,18 +107,22 @@ func (s *Server) Handler() http.Handler {
 
 // Handle registers h for pattern (a ServeMux pattern such as "GET /metrics")
 // beside the API, for routes that other packages add: metrics, the admin
-// page. Such routes get the request log and panic recovery but no
-// authentication, and are not part of the OpenAPI document. It panics when
+// page. Such routes get the request log, panic recovery, the check of the
+// path and query for bytes no store can keep, and the server's limits, but
+// no authentication, and are not part of the OpenAPI document. It panics when
 // pattern conflicts with a registered one, like http.ServeMux.Handle.
 func (s *Server) Handle(pattern string, h http.Handler) {
 	s.mux.Handle(pattern, h)
 }
 
+// logger returns Logger (or slog.Default()) behind the redacting handler,
+// so that no secret inside an error reaches the log. It is fixed at the
+// first use: set Logger before serving.
 func (s *Server) logger() *slog.Logger {
-	if s.Logger != nil {
-		return s.Logger
-	}
-	return slog.Default()
+	s.logOnce.Do(func() {
+		s.log = redact.Logger(cmp.Or(s.Logger, slog.Default()))
+	})
+	return s.log
 }
 
 // authMode says how a route authenticates its caller.
@@ -127,6 +185,17 @@ var routes = []Route{
 	{"OPTIONS", "/v1/recordings/{recordingId}/ingest", authNone, (*Server).handleIngestOptions},
 }
 
+// params returns the names of the route's path wildcards.
+func (rt Route) params() []string {
+	var names []string
+	for _, seg := range strings.Split(rt.Path, "/") {
+		if name, ok := strings.CutPrefix(seg, "{"); ok {
+			names = append(names, strings.TrimSuffix(strings.TrimSuffix(name, "}"), "..."))
+		}
+	}
+	return names
+}
+
 // Routes returns the API's routes (method and path), for documentation and
 // tests. Routes added with Handle are not included.
 func Routes() []Route {
@@ -153,6 +222,14 @@ func (s *Server) authenticate(rt Route) http.Handler {
 				r = r.WithContext(context.WithValue(r.Context(), requestInfoKey, &requestInfo{org: org}))
 			}
 		}
+		// Before any service sees them: the stores cannot keep invalid
+		// UTF-8 or NUL, and must not answer 500 for them.
+		for _, name := range rt.params() {
+			if err := checkText(name, r.PathValue(name)); err != nil {
+				s.Error(w, r, err)
+				return
+			}
+		}
 		rt.handle(s, w, r)
 	})
 }
@@ -173,7 +250,14 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	info := &requestInfo{}
 	r = r.WithContext(context.WithValue(r.Context(), requestInfoKey, info))
-	sw := &statusWriter{ResponseWriter: w}
+	sw := &statusWriter{ResponseWriter: w, writeTimeout: cmp.Or(s.WriteTimeout, DefaultWriteTimeout)}
+	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		// A response written before the body was read to its end closes the
+		// connection instead of draining the body: a client that sends a
+		// body nobody asked for, or never sends it, is not waited for.
+		body := &trackedBody{ReadCloser: r.Body}
+		r.Body, sw.body = body, body
+	}
 
 	defer func() {
 		if v := recover(); v != nil {
@@ -185,6 +269,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 				writeJSON(sw, http.StatusInternalServerError, ErrorResponse{Error: "internal error", Code: recsink.EINTERNAL})
 			}
 		}
+		if sw.body != nil && !sw.body.done() {
+			// net/http reads what is left of the body (up to 256 KiB) after
+			// the handler, for as long as the read deadline allows, to keep
+			// the connection: a body nobody needs is not waited for.
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+		}
 		attrs := []any{"method", r.Method, "path", r.URL.Path, "status", sw.status, "duration", time.Since(start)}
 		if info.org != nil {
 			attrs = append(attrs, "org", info.org.ID)
@@ -192,7 +282,20 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.logger().InfoContext(r.Context(), "http request", attrs...)
 	}()
 
-	if _, pattern := s.mux.Handler(r); pattern == "" {
+	_, pattern := s.mux.Handler(r)
+	if err := checkQuery(r); err != nil {
+		s.Error(sw, r, err)
+		return
+	}
+	if !s.patterns[pattern] {
+		// The API's routes name the wildcard at fault; the others (and no
+		// route) get the path named as a whole.
+		if err := checkText("path", r.URL.Path); err != nil {
+			s.Error(sw, r, err)
+			return
+		}
+	}
+	if pattern == "" {
 		// No route: let the mux decide between 404, 405 (with Allow) and
 		// a redirect to the clean path, and answer its errors in JSON.
 		s.mux.ServeHTTP(&muxErrorWriter{ResponseWriter: sw, s: s, r: r}, r)
@@ -201,24 +304,60 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(sw, r)
 }
 
-// statusWriter records the status of a response for the request log.
+// statusWriter records the status of a response for the request log, and
+// closes the connection after a response sent before the request's body was
+// read to its end.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status       int
+	body         *trackedBody // nil when the request has no body
+	writeTimeout time.Duration
 }
 
 func (w *statusWriter) WriteHeader(status int) {
 	if w.status == 0 {
 		w.status = status
+		// The response must be written within writeTimeout of its start: a
+		// client that does not read it is cut. ErrNotSupported only where
+		// there is no connection (tests).
+		_ = http.NewResponseController(w.ResponseWriter).SetWriteDeadline(time.Now().Add(w.writeTimeout))
+		if w.body != nil && !w.body.done() {
+			// Else net/http reads up to 256 KiB of the unread body, for as
+			// long as the read deadline allows, to keep the connection.
+			w.Header().Set("Connection", "close")
+		}
 	}
 	w.ResponseWriter.WriteHeader(status)
 }
 
 func (w *statusWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
-		w.status = http.StatusOK
+		w.WriteHeader(http.StatusOK)
 	}
 	return w.ResponseWriter.Write(p)
+}
+
+// trackedBody is a request body that knows whether it was read to its end.
+type trackedBody struct {
+	io.ReadCloser
+	mu  sync.Mutex
+	eof bool
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.mu.Lock()
+		b.eof = true
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+func (b *trackedBody) done() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.eof
 }
 
 // Unwrap lets http.ResponseController reach the connection, for the ingest

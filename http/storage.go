@@ -234,6 +234,9 @@ type credentialView struct {
 	State             string     `json:"state"`
 	ActiveRecordings  activeView `json:"activeRecordings"`
 	SafeToDeleteAfter *time.Time `json:"safeToDeleteAfter"`
+
+	// SafeToDeleteReason says why the key is not yet safe to delete.
+	SafeToDeleteReason string `json:"safeToDeleteReason,omitempty"`
 }
 
 type activeView struct {
@@ -266,6 +269,8 @@ func (s *Server) handleListCredentials(w http.ResponseWriter, r *http.Request) {
 			State:             u.State,
 			ActiveRecordings:  activeView{Count: len(ids), IDs: ids},
 			SafeToDeleteAfter: u.SafeToDeleteAfter,
+
+			SafeToDeleteReason: u.SafeToDeleteReason,
 		})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"results": results})

@@ -78,8 +78,8 @@ func (s *Server) handlePutWebhook(w http.ResponseWriter, r *http.Request) {
 	events := []string{}
 	for _, e := range in.Events {
 		if !slices.Contains(recsink.WebhookEventTypes, e) {
-			s.Error(w, r, recsink.FieldErrorf("events", "unknown event type %q: events must be among %s, or empty for all",
-				e, strings.Join(recsink.WebhookEventTypes, ", ")))
+			s.Error(w, r, recsink.FieldErrorf("events", "unknown event type %s: events must be among %s, or empty for all",
+				quoteShort(e), strings.Join(recsink.WebhookEventTypes, ", ")))
 			return
 		}
 		if !slices.Contains(events, e) {

@@ -24,6 +24,15 @@ type Source interface {
 	DrainingCredentials(ctx context.Context) (int, error)
 }
 
+// Disk reports the spool disk's free space and the headroom the spool keeps
+// on it (it refuses new media below it): the spool implements it.
+type Disk interface {
+	// DiskFree returns the bytes free on the spool's disk; -1 when unknown.
+	DiskFree() int64
+	// Headroom returns the free space the spool leaves on its disk.
+	Headroom() int64
+}
+
 // Metrics holds recsink's collectors on their own registry.
 type Metrics struct {
 	Registry *prometheus.Registry
@@ -38,7 +47,10 @@ type Metrics struct {
 	spoolUsedDesc  *prometheus.Desc
 	spoolLimitDesc *prometheus.Desc
 	drainingDesc   *prometheus.Desc
+	diskFreeDesc   *prometheus.Desc
+	headroomDesc   *prometheus.Desc
 	source         Source
+	disk           Disk
 }
 
 // New returns the metrics, reading live figures from src (which may be set
@@ -69,6 +81,8 @@ func New() *Metrics {
 		spoolUsedDesc:  prometheus.NewDesc("recsink_spool_bytes", "Bytes held in the local spool until S3 confirms them.", nil, nil),
 		spoolLimitDesc: prometheus.NewDesc("recsink_spool_limit_bytes", "The spool's size limit (0: none).", nil, nil),
 		drainingDesc:   prometheus.NewDesc("recsink_credentials_draining", "Replaced access keys still held by running recordings.", nil, nil),
+		diskFreeDesc:   prometheus.NewDesc("recsink_spool_disk_free_bytes", "Bytes free on the spool's disk; new media is refused (503) below recsink_spool_disk_headroom_bytes.", nil, nil),
+		headroomDesc:   prometheus.NewDesc("recsink_spool_disk_headroom_bytes", "Free space the spool keeps on its disk (--disk-headroom), so that the database can still record the parts that free the spool.", nil, nil),
 	}
 	m.Registry.MustRegister(m.received, m.uploaded, m.partDuration, m.uploadErrors, m.finished, m.webhooks, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -77,6 +91,10 @@ func New() *Metrics {
 
 // SetSource sets where the live figures come from.
 func (m *Metrics) SetSource(src Source) { m.source = src }
+
+// SetDisk sets where the spool disk's figures come from; set it before the
+// metrics are served.
+func (m *Metrics) SetDisk(d Disk) { m.disk = d }
 
 // Handler serves the metrics in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
@@ -107,10 +125,18 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.spoolUsedDesc
 	ch <- m.spoolLimitDesc
 	ch <- m.drainingDesc
+	ch <- m.diskFreeDesc
+	ch <- m.headroomDesc
 }
 
 // Collect implements prometheus.Collector for the live figures.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	if m.disk != nil {
+		if free := m.disk.DiskFree(); free >= 0 {
+			ch <- prometheus.MustNewConstMetric(m.diskFreeDesc, prometheus.GaugeValue, float64(free))
+		}
+		ch <- prometheus.MustNewConstMetric(m.headroomDesc, prometheus.GaugeValue, float64(m.disk.Headroom()))
+	}
 	if m.source == nil {
 		return
 	}

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"time"
 
@@ -23,7 +22,7 @@ func (db *DB) CreateAdminUser(ctx context.Context, u *recsink.AdminUser) error {
 	case isForeignKey(err):
 		return notFound("organization")
 	case err != nil:
-		return fmt.Errorf("postgres: create admin user %s: %w", u.ID, err)
+		return errorf("postgres: create admin user %s: %w", u.ID, err)
 	}
 	return nil
 }
@@ -38,7 +37,7 @@ func (db *DB) FindAdminUserByEmail(ctx context.Context, email string) (*recsink.
 	if isNoRows(err) {
 		return nil, notFound("admin user")
 	} else if err != nil {
-		return nil, fmt.Errorf("postgres: find admin user: %w", err)
+		return nil, errorf("postgres: find admin user: %w", err)
 	}
 	return &u, nil
 }
@@ -48,11 +47,11 @@ func (db *DB) FindAdminUserByEmail(ctx context.Context, email string) (*recsink.
 func (db *DB) CreateAdminSession(ctx context.Context, s *recsink.AdminSession) error {
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("postgres: create admin session: %w", err)
+		return errorf("postgres: create admin session: %w", err)
 	}
 	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `DELETE FROM admin_sessions WHERE expires_at <= $1`, db.now()); err != nil {
-		return fmt.Errorf("postgres: delete expired admin sessions: %w", err)
+	if _, err := tx.Exec(ctx, `DELETE FROM admin_sessions WHERE expires_at <= $1`, recsink.Now()); err != nil {
+		return errorf("postgres: delete expired admin sessions: %w", err)
 	}
 	_, err = tx.Exec(ctx, `
 		INSERT INTO admin_sessions (token_hash, user_id, org_id, csrf_token, created_at, expires_at)
@@ -64,10 +63,10 @@ func (db *DB) CreateAdminSession(ctx context.Context, s *recsink.AdminSession) e
 	case isForeignKey(err):
 		return notFound("admin user")
 	case err != nil:
-		return fmt.Errorf("postgres: create admin session: %w", err)
+		return errorf("postgres: create admin session: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("postgres: create admin session: %w", err)
+		return errorf("postgres: create admin session: %w", err)
 	}
 	return nil
 }
@@ -83,7 +82,7 @@ func (db *DB) FindAdminSession(ctx context.Context, tokenHash []byte, now time.T
 	if isNoRows(err) {
 		return nil, notFound("admin session")
 	} else if err != nil {
-		return nil, fmt.Errorf("postgres: find admin session: %w", err)
+		return nil, errorf("postgres: find admin session: %w", err)
 	}
 	return &s, nil
 }
@@ -92,7 +91,7 @@ func (db *DB) FindAdminSession(ctx context.Context, tokenHash []byte, now time.T
 // error, so that signing out twice is harmless.
 func (db *DB) DeleteAdminSession(ctx context.Context, tokenHash []byte) error {
 	if _, err := db.pool.Exec(ctx, `DELETE FROM admin_sessions WHERE token_hash = $1`, blob(tokenHash)); err != nil {
-		return fmt.Errorf("postgres: delete admin session: %w", err)
+		return errorf("postgres: delete admin session: %w", err)
 	}
 	return nil
 }

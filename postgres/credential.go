@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,7 +19,7 @@ const credentialColumns = `id, org_id, scope, provider, bucket, prefix, region, 
 func (db *DB) CreateCredential(ctx context.Context, c *recsink.Credential) error {
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("postgres: create credential %s: %w", c.ID, err)
+		return errorf("postgres: create credential %s: %w", c.ID, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 
@@ -35,13 +34,13 @@ func (db *DB) CreateCredential(ctx context.Context, c *recsink.Credential) error
 	if isNoRows(err) {
 		return notFound("organization")
 	} else if err != nil {
-		return fmt.Errorf("postgres: create credential %s: lock organization: %w", c.ID, err)
+		return errorf("postgres: create credential %s: lock organization: %w", c.ID, err)
 	}
 	if _, err := tx.Exec(ctx, `
 		UPDATE credentials SET replaced_at = $1
 		WHERE org_id = $2 AND scope = $3 AND replaced_at IS NULL`,
 		c.CreatedAt, c.OrgID, c.Scope); err != nil {
-		return fmt.Errorf("postgres: create credential %s: replace current: %w", c.ID, err)
+		return errorf("postgres: create credential %s: replace current: %w", c.ID, err)
 	}
 	d := c.Destination
 	_, err = tx.Exec(ctx, `
@@ -55,10 +54,14 @@ func (db *DB) CreateCredential(ctx context.Context, c *recsink.Credential) error
 	case isForeignKey(err):
 		return notFound("organization")
 	case err != nil:
-		return fmt.Errorf("postgres: create credential %s: %w", c.ID, err)
+		return errorf("postgres: create credential %s: %w", c.ID, err)
+	}
+	// Delivered to every listening node at commit, not before.
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, credentialsChannel, c.OrgID); err != nil {
+		return errorf("postgres: create credential %s: notify: %w", c.ID, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("postgres: create credential %s: commit: %w", c.ID, err)
+		return errorf("postgres: create credential %s: commit: %w", c.ID, err)
 	}
 	return nil
 }
@@ -71,7 +74,7 @@ func (db *DB) FindCredential(ctx context.Context, orgID, id string) (*recsink.Cr
 	if isNoRows(err) {
 		return nil, notFound("credential")
 	} else if err != nil {
-		return nil, fmt.Errorf("postgres: find credential %s: %w", id, err)
+		return nil, errorf("postgres: find credential %s: %w", id, err)
 	}
 	return c, nil
 }
@@ -86,7 +89,7 @@ func (db *DB) CurrentCredential(ctx context.Context, orgID, scope string) (*recs
 	if isNoRows(err) {
 		return nil, notFound("storage settings")
 	} else if err != nil {
-		return nil, fmt.Errorf("postgres: current credential of %s: %w", scope, err)
+		return nil, errorf("postgres: current credential of %s: %w", scope, err)
 	}
 	return c, nil
 }
@@ -94,14 +97,21 @@ func (db *DB) CurrentCredential(ctx context.Context, orgID, scope string) (*recs
 // ReplaceCurrentCredential marks the scope's current generation replaced at
 // at, leaving the scope without one; ENOTFOUND when there is none.
 func (db *DB) ReplaceCurrentCredential(ctx context.Context, orgID, scope string, at time.Time) error {
-	tag, err := db.pool.Exec(ctx, `
-		UPDATE credentials SET replaced_at = $1
-		WHERE org_id = $2 AND scope = $3 AND replaced_at IS NULL`,
-		at, orgID, scope)
+	// One statement, so that the notification goes with the change: it is
+	// sent only when a row was replaced, at commit.
+	var n int
+	err := db.pool.QueryRow(ctx, `
+		WITH replaced AS (
+			UPDATE credentials SET replaced_at = $1
+			WHERE org_id = $2 AND scope = $3 AND replaced_at IS NULL
+			RETURNING org_id
+		)
+		SELECT count(*) FROM (SELECT pg_notify($4, org_id) FROM replaced) AS notified`,
+		at, orgID, scope, credentialsChannel).Scan(&n)
 	if err != nil {
-		return fmt.Errorf("postgres: replace current credential of %s: %w", scope, err)
+		return errorf("postgres: replace current credential of %s: %w", scope, err)
 	}
-	if tag.RowsAffected() == 0 {
+	if n == 0 {
 		return notFound("storage settings")
 	}
 	return nil
@@ -113,7 +123,7 @@ func (db *DB) ListCredentials(ctx context.Context, orgID string) ([]*recsink.Cre
 	cs, err := queryAll(ctx, db.pool, scanCredential, `
 		SELECT `+credentialColumns+` FROM credentials WHERE org_id = $1 ORDER BY seq`, orgID)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: list credentials: %w", err)
+		return nil, errorf("postgres: list credentials: %w", err)
 	}
 	return cs, nil
 }

@@ -26,7 +26,7 @@ func (db *DB) CreateMeeting(ctx context.Context, m *recsink.Meeting) error {
 	case isForeignKey(err):
 		return notFound("organization")
 	case err != nil:
-		return fmt.Errorf("postgres: create meeting %s: %w", m.ID, err)
+		return errorf("postgres: create meeting %s: %w", m.ID, err)
 	}
 	return nil
 }
@@ -39,7 +39,7 @@ func (db *DB) FindMeeting(ctx context.Context, orgID, id string) (*recsink.Meeti
 	if isNoRows(err) {
 		return nil, notFound("meeting")
 	} else if err != nil {
-		return nil, fmt.Errorf("postgres: find meeting %s: %w", id, err)
+		return nil, errorf("postgres: find meeting %s: %w", id, err)
 	}
 	return m, nil
 }
@@ -64,7 +64,7 @@ func (db *DB) ListMeetings(ctx context.Context, orgID, cursor string, limit int)
 		WHERE org_id = $1 AND seq > $2
 		ORDER BY seq LIMIT $3`, orgID, after, limit+1)
 	if err != nil {
-		return nil, "", fmt.Errorf("postgres: list meetings: %w", err)
+		return nil, "", errorf("postgres: list meetings: %w", err)
 	}
 	ms, next := page(ms, seqs, limit)
 	return ms, next, nil
@@ -75,7 +75,7 @@ func (db *DB) ListMeetings(ctx context.Context, orgID, cursor string, limit int)
 func (db *DB) DeleteMeeting(ctx context.Context, orgID, id string) error {
 	tag, err := db.pool.Exec(ctx, `DELETE FROM meetings WHERE org_id = $1 AND id = $2`, orgID, id)
 	if err != nil {
-		return fmt.Errorf("postgres: delete meeting %s: %w", id, err)
+		return errorf("postgres: delete meeting %s: %w", id, err)
 	}
 	if tag.RowsAffected() == 0 {
 		return notFound("meeting")

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/jackc/pgx/v5"
 
@@ -19,7 +18,7 @@ func (db *DB) CreateOrganization(ctx context.Context, org *recsink.Organization,
 	if isUnique(err) {
 		return recsink.Errorf(recsink.ECONFLICT, "an organization named %q already exists", org.Name)
 	} else if err != nil {
-		return fmt.Errorf("postgres: create organization %s: %w", org.ID, err)
+		return errorf("postgres: create organization %s: %w", org.ID, err)
 	}
 	return nil
 }
@@ -33,7 +32,7 @@ func (db *DB) FindOrganizationByAPIKeyHash(ctx context.Context, hash []byte) (*r
 	if isNoRows(err) {
 		return nil, notFound("organization")
 	} else if err != nil {
-		return nil, fmt.Errorf("postgres: find organization by API key: %w", err)
+		return nil, errorf("postgres: find organization by API key: %w", err)
 	}
 	return org, nil
 }
@@ -46,7 +45,7 @@ func (db *DB) FindOrganizationByName(ctx context.Context, name string) (*recsink
 	if isNoRows(err) {
 		return nil, notFound("organization")
 	} else if err != nil {
-		return nil, fmt.Errorf("postgres: find organization %q: %w", name, err)
+		return nil, errorf("postgres: find organization %q: %w", name, err)
 	}
 	return org, nil
 }

@@ -13,7 +13,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,6 +25,7 @@ import (
 
 	"github.com/recsink/recsink"
 	"github.com/recsink/recsink/internal/migrate"
+	"github.com/recsink/recsink/internal/sqlstore"
 )
 
 //go:embed migrations/*.sql
@@ -49,9 +52,16 @@ var _ recsink.Store = (*DB)(nil)
 type DB struct {
 	pool *pgxpool.Pool
 
-	// Now returns the current time; it stamps Recording.UpdatedAt. Tests may
-	// replace it before use.
-	Now func() time.Time
+	// Credential changes: one listening connection, started by the first
+	// WatchCredentials, sends to every watcher.
+	credentials  sqlstore.Broadcaster
+	listenTiming listenTiming
+	listenOnce   sync.Once
+	listenCancel context.CancelFunc
+	listenDone   chan struct{}
+	closeOnce    sync.Once
+	// Logger reports the listening connection's losses; nil for none.
+	Logger *slog.Logger
 }
 
 // Open connects to the database at dsn (a postgres:// URL or key=value
@@ -75,7 +85,7 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
-	db := &DB{pool: pool, Now: time.Now}
+	db := &DB{pool: pool, listenTiming: defaultListenTiming}
 	if err := db.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: migrate: %w", err)
@@ -83,9 +93,17 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	return db, nil
 }
 
-// Close closes the connections, waiting for those in use to be released.
+// Close stops the credential listener and closes the connections, waiting
+// for those in use to be released.
 func (db *DB) Close() error {
-	db.pool.Close()
+	db.closeOnce.Do(func() {
+		db.listenOnce.Do(func() {}) // no listener may start after Close
+		if db.listenCancel != nil {
+			db.listenCancel()
+			<-db.listenDone
+		}
+		db.pool.Close()
+	})
 	return nil
 }
 
@@ -143,12 +161,6 @@ func applyMigration(ctx context.Context, conn *pgx.Conn, m migrate.Migration) er
 			m.Version, m.Name)
 		return err
 	})
-}
-
-// now returns the current time in UTC, truncated to the microseconds that
-// timestamptz keeps.
-func (db *DB) now() time.Time {
-	return db.Now().UTC().Truncate(time.Microsecond)
 }
 
 // blob returns b, or an empty slice for nil: pgx sends a nil slice as NULL,

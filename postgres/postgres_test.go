@@ -204,3 +204,11 @@ func migrationFiles() (int, error) {
 	files, err := filepath.Glob("migrations/*.sql")
 	return len(files), err
 }
+
+// TestWatchCredentials checks that a credential saved through one node
+// wakes a watcher on another node of the same database.
+func TestWatchCredentials(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.MustStart(t).MustCreateDatabase(t)
+	storetest.RunWatchCredentials(t, MustOpen(t, dsn), MustOpen(t, dsn))
+}

@@ -3,48 +3,72 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/recsink/recsink"
+	"github.com/recsink/recsink/internal/sqlstore"
 )
 
 const recordingColumns = `seq, id, org_id, meeting_id, room_name, state, credential_id, access_key_id, part_size,
 	provider, bucket, prefix, region, endpoint, force_path_style, file_format,
 	object_key, upload_id, ingest_token_hash, start_date, end_date, stop_reason,
 	bytes_received, bytes_uploaded, size_bytes, sha256, last_error, updated_at,
-	owner_node, owner_url, lease_expires_at`
+	owner_node, owner_url, lease_epoch, lease_expires_at`
 
 // holdingStates are the states in which a recording holds its credential,
 // as an SQL list.
-const holdingStates = `('` + recsink.RecordingRecording + `', '` + recsink.RecordingBlocked + `', '` + recsink.RecordingStopping + `')`
+const holdingStates = sqlstore.HoldingStates
 
-// CreateRecording inserts r and sets r.UpdatedAt to now. A duplicate ID is
-// ECONFLICT; an unknown organization is ENOTFOUND.
-func (db *DB) CreateRecording(ctx context.Context, r *recsink.Recording) error {
-	now := db.now()
+// transitions is recsink.CanTransition as an SQL list of 'from>to'.
+var transitions = sqlstore.Transitions()
+
+// objectKeyIndex is the unique index of an object's recordings.
+const objectKeyIndex = "recordings_object_key_idx"
+
+// CreateRecording inserts r owned by r.Owner.Node and r.Owner.URL with a
+// lease of ttl on the server's clock at epoch 1, all in one statement, and
+// sets r.Owner and r.UpdatedAt. A duplicate ID is ECONFLICT, as is a second
+// recording (not deleted) of the same object: endpoint, bucket and key
+// (Field "objectKey"); an unknown organization is ENOTFOUND.
+func (db *DB) CreateRecording(ctx context.Context, r *recsink.Recording, ttl time.Duration) error {
 	d := r.Destination
-	_, err := db.pool.Exec(ctx, `
+	var updatedAt, expires time.Time
+	err := db.pool.QueryRow(ctx, `
 		INSERT INTO recordings (id, org_id, meeting_id, room_name, state, credential_id, access_key_id, part_size,
 			provider, bucket, prefix, region, endpoint, force_path_style, file_format,
 			object_key, upload_id, ingest_token_hash, start_date, end_date, stop_reason,
-			bytes_received, bytes_uploaded, size_bytes, sha256, last_error, updated_at)
+			bytes_received, bytes_uploaded, size_bytes, sha256, last_error, updated_at,
+			owner_node, owner_url, lease_epoch, lease_expires_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-			$16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)`,
+			$16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, now(),
+			$27, $28, 1, now() + $29::float8 * interval '1 second')
+		RETURNING updated_at, lease_expires_at`,
 		r.ID, r.OrgID, r.MeetingID, r.RoomName, r.State, r.CredentialID, r.AccessKeyID, r.PartSize,
 		d.Provider, d.Bucket, d.Prefix, d.Region, d.Endpoint, d.ForcePathStyle, d.FileFormat,
 		r.ObjectKey, r.UploadID, blob(r.IngestTokenHash), r.StartDate, r.EndDate, r.StopReason,
-		r.BytesReceived, r.BytesUploaded, r.SizeBytes, r.SHA256, r.LastError, now)
+		r.BytesReceived, r.BytesUploaded, r.SizeBytes, r.SHA256, r.LastError,
+		r.Owner.Node, r.Owner.URL, ttl.Seconds()).Scan(&updatedAt, &expires)
 	switch {
+	case isUnique(err) && constraint(err) == objectKeyIndex:
+		return errObjectTaken(r)
 	case isUnique(err):
 		return recsink.Errorf(recsink.ECONFLICT, "recording %s already exists", r.ID)
 	case isForeignKey(err):
 		return notFound("organization")
 	case err != nil:
-		return fmt.Errorf("postgres: create recording %s: %w", r.ID, err)
+		return errorf("postgres: create recording %s: %w", r.ID, err)
 	}
-	r.UpdatedAt = now
+	r.UpdatedAt = updatedAt
+	r.Owner.Epoch, r.Owner.LeaseExpiresAt = 1, &expires
 	return nil
+}
+
+// errObjectTaken is the conflict of a second recording into one object.
+func errObjectTaken(r *recsink.Recording) error {
+	return &recsink.Error{Code: recsink.ECONFLICT, Field: "objectKey",
+		Message: fmt.Sprintf("another recording already writes s3://%s/%s", r.Destination.Bucket, r.ObjectKey)}
 }
 
 // FindRecording returns the organization's recording id.
@@ -55,7 +79,7 @@ func (db *DB) FindRecording(ctx context.Context, orgID, id string) (*recsink.Rec
 	if isNoRows(err) {
 		return nil, notFound("recording")
 	} else if err != nil {
-		return nil, fmt.Errorf("postgres: find recording %s: %w", id, err)
+		return nil, errorf("postgres: find recording %s: %w", id, err)
 	}
 	return r, nil
 }
@@ -68,39 +92,100 @@ func (db *DB) FindRecordingByID(ctx context.Context, id string) (*recsink.Record
 	if isNoRows(err) {
 		return nil, notFound("recording")
 	} else if err != nil {
-		return nil, fmt.Errorf("postgres: find recording %s: %w", id, err)
+		return nil, errorf("postgres: find recording %s: %w", id, err)
 	}
 	return r, nil
 }
 
 // UpdateRecording saves every field of r but its ID, organization, meeting,
-// room name, start date and ingest token hash, which never change, and sets
-// r.UpdatedAt to now. The destination and object key are saved too, for a
-// recording that moves to a new credential generation.
+// room name, start date, ingest token hash and owner, and sets r.UpdatedAt
+// to the server's now(). The destination and object key are saved too, for
+// a recording that moves to a new credential generation.
+//
+// The write is fenced: it happens only while r.Owner.Node at r.Owner.Epoch
+// still owns the row (else recsink.ErrLeaseLost), and only when the row's
+// state may move to r.State (recsink.CanTransition) without clearing its end
+// date or restarting a stopped recording (else ECONFLICT). The conditions
+// are in the UPDATE's WHERE, so that two writers cannot interleave between
+// a check and the write.
 func (db *DB) UpdateRecording(ctx context.Context, r *recsink.Recording) error {
-	now := db.now()
 	d := r.Destination
-	tag, err := db.pool.Exec(ctx, `
+	var updatedAt time.Time
+	err := db.pool.QueryRow(ctx, `
 		UPDATE recordings SET
 			state = $1, credential_id = $2, access_key_id = $3,
 			provider = $4, bucket = $5, prefix = $6, region = $7, endpoint = $8, force_path_style = $9, file_format = $10,
 			object_key = $11, upload_id = $12, end_date = $13, stop_reason = $14,
 			bytes_received = $15, bytes_uploaded = $16, size_bytes = $17, sha256 = $18, last_error = $19,
-			updated_at = $20
-		WHERE org_id = $21 AND id = $22`,
+			updated_at = now()
+		WHERE org_id = $20 AND id = $21 AND owner_node = $22 AND lease_epoch = $23
+			AND (state || '`+sqlstore.TransitionSeparator+`' || $1::text) IN `+transitions+`
+			AND NOT (end_date IS NOT NULL AND $13::timestamptz IS NULL)
+			AND NOT ($1::text = '`+recsink.RecordingRecording+`' AND state <> $1::text AND end_date IS NOT NULL)
+		RETURNING updated_at`,
 		r.State, r.CredentialID, r.AccessKeyID,
 		d.Provider, d.Bucket, d.Prefix, d.Region, d.Endpoint, d.ForcePathStyle, d.FileFormat,
 		r.ObjectKey, r.UploadID, r.EndDate, r.StopReason,
 		r.BytesReceived, r.BytesUploaded, r.SizeBytes, r.SHA256, r.LastError,
-		now,
-		r.OrgID, r.ID)
-	if err != nil {
-		return fmt.Errorf("postgres: update recording %s: %w", r.ID, err)
+		r.OrgID, r.ID, r.Owner.Node, r.Owner.Epoch).Scan(&updatedAt)
+	switch {
+	case isNoRows(err):
+		return db.refusedUpdate(ctx, r)
+	case isUnique(err) && constraint(err) == objectKeyIndex:
+		return errObjectTaken(r)
+	case isFinalState(err):
+		return recsink.Errorf(recsink.ECONFLICT, "recording %s is finished: it cannot become %s", r.ID, r.State)
+	case err != nil:
+		return errorf("postgres: update recording %s: %w", r.ID, err)
 	}
-	if tag.RowsAffected() == 0 {
+	r.UpdatedAt = updatedAt
+	return nil
+}
+
+// refusedUpdate reads the row that a fenced update did not change and says
+// why: no such row, another owner or epoch, or a transition backwards.
+func (db *DB) refusedUpdate(ctx context.Context, r *recsink.Recording) error {
+	var state, node string
+	var epoch int64
+	var ended bool
+	err := db.pool.QueryRow(ctx, `
+		SELECT state, owner_node, lease_epoch, end_date IS NOT NULL FROM recordings WHERE org_id = $1 AND id = $2`,
+		r.OrgID, r.ID).Scan(&state, &node, &epoch, &ended)
+	switch {
+	case isNoRows(err):
 		return notFound("recording")
+	case err != nil:
+		return errorf("postgres: update recording %s: %w", r.ID, err)
+	case node != r.Owner.Node || epoch != r.Owner.Epoch:
+		return fmt.Errorf("postgres: update recording %s as %s at epoch %d (now %s at %d): %w",
+			r.ID, r.Owner.Node, r.Owner.Epoch, node, epoch, recsink.ErrLeaseLost)
 	}
-	r.UpdatedAt = now
+	return sqlstore.TransitionError(r, state, ended)
+}
+
+// MarkRecordingDeleted implements recsink.Store: a finished recording
+// becomes deleted, whichever node asks; a deleted one stays so; an
+// unfinished one is ECONFLICT.
+func (db *DB) MarkRecordingDeleted(ctx context.Context, orgID, id string) error {
+	var state string
+	// The CTE's UPDATE and the outer SELECT share a snapshot: state is the
+	// row's state before the update.
+	err := db.pool.QueryRow(ctx, `
+		WITH deleted AS (
+			UPDATE recordings SET state = 'deleted', updated_at = now()
+			WHERE org_id = $1 AND id = $2 AND state IN ('uploaded', 'failed')
+			RETURNING id
+		)
+		SELECT CASE WHEN EXISTS (SELECT 1 FROM deleted) THEN 'deleted' ELSE state END
+		FROM recordings WHERE org_id = $1 AND id = $2`, orgID, id).Scan(&state)
+	switch {
+	case isNoRows(err):
+		return notFound("recording")
+	case err != nil:
+		return errorf("postgres: delete recording %s: %w", id, err)
+	case state != recsink.RecordingDeleted:
+		return sqlstore.ErrNotFinished(id, state)
+	}
 	return nil
 }
 
@@ -130,7 +215,7 @@ func (db *DB) ListRecordings(ctx context.Context, orgID string, f recsink.Record
 
 	rs, seqs, err := db.queryRecordings(ctx, query, args...)
 	if err != nil {
-		return nil, "", fmt.Errorf("postgres: list recordings: %w", err)
+		return nil, "", errorf("postgres: list recordings: %w", err)
 	}
 	rs, next := page(rs, seqs, limit)
 	return rs, next, nil
@@ -143,7 +228,7 @@ func (db *DB) ListUnfinishedRecordings(ctx context.Context) ([]*recsink.Recordin
 		SELECT `+recordingColumns+` FROM recordings
 		WHERE state IN `+holdingStates+` ORDER BY seq`)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: list unfinished recordings: %w", err)
+		return nil, errorf("postgres: list unfinished recordings: %w", err)
 	}
 	return rs, nil
 }
@@ -155,7 +240,7 @@ func (db *DB) ListHoldingRecordings(ctx context.Context, orgID string) ([]*recsi
 		SELECT `+recordingColumns+` FROM recordings
 		WHERE org_id = $1 AND state IN `+holdingStates+` ORDER BY seq`, orgID)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: list holding recordings: %w", err)
+		return nil, errorf("postgres: list holding recordings: %w", err)
 	}
 	return rs, nil
 }
@@ -182,7 +267,7 @@ func scanRecording(row pgx.Row) (*recsink.Recording, int64, error) {
 		&d.Provider, &d.Bucket, &d.Prefix, &d.Region, &d.Endpoint, &d.ForcePathStyle, &d.FileFormat,
 		&r.ObjectKey, &r.UploadID, &r.IngestTokenHash, &r.StartDate, &r.EndDate, &r.StopReason,
 		&r.BytesReceived, &r.BytesUploaded, &r.SizeBytes, &r.SHA256, &r.LastError, &r.UpdatedAt,
-		&r.Owner.Node, &r.Owner.URL, &r.Owner.LeaseExpiresAt); err != nil {
+		&r.Owner.Node, &r.Owner.URL, &r.Owner.Epoch, &r.Owner.LeaseExpiresAt); err != nil {
 		return nil, 0, err
 	}
 	return &r, seq, nil
@@ -197,7 +282,7 @@ func (db *DB) AddRecordingEvent(ctx context.Context, recordingID string, e recsi
 	if isForeignKey(err) {
 		return notFound("recording")
 	} else if err != nil {
-		return fmt.Errorf("postgres: add event to recording %s: %w", recordingID, err)
+		return errorf("postgres: add event to recording %s: %w", recordingID, err)
 	}
 	return nil
 }
@@ -211,7 +296,7 @@ func (db *DB) ListRecordingEvents(ctx context.Context, recordingID string) ([]re
 		return e, err
 	}, `SELECT time, type, message FROM recording_events WHERE recording_id = $1 ORDER BY seq`, recordingID)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: list events of recording %s: %w", recordingID, err)
+		return nil, errorf("postgres: list events of recording %s: %w", recordingID, err)
 	}
 	return es, nil
 }
@@ -227,7 +312,7 @@ func (db *DB) PutPart(ctx context.Context, recordingID string, p recsink.Part) e
 	if isForeignKey(err) {
 		return notFound("recording")
 	} else if err != nil {
-		return fmt.Errorf("postgres: put part %d of recording %s: %w", p.Number, recordingID, err)
+		return errorf("postgres: put part %d of recording %s: %w", p.Number, recordingID, err)
 	}
 	return nil
 }
@@ -241,7 +326,7 @@ func (db *DB) ListParts(ctx context.Context, recordingID string) ([]recsink.Part
 		return p, err
 	}, `SELECT number, byte_offset, size, etag FROM recording_parts WHERE recording_id = $1 ORDER BY number`, recordingID)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: list parts of recording %s: %w", recordingID, err)
+		return nil, errorf("postgres: list parts of recording %s: %w", recordingID, err)
 	}
 	return ps, nil
 }

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"time"
 
@@ -40,7 +39,7 @@ func (db *DB) PutWebhookEndpoint(ctx context.Context, e *recsink.WebhookEndpoint
 	if isForeignKey(err) {
 		return notFound("organization")
 	} else if err != nil {
-		return fmt.Errorf("postgres: put webhook endpoint of %s: %w", e.OrgID, err)
+		return errorf("postgres: put webhook endpoint of %s: %w", e.OrgID, err)
 	}
 	return nil
 }
@@ -53,7 +52,7 @@ func (db *DB) FindWebhookEndpoint(ctx context.Context, orgID string) (*recsink.W
 	if isNoRows(err) {
 		return nil, notFound("webhook endpoint")
 	} else if err != nil {
-		return nil, fmt.Errorf("postgres: find webhook endpoint of %s: %w", orgID, err)
+		return nil, errorf("postgres: find webhook endpoint of %s: %w", orgID, err)
 	}
 	return e, nil
 }
@@ -63,7 +62,7 @@ func (db *DB) FindWebhookEndpoint(ctx context.Context, orgID string) (*recsink.W
 func (db *DB) DeleteWebhookEndpoint(ctx context.Context, orgID string) error {
 	tag, err := db.pool.Exec(ctx, `DELETE FROM webhook_endpoints WHERE org_id = $1`, orgID)
 	if err != nil {
-		return fmt.Errorf("postgres: delete webhook endpoint of %s: %w", orgID, err)
+		return errorf("postgres: delete webhook endpoint of %s: %w", orgID, err)
 	}
 	if tag.RowsAffected() == 0 {
 		return notFound("webhook endpoint")
@@ -101,7 +100,7 @@ func (db *DB) CreateWebhookDelivery(ctx context.Context, d *recsink.WebhookDeliv
 	case isForeignKey(err):
 		return notFound("organization")
 	case err != nil:
-		return fmt.Errorf("postgres: create webhook delivery %s: %w", d.ID, err)
+		return errorf("postgres: create webhook delivery %s: %w", d.ID, err)
 	}
 	d.State = recsink.DeliveryPending
 	return nil
@@ -137,7 +136,7 @@ func (db *DB) ClaimWebhookDeliveries(ctx context.Context, now, leaseUntil time.T
 		SELECT `+webhookDeliveryColumns+` FROM claimed ORDER BY due_at, seq`,
 		now, leaseUntil, min(limit, maxListLimit))
 	if err != nil {
-		return nil, fmt.Errorf("postgres: claim webhook deliveries: %w", err)
+		return nil, errorf("postgres: claim webhook deliveries: %w", err)
 	}
 	return ds, nil
 }
@@ -152,7 +151,7 @@ func (db *DB) UpdateWebhookDelivery(ctx context.Context, d *recsink.WebhookDeliv
 		d.State, d.Attempts, d.NextAttemptAt, d.LastStatus, d.LastError, d.DeliveredAt,
 		d.OrgID, d.ID)
 	if err != nil {
-		return fmt.Errorf("postgres: update webhook delivery %s: %w", d.ID, err)
+		return errorf("postgres: update webhook delivery %s: %w", d.ID, err)
 	}
 	if tag.RowsAffected() == 0 {
 		return notFound("webhook delivery")
@@ -183,7 +182,7 @@ func (db *DB) ListWebhookDeliveries(ctx context.Context, orgID, cursor string, l
 		WHERE org_id = $1 AND seq < $2
 		ORDER BY seq DESC LIMIT $3`, orgID, before, limit+1)
 	if err != nil {
-		return nil, "", fmt.Errorf("postgres: list webhook deliveries: %w", err)
+		return nil, "", errorf("postgres: list webhook deliveries: %w", err)
 	}
 	ds, next := page(ds, seqs, limit)
 	return ds, next, nil

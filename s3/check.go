@@ -200,7 +200,7 @@ func (r *checker) result(ctx context.Context, op string, err error) (*recsink.St
 	if err == nil {
 		return nil, nil
 	}
-	serr := storageError(ctx, op, err)
+	serr := storageError(ctx, op, err, r.key.Secret)
 	var se *recsink.StorageError
 	switch {
 	case errors.As(serr, &se):

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -20,6 +21,14 @@ import (
 type client struct {
 	s3     *awss3.Client
 	bucket string
+	// secret returns the access secret, to take it out of error texts. A
+	// func, so that printing a client cannot print the secret.
+	secret func() string
+}
+
+// fail returns err of op as a *recsink.StorageError where it is one.
+func (c *client) fail(ctx context.Context, op string, err error) error {
+	return storageError(ctx, op, err, c.secret())
 }
 
 var _ recsink.StorageClient = (*client)(nil)
@@ -33,7 +42,7 @@ func (c *client) CreateMultipartUpload(ctx context.Context, key, contentType str
 		Metadata:    metadata,
 	})
 	if err != nil {
-		return "", fmt.Errorf("s3: create multipart upload of %s: %w", key, storageError(ctx, "CreateMultipartUpload", err))
+		return "", fmt.Errorf("s3: create multipart upload of %s: %w", key, c.fail(ctx, "CreateMultipartUpload", err))
 	}
 	return aws.ToString(out.UploadId), nil
 }
@@ -55,7 +64,7 @@ func (c *client) UploadPart(ctx context.Context, key, uploadID string, number in
 		ContentLength: aws.Int64(size),
 	})
 	if err != nil {
-		return "", fmt.Errorf("s3: upload part %d of %s: %w", number, key, storageError(ctx, "UploadPart", err))
+		return "", fmt.Errorf("s3: upload part %d of %s: %w", number, key, c.fail(ctx, "UploadPart", err))
 	}
 	return aws.ToString(out.ETag), nil
 }
@@ -73,7 +82,7 @@ func (c *client) ListParts(ctx context.Context, key, uploadID string) ([]recsink
 	for {
 		out, err := c.s3.ListParts(ctx, in)
 		if err != nil {
-			return nil, fmt.Errorf("s3: list parts of %s: %w", key, storageError(ctx, "ListParts", err))
+			return nil, fmt.Errorf("s3: list parts of %s: %w", key, c.fail(ctx, "ListParts", err))
 		}
 		for _, p := range out.Parts {
 			parts = append(parts, recsink.Part{
@@ -101,22 +110,27 @@ func (c *client) ListParts(ctx context.Context, key, uploadID string) ([]recsink
 }
 
 // CompleteMultipartUpload assembles the object from parts, sorted by number
-// as S3 requires.
+// as S3 requires. It never replaces an object that has the key meanwhile
+// (If-None-Match: *, which AWS honours since 2024), and gives the endpoint
+// time to assemble the object before it must answer.
 func (c *client) CompleteMultipartUpload(ctx context.Context, key, uploadID string, parts []recsink.Part) error {
 	sorted := slices.Clone(parts)
 	slices.SortFunc(sorted, func(a, b recsink.Part) int { return int(a.Number) - int(b.Number) })
 	completed := make([]types.CompletedPart, len(sorted))
+	var size int64
 	for i, p := range sorted {
 		completed[i] = types.CompletedPart{PartNumber: aws.Int32(p.Number), ETag: aws.String(p.ETag)}
+		size += p.Size
 	}
-	_, err := c.s3.CompleteMultipartUpload(ctx, &awss3.CompleteMultipartUploadInput{
+	_, err := c.s3.CompleteMultipartUpload(withWork(ctx, size), &awss3.CompleteMultipartUploadInput{
 		Bucket:          aws.String(c.bucket),
 		Key:             aws.String(key),
 		UploadId:        aws.String(uploadID),
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: completed},
+		IfNoneMatch:     aws.String("*"),
 	})
 	if err != nil {
-		return fmt.Errorf("s3: complete multipart upload of %s: %w", key, storageError(ctx, "CompleteMultipartUpload", err))
+		return fmt.Errorf("s3: complete multipart upload of %s: %w", key, c.fail(ctx, "CompleteMultipartUpload", err))
 	}
 	return nil
 }
@@ -129,7 +143,7 @@ func (c *client) AbortMultipartUpload(ctx context.Context, key, uploadID string)
 		UploadId: aws.String(uploadID),
 	})
 	if err != nil {
-		return fmt.Errorf("s3: abort multipart upload of %s: %w", key, storageError(ctx, "AbortMultipartUpload", err))
+		return fmt.Errorf("s3: abort multipart upload of %s: %w", key, c.fail(ctx, "AbortMultipartUpload", err))
 	}
 	return nil
 }
@@ -149,7 +163,7 @@ func (c *client) PutObject(ctx context.Context, key, contentType string, metadat
 		ContentLength: aws.Int64(size),
 	})
 	if err != nil {
-		return fmt.Errorf("s3: put object %s: %w", key, storageError(ctx, "PutObject", err))
+		return fmt.Errorf("s3: put object %s: %w", key, c.fail(ctx, "PutObject", err))
 	}
 	return nil
 }
@@ -162,16 +176,36 @@ func (c *client) HeadObject(ctx context.Context, key string) (int64, map[string]
 		Key:    aws.String(key),
 	})
 	if err != nil {
-		return 0, nil, fmt.Errorf("s3: head object %s: %w", key, storageError(ctx, "HeadObject", err))
+		return 0, nil, fmt.Errorf("s3: head object %s: %w", key, c.fail(ctx, "HeadObject", err))
 	}
 	return aws.ToInt64(out.ContentLength), out.Metadata, nil
 }
 
+// ObjectExists reports whether key names an object: false only on a 404
+// (NoSuchKey, or a bare 404 since a HEAD answer has no body); any other
+// failure is an error.
+func (c *client) ObjectExists(ctx context.Context, key string) (bool, error) {
+	_, _, err := c.HeadObject(ctx, key)
+	var se *recsink.StorageError
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.As(err, &se) && se.StatusCode == http.StatusNotFound && (se.Code == "" || se.Code == "NoSuchKey" || se.Code == "NotFound"):
+		return false, nil
+	}
+	return false, err
+}
+
 // ReplaceMetadata sets key's user metadata with a copy of the object onto
 // itself inside the bucket (no bytes pass through recsink). S3 copies in one
-// request only up to 5 GiB.
+// request only up to 5 GiB. The object's size, asked first, gives the
+// endpoint time to copy it before it must answer.
 func (c *client) ReplaceMetadata(ctx context.Context, key, contentType string, metadata map[string]string) error {
-	_, err := c.s3.CopyObject(ctx, &awss3.CopyObjectInput{
+	size, _, err := c.HeadObject(ctx, key)
+	if err != nil {
+		return fmt.Errorf("s3: replace metadata of %s: %w", key, err)
+	}
+	_, err = c.s3.CopyObject(withWork(ctx, size), &awss3.CopyObjectInput{
 		Bucket:            aws.String(c.bucket),
 		Key:               aws.String(key),
 		CopySource:        aws.String(url.PathEscape(c.bucket) + "/" + escapeKey(key)),
@@ -180,7 +214,7 @@ func (c *client) ReplaceMetadata(ctx context.Context, key, contentType string, m
 		Metadata:          metadata,
 	})
 	if err != nil {
-		return fmt.Errorf("s3: replace metadata of %s: %w", key, storageError(ctx, "CopyObject", err))
+		return fmt.Errorf("s3: replace metadata of %s: %w", key, c.fail(ctx, "CopyObject", err))
 	}
 	return nil
 }
@@ -201,7 +235,7 @@ func (c *client) DeleteObject(ctx context.Context, key string) error {
 		Key:    aws.String(key),
 	})
 	if err != nil {
-		return fmt.Errorf("s3: delete object %s: %w", key, storageError(ctx, "DeleteObject", err))
+		return fmt.Errorf("s3: delete object %s: %w", key, c.fail(ctx, "DeleteObject", err))
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 
 	"github.com/aws/smithy-go"
@@ -18,14 +19,27 @@ import (
 // *recsink.StorageError. It returns ctx.Err() when ctx is done, because
 // cancellation is the caller's doing and not a failure of the storage, and
 // err unchanged when no request reached the network (an internal failure).
-func storageError(ctx context.Context, op string, err error) error {
+// The StorageError's text goes through redact, with secret, the access
+// secret of the request, if known: an endpoint's error message is its own
+// text, and may echo what it was sent.
+func storageError(ctx context.Context, op string, err error, secret string) error {
 	if err == nil {
 		return nil
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	se := &recsink.StorageError{Op: op, Err: err}
+	se := &recsink.StorageError{Op: op, Err: &redactedError{msg: redact(err.Error(), secret), err: err}}
+	var te *timeoutError
+	var ra *recsink.RefusedAddressError
+	switch {
+	case errors.As(err, &te):
+		se.Code, se.Deadline = "Timeout", te.after
+		return se
+	case errors.As(err, &ra):
+		se.Code = "AddressRefused"
+		return se
+	}
 	var re *smithyhttp.ResponseError
 	if errors.As(err, &re) && re.Response != nil {
 		se.StatusCode = re.HTTPStatusCode()
@@ -61,8 +75,34 @@ func apiCode(status int, ae smithy.APIError) string {
 func transportError(err error) bool {
 	var rse *smithyhttp.RequestSendError
 	var ne net.Error
-	var ra *refusedAddressError
-	return errors.As(err, &rse) || errors.As(err, &ne) || errors.As(err, &ra) ||
+	return errors.As(err, &rse) || errors.As(err, &ne) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
 		errors.Is(err, context.DeadlineExceeded)
+}
+
+// redactedError is an error whose text has its secrets taken out. It
+// still unwraps to the original, for errors.As, but prints only msg.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// Signatures, session tokens and credential scopes, as query parameters (a
+// presigned URL) or as headers (Authorization) that an endpoint may echo in
+// its error message. A signature is valid for minutes and may be replayed.
+var (
+	secretParam  = regexp.MustCompile(`(?i)\b(x-amz-signature|x-amz-security-token|x-amz-credential|signature|awsaccesskeyid)=[^&\s"'<>]+`)
+	secretHeader = regexp.MustCompile(`(?i)\b(authorization|x-amz-security-token)(["']?\s*[:=]\s*)[^\r\n"'<>]+`)
+)
+
+// redact returns s with signatures, tokens and secret taken out.
+func redact(s, secret string) string {
+	if secret != "" {
+		s = strings.ReplaceAll(s, secret, "[REDACTED]")
+	}
+	s = secretHeader.ReplaceAllString(s, "$1$2[REDACTED]")
+	return secretParam.ReplaceAllString(s, "$1=[REDACTED]")
 }

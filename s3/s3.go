@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -28,6 +27,11 @@ import (
 // when Config.MaxAttempts is 0. Our own upload loop retries above it.
 const DefaultMaxAttempts = 3
 
+// MaxBackoff is the longest wait of the SDK's retryer between two attempts.
+// A call therefore takes at most MaxAttempts attempts of
+// Options.AttemptTimeout (plus dialing) and MaxAttempts-1 waits of MaxBackoff.
+const MaxBackoff = 20 * time.Second
+
 // defaultRegion is the region used for custom endpoints that do not name one,
 // and the region asked first when finding a bucket's region on AWS.
 const defaultRegion = "us-east-1"
@@ -39,16 +43,21 @@ const maxCachedClients = 1024
 type Config struct {
 	// AllowEndpoints lists the host:port pairs of custom S3-compatible
 	// endpoints the operator allows. Destinations with any other custom
-	// endpoint are refused before a connection is made.
+	// endpoint are refused before a connection is made, and a connection to
+	// any other host:port (a virtual-hosted bucket name included) must go to
+	// a public address.
 	AllowEndpoints []string
 	// HTTPClient, when set, carries every request instead of recsink's own
-	// client. It then replaces the guard that refuses connections from AWS
-	// destinations to private addresses: the caller owns that guard.
+	// client. It then replaces the guard that refuses connections to private
+	// addresses, and its transport's timeouts: the caller owns them. The
+	// deadlines of Options still bound each attempt.
 	HTTPClient *http.Client
 	// Logger receives details of failed checks; nil means slog.Default().
 	Logger *slog.Logger
 	// MaxAttempts is the SDK's attempts per request; 0 means DefaultMaxAttempts.
 	MaxAttempts int
+	// Options bound each call; see Options.
+	Options
 }
 
 // Storage opens clients for customers' S3 destinations. It is safe for
@@ -57,10 +66,12 @@ type Storage struct {
 	allow   map[string]bool
 	logger  *slog.Logger
 	retryer aws.RetryerV2
+	opts    Options // with defaults
 
-	// awsHTTP reaches AWS's own endpoints and refuses private addresses;
-	// customHTTP reaches the allowed custom endpoints, wherever they are.
-	awsHTTP, customHTTP awss3.HTTPClient
+	// http carries every request: it reaches the allowed custom endpoints
+	// wherever they are, and refuses non-public addresses for any other
+	// host:port (AWS, virtual-hosted bucket names).
+	http awss3.HTTPClient
 
 	mu      sync.Mutex
 	clients map[clientKey]*awss3.Client
@@ -73,13 +84,14 @@ func New(cfg Config) *Storage {
 	s := &Storage{
 		allow:   make(map[string]bool),
 		logger:  cfg.Logger,
+		opts:    cfg.Options.withDefaults(),
 		clients: make(map[clientKey]*awss3.Client),
 	}
 	if s.logger == nil {
 		s.logger = slog.Default()
 	}
 	for _, hp := range cfg.AllowEndpoints {
-		s.allow[normalizeHostPort(hp)] = true
+		s.allow[recsink.NormalizeHostPort(hp)] = true
 	}
 	attempts := cfg.MaxAttempts
 	if attempts <= 0 {
@@ -91,14 +103,22 @@ func New(cfg Config) *Storage {
 	// (s3/replica_client.go); our own upload loop paces retries instead.
 	s.retryer = retry.NewStandard(func(o *retry.StandardOptions) {
 		o.MaxAttempts = attempts
+		o.MaxBackoff = MaxBackoff
 		o.RateLimiter = ratelimit.None
 	})
+	var hc *http.Client
 	if cfg.HTTPClient != nil {
-		s.awsHTTP, s.customHTTP = cfg.HTTPClient, cfg.HTTPClient
+		c := *cfg.HTTPClient
+		hc = &c
 	} else {
-		s.awsHTTP = newHTTPClient(publicOnlyControl)
-		s.customHTTP = newHTTPClient(nil)
+		hc = newHTTPClient(s.opts, func(hp string) bool { return s.allow[hp] }, nil)
 	}
+	base := hc.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	hc.Transport = &deadlineTransport{base: base, opts: s.opts}
+	s.http = hc
 	return s
 }
 
@@ -111,7 +131,8 @@ func (s *Storage) Client(ctx context.Context, dest recsink.Destination, key recs
 	if dest.Region == "" && dest.Endpoint == "" {
 		return nil, recsink.FieldErrorf("region", "region is required to open a storage client; check the destination to find it")
 	}
-	return &client{s3: s.s3Client(dest, key, regionOrDefault(dest.Region)), bucket: dest.Bucket}, nil
+	secret := key.Secret
+	return &client{s3: s.s3Client(dest, key, regionOrDefault(dest.Region)), bucket: dest.Bucket, secret: func() string { return secret }}, nil
 }
 
 // allowEndpoint returns an EFORBIDDEN or EINVALID *recsink.Error when
@@ -165,7 +186,7 @@ func (s *Storage) s3Client(dest recsink.Destination, key recsink.AccessKey, regi
 		Credentials:  credentials.NewStaticCredentialsProvider(key.ID, key.Secret, ""),
 		UsePathStyle: dest.ForcePathStyle,
 		Retryer:      s.retryer,
-		HTTPClient:   s.awsHTTP,
+		HTTPClient:   s.http,
 		// Since January 2025 the SDK adds CRC32 checksums to uploads by
 		// default, sent as aws-chunked trailers, which many S3-compatible
 		// servers reject or store wrongly (livekit/egress#1045). AWS needs no
@@ -178,7 +199,6 @@ func (s *Storage) s3Client(dest recsink.Destination, key recsink.AccessKey, regi
 	}
 	if endpoint != "" {
 		opts.BaseEndpoint = aws.String(endpoint)
-		opts.HTTPClient = s.customHTTP
 	}
 	c := awss3.New(opts)
 	if len(s.clients) >= maxCachedClients {
@@ -195,34 +215,25 @@ func regionOrDefault(region string) string {
 	return region
 }
 
-// normalizeHostPort lowercases the host of an operator's allowlist entry so
-// that it compares equal to recsink.EndpointHostPort's result.
-func normalizeHostPort(hp string) string {
-	h, p, err := net.SplitHostPort(strings.TrimSpace(hp))
-	if err != nil {
-		return strings.ToLower(strings.TrimSpace(hp))
-	}
-	return net.JoinHostPort(strings.ToLower(h), p)
-}
-
-// newHTTPClient returns the HTTP client shared by all SDK clients of one kind.
-// control, when set, vets each address the dialer connects to.
-func newHTTPClient(control func(network, address string, c syscall.RawConn) error) *http.Client {
-	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	if control != nil {
-		d.Control = control
-	}
+// newHTTPClient returns the HTTP client shared by all SDK clients. Its
+// dialer refuses non-public addresses unless allowed accepts the host:port
+// dialed; resolver, when set, resolves names (tests).
+func newHTTPClient(o Options, allowed func(hostPort string) bool, resolver *net.Resolver) *http.Client {
+	d := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second, Resolver: resolver}
 	t := &http.Transport{
 		// No proxy: a proxy would resolve names itself and defeat the
 		// private-address guard of the dialer.
 		Proxy:                 nil,
-		DialContext:           d.DialContext,
+		DialContext:           recsink.GuardDial(d, allowed),
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          256,
 		MaxIdleConnsPerHost:   32,
 		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
+		TLSHandshakeTimeout:   o.TLSHandshakeTimeout,
 		ExpectContinueTimeout: 1 * time.Second,
+		// Cancelling a request resets its HTTP/2 stream but keeps the
+		// connection: pings close one that stopped answering altogether.
+		HTTP2: &http.HTTP2Config{SendPingTimeout: o.ResponseHeaderTimeout, PingTimeout: o.ResponseHeaderTimeout},
 	}
 	return &http.Client{
 		Transport: t,

@@ -470,36 +470,6 @@ func TestStorage_SecretNeverShown(t *testing.T) {
 	}
 }
 
-func TestPublicOnlyControl(t *testing.T) {
-	t.Parallel()
-	for _, tt := range []struct {
-		addr string
-		ok   bool
-	}{
-		{"52.216.1.2:443", true},
-		{"[2600:1f18::1]:443", true},
-		{"127.0.0.1:443", false},
-		{"10.1.2.3:443", false},
-		{"172.16.0.1:443", false},
-		{"192.168.1.1:443", false},
-		{"169.254.169.254:80", false},
-		{"100.100.100.200:80", false},
-		{"0.0.0.0:80", false},
-		{"[::1]:443", false},
-		{"[fe80::1]:443", false},
-		{"[fd00:ec2::254]:80", false},
-		{"[::ffff:127.0.0.1]:443", false},
-		{"[64:ff9b::a9fe:a9fe]:80", false},
-	} {
-		t.Run(tt.addr, func(t *testing.T) {
-			err := s3.PublicOnlyControl("tcp", tt.addr, nil)
-			if (err == nil) != tt.ok {
-				t.Errorf("PublicOnlyControl(%s) = %v, want ok %v", tt.addr, err, tt.ok)
-			}
-		})
-	}
-}
-
 // closedPort returns a loopback host:port that refuses connections.
 func closedPort(t *testing.T) string {
 	t.Helper()

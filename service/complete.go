@@ -3,13 +3,16 @@ package service
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/recsink/recsink"
 )
 
 // complete finishes the multipart upload (or writes an empty object), checks
-// the object's size and records the recording as uploaded.
+// the object's size and records the recording as uploaded. It writes to S3
+// only under a valid lease.
 func (r *recorder) complete(ctx context.Context) error {
 	r.mu.Lock()
 	client, rec := r.client, r.rec
@@ -25,7 +28,13 @@ func (r *recorder) complete(ctx context.Context) error {
 		}
 	}
 	size := r.file.Offset()
-	if err := completeObject(ctx, client, &rec, parts, size); err != nil {
+	wctx, done, err := r.leaseCtx(ctx)
+	if err != nil {
+		return err
+	}
+	err = completeObject(wctx, client, &rec, parts, size)
+	done()
+	if err != nil {
 		return err
 	}
 	return r.finishUploaded(ctx, client, size, r.file.SHA256())
@@ -50,66 +59,94 @@ func completeObject(ctx context.Context, client recsink.StorageClient, rec *recs
 	return err
 }
 
-// finishUploaded checks the object's size and records the recording as
-// uploaded, with its size and SHA-256.
+// finishUploaded checks the object's size, adds its checksum to its
+// metadata and records the recording as uploaded, with its size and SHA-256.
+// The metadata copy is the key's last use, so it comes before the state
+// that lets go of the key: once the row reads uploaded, any node may report
+// the key drained.
 func (r *recorder) finishUploaded(ctx context.Context, client recsink.StorageClient, size int64, sum string) error {
-	rec := r.snapshot()
-	if got, _, err := client.HeadObject(ctx, rec.ObjectKey); err == nil && got != size {
-		r.fail(fmt.Sprintf("the object in the bucket has %d bytes where %d were received", got, size))
+	key := r.rec.ObjectKey
+	if got, _, err := client.HeadObject(ctx, key); err == nil && got != size {
+		r.fail(ctx, fmt.Sprintf("the object in the bucket has %d bytes where %d were received", got, size))
 		return nil
 	} else if err != nil {
 		r.event(recsink.EventUploaded, "could not check the object's size: %s", recsink.ErrorMessage(err))
 	}
-	done := *rec
-	done.State = recsink.RecordingUploaded
-	done.SizeBytes = &size
-	done.SHA256 = sum
-	done.BytesReceived = size
-	done.BytesUploaded = size
-	done.LastError = ""
-	done.UpdatedAt = recsink.Now()
-	// The event goes into the outbox before the state is saved: after a
-	// crash in between, the completion is done again and the event, with the
-	// same ID, is not added twice. Never the other way round, which could
-	// lose it.
-	r.notifyAs(&done, recsink.WebhookRecordingFinished, "")
-	if err := r.persistAs(&done); err != nil {
+	if !r.copied {
+		wctx, done, err := r.leaseCtx(ctx)
+		if err != nil {
+			return err
+		}
+		err = r.addChecksumMetadata(wctx, client, r.snapshot(), size, sum)
+		done()
+		if err != nil {
+			return err // canceled: the lease lapsed, or the service closes
+		}
+		r.copied = true // not again when only the save below is retried
+	}
+	rec, err := r.transition(ctx, func(rec *recsink.Recording) error {
+		if rec.Finished() {
+			return errUnchanged
+		}
+		rec.State = recsink.RecordingUploaded
+		rec.SizeBytes = &size
+		rec.SHA256 = sum
+		rec.BytesReceived = size
+		rec.BytesUploaded = size
+		rec.LastError = ""
+		// The event goes into the outbox before the state is saved: after a
+		// crash in between, the completion is done again and the event, with
+		// the same ID, is not added twice. Never the other way round, which
+		// could lose it.
+		r.notifyAs(rec, recsink.WebhookRecordingFinished, "")
+		return nil
+	})
+	if errors.Is(err, errUnchanged) {
+		return nil
+	} else if err != nil {
 		return err
 	}
-	r.mu.Lock()
-	r.rec = done
-	r.mu.Unlock()
 	r.event(recsink.EventUploaded, "object complete: s3://%s/%s, %d bytes, sha256 %s", rec.Destination.Bucket, rec.ObjectKey, size, sum)
 	r.retire()
 	r.s.cfg.Observer.RecordingFinished(recsink.RecordingUploaded)
 	r.s.checkDrained(rec.OrgID, rec.CredentialID)
-	r.addChecksumMetadata(ctx, client, rec, size, sum)
 	return nil
 }
 
-// maxCopySize is the largest object S3 copies in one request.
-const maxCopySize = 5 << 30
+// maxCopySize is the largest object S3 copies in one request; copyTimeout
+// bounds the copy (S3 copies inside the bucket at hundreds of MB/s).
+const (
+	maxCopySize = 5 << 30
+	copyTimeout = 2 * time.Minute
+)
 
 // addChecksumMetadata adds the SHA-256 to the object's metadata. A multipart
 // upload fixes metadata at its start, before the checksum is known, so the
 // object is copied onto itself inside the bucket. Best effort: a refusal
-// (the key lacks s3:GetObject) is an event, not a failure of the recording.
-func (r *recorder) addChecksumMetadata(ctx context.Context, client recsink.StorageClient, rec *recsink.Recording, size int64, sum string) {
+// (the key lacks s3:GetObject, the copy timed out) is an event, not a
+// failure of the recording. Only a cancellation is returned.
+func (r *recorder) addChecksumMetadata(ctx context.Context, client recsink.StorageClient, rec *recsink.Recording, size int64, sum string) error {
 	if size > maxCopySize {
 		r.event(recsink.EventUploaded, "the object is over 5 GiB: its SHA-256 is in the recording and the webhook, not in the object's metadata")
-		return
+		return nil
 	}
 	meta := map[string]string{"recording-id": rec.ID, "sha256": sum}
-	if err := client.ReplaceMetadata(ctx, rec.ObjectKey, rec.Destination.ContentType(), meta); err != nil && !isCanceled(err) {
+	cctx, cancel := context.WithTimeout(ctx, copyTimeout)
+	defer cancel()
+	err := client.ReplaceMetadata(cctx, rec.ObjectKey, rec.Destination.ContentType(), meta)
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return ctx.Err()
+	default:
 		r.event(recsink.EventUploaded, "could not add the SHA-256 to the object's metadata: %s", recsink.ErrorMessage(err))
 	}
+	return nil
 }
 
 // retire forgets a finished recording and frees its spool.
 func (r *recorder) retire() {
-	r.s.mu.Lock()
-	delete(r.s.recorders, r.rec.ID)
-	r.s.mu.Unlock()
+	r.s.forget(r)
 	if r.file == nil {
 		return // taken over from another node: the spool is there
 	}

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"time"
 
 	"github.com/recsink/recsink"
 )
@@ -19,19 +20,46 @@ func (s *Service) resolveCredential(ctx context.Context, orgID, meetingID string
 	return c, err
 }
 
-// credentialsChanged wakes the organization's recordings after a key was
-// saved, so that blocked ones resume within moments.
+// credentialsChanged wakes the organization's recordings ("" for every
+// organization) after a key was saved, here or on another node, so that
+// blocked ones resume within moments: each forgets which keys S3 refused
+// and retries at once.
 func (s *Service) credentialsChanged(orgID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range s.recorders {
-		if r.rec.OrgID != orgID {
+		if orgID != "" && r.rec.OrgID != orgID {
 			continue
 		}
 		r.mu.Lock()
 		clear(r.refused)
 		r.mu.Unlock()
 		r.poke()
+	}
+}
+
+// watchCredentials wakes the recordings of every organization whose keys
+// changed on any node (the store's WatchCredentials), until ctx ends. Saves
+// on this node also wake them directly; a second wake is harmless.
+func (s *Service) watchCredentials(ctx context.Context) {
+	for {
+		changes, err := s.store.WatchCredentials(ctx)
+		if err == nil {
+			for orgID := range changes {
+				s.credentialsChanged(orgID)
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		// The watch ended or could not start: anything may have changed.
+		s.log.Warn("watch credentials; retrying", "err", err)
+		s.credentialsChanged("")
+		select {
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 
@@ -48,7 +76,7 @@ func (r *recorder) switchCredential(refusedID string, se *recsink.StorageError) 
 		return true // already switched by another part's failure
 	}
 	for _, scope := range []string{old.Scope, recsink.ScopeOrganization} {
-		c, err := r.s.store.CurrentCredential(r.s.ctx, r.rec.OrgID, scope)
+		c, err := r.s.store.CurrentCredential(r.ctx, r.rec.OrgID, scope)
 		if err != nil {
 			continue
 		}
@@ -62,17 +90,23 @@ func (r *recorder) switchCredential(refusedID string, se *recsink.StorageError) 
 		if err != nil {
 			continue
 		}
-		client, err := r.s.cfg.Storage.Client(r.s.ctx, r.rec.Destination, key)
+		client, err := r.s.cfg.Storage.Client(r.ctx, r.rec.Destination, key)
 		if err != nil {
 			continue
 		}
+		// Saved before it is used, so that the drain view counts the new
+		// key from its first part. The old one is reported drained by the
+		// upload loop once no part in flight uses it any more.
+		if _, err := r.transition(r.ctx, func(rec *recsink.Recording) error {
+			rec.CredentialID, rec.AccessKeyID = c.ID, c.AccessKeyID
+			return nil
+		}); err != nil {
+			return false
+		}
 		r.mu.Lock()
 		r.cred, r.client = c, client
-		r.rec.CredentialID, r.rec.AccessKeyID = c.ID, c.AccessKeyID
 		r.mu.Unlock()
-		_ = r.persist()
 		r.event(recsink.EventCredentialSwitched, "S3 refused key %s (%s); continuing the same upload with key %s", old.AccessKeyID, orNone(se.Code, se.StatusCode), c.AccessKeyID)
-		r.s.checkDrained(r.rec.OrgID, old.ID)
 		return true
 	}
 	return false

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -19,7 +20,7 @@ func (r *recorder) handle(err error, credID string, failures int) (fatal bool) {
 	}
 	switch {
 	case se.Code == "NoSuchUpload":
-		r.fail(fmt.Sprintf("the multipart upload was removed from the bucket (a lifecycle rule or someone aborted it); %s", se.Explain()))
+		r.fail(r.ctx, fmt.Sprintf("the multipart upload was removed from the bucket (a lifecycle rule or someone aborted it); %s", se.Explain()))
 		return true
 	case se.KeyRefused() || se.Code == "NoSuchBucket" || se.StatusCode == 404:
 		if se.KeyRefused() && r.switchCredential(credID, se) {
@@ -42,13 +43,13 @@ func (r *recorder) handle(err error, credID string, failures int) (fatal bool) {
 const stuckAfter = 4
 
 func (r *recorder) setError(msg string) {
-	r.mu.Lock()
-	changed := r.rec.LastError != msg
-	r.rec.LastError = msg
-	r.mu.Unlock()
-	if changed {
-		_ = r.persist()
-	}
+	_, _ = r.transition(r.ctx, func(rec *recsink.Recording) error {
+		if rec.LastError == msg {
+			return errUnchanged
+		}
+		rec.LastError = msg
+		return nil
+	})
 }
 
 func (r *recorder) logRateLimited(op string, err error) {
@@ -66,16 +67,20 @@ func (r *recorder) logRateLimited(op string, err error) {
 // block marks the recording blocked: media keeps flowing into the spool and
 // uploads retry until a working key is saved.
 func (r *recorder) block(se *recsink.StorageError) {
-	r.mu.Lock()
-	was := r.rec.State
-	r.rec.State = recsink.RecordingBlocked
-	r.rec.LastError = se.Explain()
-	keyID := r.cred.AccessKeyID
-	r.mu.Unlock()
-	_ = r.persist()
-	if was == recsink.RecordingBlocked {
+	var was string
+	rec, err := r.transition(r.ctx, func(rec *recsink.Recording) error {
+		was = rec.State
+		if rec.Finished() {
+			return errUnchanged
+		}
+		rec.State = recsink.RecordingBlocked
+		rec.LastError = se.Explain()
+		return nil
+	})
+	if err != nil || was == recsink.RecordingBlocked {
 		return
 	}
+	keyID := rec.AccessKeyID
 	var reason string
 	if se.KeyRefused() || se.Code == "NoSuchBucket" || se.StatusCode == 404 {
 		reason = fmt.Sprintf("S3 refused key %s with %s. %s Media keeps arriving into the spool; save a working key and uploads resume by themselves.", keyID, orNone(se.Code, se.StatusCode), se.Explain())
@@ -93,27 +98,34 @@ func orNone(code string, status int) string {
 	return fmt.Sprintf("HTTP %d", status)
 }
 
-// fail records that the recording cannot be completed.
-func (r *recorder) fail(msg string) {
-	done := *r.snapshot()
-	done.State = recsink.RecordingFailed
-	done.LastError = msg
-	if done.EndDate == nil {
-		now := recsink.Now()
-		done.EndDate = &now
+// fail records that the recording cannot be completed. The spool is kept:
+// its bytes may still be recovered by hand.
+func (r *recorder) fail(ctx context.Context, msg string) {
+	rec, err := r.transition(ctx, func(rec *recsink.Recording) error {
+		if rec.Finished() {
+			return errUnchanged
+		}
+		rec.State = recsink.RecordingFailed
+		rec.LastError = msg
+		if rec.EndDate == nil {
+			now := r.s.dbNow(ctx)
+			rec.EndDate = &now
+		}
+		// Into the outbox before the state is saved, as for finished.
+		r.notifyAs(rec, recsink.WebhookRecordingFailed, msg)
+		return nil
+	})
+	r.s.forget(r)
+	if err != nil {
+		// Not saved (the lease is lost, or the store is down): the row stays
+		// unfinished, for its owner or the next start to settle.
+		return
 	}
-	r.notifyAs(&done, recsink.WebhookRecordingFailed, msg)
-	_ = r.persistAs(&done)
-	r.mu.Lock()
-	r.rec = done
-	r.mu.Unlock()
 	r.event(recsink.EventFailed, "%s", msg)
-	r.s.mu.Lock()
-	delete(r.s.recorders, r.rec.ID)
-	r.s.mu.Unlock()
 	r.s.cfg.Observer.RecordingFinished(recsink.RecordingFailed)
-	r.s.checkDrained(r.rec.OrgID, r.rec.CredentialID)
-	// The spool is kept: its bytes may still be recovered by hand.
+	r.s.checkDrained(rec.OrgID, rec.CredentialID)
+	// The run loop's exit closes the spool's file handle and ends a request
+	// still streaming (409); the spool's data is kept, for recovery by hand.
 }
 
 var knownCodes = map[string]bool{

@@ -108,21 +108,24 @@ type drainedEvent struct {
 // nodes, put it in the outbox once.
 func (s *Service) checkDrained(orgID string, credIDs ...string) {
 	ctx := s.ctx
-	holding, err := s.store.ListHoldingRecordings(ctx, orgID)
-	if err != nil {
-		s.log.Error("check drained keys", "org", orgID, "err", err)
-		return
-	}
-	held := map[string]bool{}
-	for _, r := range holding {
-		held[r.CredentialID] = true
-	}
+	var held map[string]bool // read once, and only for a replaced key
 	for _, id := range credIDs {
-		if held[id] {
-			continue
-		}
 		c, err := s.store.FindCredential(ctx, orgID, id)
 		if err != nil || c.ReplacedAt == nil {
+			continue // the current key is not drained, whoever holds it
+		}
+		if held == nil {
+			holding, err := s.store.ListHoldingRecordings(ctx, orgID)
+			if err != nil {
+				s.log.Error("check drained keys", "org", orgID, "err", err)
+				return
+			}
+			held = map[string]bool{}
+			for _, r := range holding {
+				held[r.CredentialID] = true
+			}
+		}
+		if held[id] {
 			continue
 		}
 		ev := drainedEvent{

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -10,35 +11,38 @@ import (
 	"github.com/recsink/recsink/spool"
 )
 
-// objectKey names the object like Whereby's files: [prefix/]<room>-<start>.<ext>.
-// When the name is taken in the bucket, the recording ID is added so that no
-// other recording is ever overwritten.
-func (s *Service) objectKey(ctx context.Context, client recsink.StorageClient, d recsink.Destination, room, id string, start time.Time) string {
+// objectBase names the object like Whereby's files, [prefix/]<room>-<start>,
+// without its extension.
+func objectBase(d recsink.Destination, room string, start time.Time) string {
 	base := strings.Trim(room, "/") + "-" + start.Format("2006-01-02T15:04:05.000Z07:00")
 	if d.Prefix != "" {
 		base = d.Prefix + "/" + base
 	}
-	key := base + "." + d.FileFormat
-	if _, _, err := client.HeadObject(ctx, key); err == nil || s.keyInUse(d.Bucket, key) {
-		key = base + "-" + id + "." + d.FileFormat
-	}
-	return key
+	return base
 }
 
-// keyInUse reports whether a running recording writes to bucket/key: two
-// recordings of a room started in the same millisecond.
-func (s *Service) keyInUse(bucket, key string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, r := range s.recorders {
-		if r.rec.Destination.Bucket == bucket && r.rec.ObjectKey == key {
-			return true
-		}
-	}
-	return false
+// objectExister is what the s3 package's clients add to StorageClient: an
+// existence check that tells "no such object" from a failure.
+type objectExister interface {
+	ObjectExists(ctx context.Context, key string) (bool, error)
 }
 
-// StartRecording implements recsink.RecordingService.
+// objectFree reports whether no object is named key in the bucket. Only S3's
+// "not found" says so: any other answer (a refused HEAD, a timeout) counts
+// as taken, so that no object of the customer's is ever overwritten.
+func objectFree(ctx context.Context, client recsink.StorageClient, key string) bool {
+	if oe, ok := client.(objectExister); ok {
+		exists, err := oe.ObjectExists(ctx, key)
+		return err == nil && !exists
+	}
+	_, _, err := client.HeadObject(ctx, key)
+	var se *recsink.StorageError
+	return errors.As(err, &se) && (se.StatusCode == 404 || se.Code == "NoSuchKey" || se.Code == "NotFound")
+}
+
+// StartRecording implements recsink.RecordingService. The row, its owner
+// (this node) and its lease are created in one statement: a start that fails
+// leaves no recording behind that holds a key.
 func (s *Service) StartRecording(ctx context.Context, orgID, meetingID string) (*recsink.Recording, string, error) {
 	m, err := s.store.FindMeeting(ctx, orgID, meetingID)
 	if err != nil {
@@ -56,11 +60,19 @@ func (s *Service) StartRecording(ctx context.Context, orgID, meetingID string) (
 	if err != nil {
 		return nil, "", err
 	}
+	// The start date is on the database's clock: it fixes the maximum
+	// duration and the drain view, which every node must read alike.
+	now, err := s.store.Now(ctx)
+	if err != nil {
+		return nil, "", err
+	}
 	layout := spool.NewLayout(s.cfg.MaxIngestRate * int64(s.cfg.MaxDuration/time.Second))
 	token := recsink.RandomToken(32)
-	now := recsink.Now()
+	id := recsink.NewID("rec")
+	s.beginTakeover(id) // not a stray while it starts
+	defer s.endTakeover(id)
 	rec := &recsink.Recording{
-		ID:              recsink.NewID("rec"),
+		ID:              id,
 		OrgID:           orgID,
 		MeetingID:       m.ID,
 		RoomName:        m.RoomName,
@@ -72,58 +84,109 @@ func (s *Service) StartRecording(ctx context.Context, orgID, meetingID string) (
 		StartDate:       now,
 		PartSize:        layout.BaseSize,
 		UpdatedAt:       now,
+		Owner:           recsink.Owner{Node: s.cfg.NodeID, URL: s.cfg.NodeURL},
 	}
-	rec.ObjectKey = s.objectKey(ctx, client, cred.Destination, m.RoomName, rec.ID, now)
-	rec.UploadID, err = client.CreateMultipartUpload(ctx, rec.ObjectKey, cred.Destination.ContentType(), map[string]string{"recording-id": rec.ID})
-	if err != nil {
-		return nil, "", fmt.Errorf("start recording: %w", err)
+	// When the name is taken in the bucket, or by another recording (the
+	// store's check, across nodes), the recording ID is added so that no
+	// other object is ever overwritten.
+	base := objectBase(cred.Destination, m.RoomName, now)
+	unique := base + "-" + rec.ID + "." + cred.Destination.FileFormat
+	rec.ObjectKey = base + "." + cred.Destination.FileFormat
+	if !objectFree(ctx, client, rec.ObjectKey) {
+		rec.ObjectKey = unique
 	}
 	file, err := s.cfg.Spool.Create(rec.ID, layout)
 	if err != nil {
-		_ = client.AbortMultipartUpload(s.ctx, rec.ObjectKey, rec.UploadID)
 		return nil, "", err
 	}
-	if err := s.store.CreateRecording(ctx, rec); err != nil {
+	var claimed time.Time
+	for {
+		rec.UploadID, err = client.CreateMultipartUpload(ctx, rec.ObjectKey, cred.Destination.ContentType(), map[string]string{"recording-id": rec.ID})
+		if err != nil {
+			err = fmt.Errorf("start recording: %w", err)
+			break
+		}
+		claimed = time.Now()
+		err = s.store.CreateRecording(ctx, rec, s.cfg.LeaseTTL)
+		if err == nil {
+			break
+		}
+		_ = client.AbortMultipartUpload(context.WithoutCancel(ctx), rec.ObjectKey, rec.UploadID)
+		if recsink.ErrorCode(err) == recsink.ECONFLICT && recsink.ErrorField(err) == "objectKey" && rec.ObjectKey != unique {
+			rec.ObjectKey = unique
+			continue
+		}
+		s.undoStart(ctx, rec, err)
+		break
+	}
+	if err != nil {
 		file.Close()
 		_ = s.cfg.Spool.Remove(rec.ID)
-		_ = client.AbortMultipartUpload(s.ctx, rec.ObjectKey, rec.UploadID)
 		return nil, "", err
 	}
-	if rec.Owner, err = s.store.ClaimRecording(ctx, rec.ID, s.cfg.NodeID, s.cfg.NodeURL, recsink.Now(), recsink.Now().Add(s.cfg.LeaseTTL), true); err != nil {
-		return nil, "", err
-	}
-	r := s.newRecorder(*rec, file, layout, cred, client)
+	r := s.newRecorder(*rec, file, layout, cred, client, claimed)
 	r.event(recsink.EventStarted, "recording started into s3://%s/%s with key %s", rec.Destination.Bucket, rec.ObjectKey, cred.AccessKeyID)
 	r.notify(recsink.WebhookRecordingStarted, "")
-	s.launch(r)
+	s.launch(r, s.cfg.MaxDuration)
 	return r.snapshot(), token, nil
 }
 
-func (s *Service) newRecorder(rec recsink.Recording, file *spool.File, layout spool.Layout, cred *recsink.Credential, client recsink.StorageClient) *recorder {
-	return &recorder{
-		s:         s,
-		file:      file,
-		layout:    layout,
-		kick:      make(chan struct{}, 1),
-		done:      make(chan struct{}),
-		appendSem: make(chan struct{}, 1),
-		rec:       rec,
-		cred:      cred,
-		client:    client,
-		refused:   map[string]bool{},
+// undoStart makes sure that a start whose CreateRecording failed leaves no
+// running row: a driver may report an error after its statement committed
+// (a connection reset at the commit), and such a row, owned and renewed by
+// this node, would hold its key forever. Best effort: the row is marked
+// failed if it is there.
+func (s *Service) undoStart(ctx context.Context, rec *recsink.Recording, cause error) {
+	switch recsink.ErrorCode(cause) {
+	case recsink.ECONFLICT, recsink.EINVALID:
+		return // refused: nothing was written
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	got, err := s.store.FindRecordingByID(ctx, rec.ID)
+	if err != nil || !got.Holding() || got.Owner.Node != s.cfg.NodeID {
+		return
+	}
+	got.State = recsink.RecordingFailed
+	got.LastError = "the recording could not be started: " + recsink.ErrorMessage(cause)
+	end := got.StartDate
+	got.EndDate = &end
+	got.UpdatedAt = recsink.Now()
+	if err := s.store.UpdateRecording(ctx, got); err != nil {
+		s.log.Error("mark a failed start failed", "recording", rec.ID, "err", err)
 	}
 }
 
-func (s *Service) launch(r *recorder) {
+// launch runs r until it finishes here; maxLeft is what remains of its
+// maximum duration.
+func (s *Service) launch(r *recorder, maxLeft time.Duration) {
 	s.mu.Lock()
 	s.recorders[r.rec.ID] = r
 	s.mu.Unlock()
+	deadline := time.NewTimer(maxLeft)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer close(r.done)
-		r.run(s.ctx)
+		r.run(r.ctx, deadline)
+		r.exit()
 	}()
+}
+
+// exit releases what a recorder that no longer runs here holds. Its spool
+// stays on disk unless the recording finished (retire removed it).
+func (r *recorder) exit() {
+	r.s.forget(r)
+	r.cancel()
+	r.lease.timer.Stop()
+	r.mu.Lock()
+	if r.appendCancel != nil {
+		r.appendCancel()
+	}
+	r.mu.Unlock()
+	if r.file != nil {
+		r.file.Close()
+	}
 }
 
 func (s *Service) recorder(id string) *recorder {
@@ -139,10 +202,14 @@ func (s *Service) StopRecording(ctx context.Context, orgID, id string) (*recsink
 		return nil, err
 	}
 	r := s.recorder(id)
-	if r == nil {
-		if err := s.elsewhere(rec); err != nil {
-			return nil, err
+	if err := s.elsewhere(rec); err != nil {
+		if r != nil {
+			// The row names another owner: this recorder is stale.
+			r.lose("the recording's row names node " + rec.Owner.Node)
 		}
+		return nil, err
+	}
+	if r == nil {
 		return rec, nil // already finished: stopping is idempotent
 	}
 	if err := r.stop(ctx, recsink.StopRequested); err != nil {
@@ -152,10 +219,12 @@ func (s *Service) StopRecording(ctx context.Context, orgID, id string) (*recsink
 }
 
 // stop ends ingest and marks the recording stopping; the run loop then
-// uploads the tail and completes the object.
+// uploads the tail and completes the object. Two stops (the API and the
+// maximum-duration timer) may race: one saves the stop, the other finds it
+// done.
 func (r *recorder) stop(ctx context.Context, reason string) error {
 	r.mu.Lock()
-	if r.rec.State != recsink.RecordingRecording && r.rec.State != recsink.RecordingBlocked {
+	if r.rec.State != recsink.RecordingRecording && r.rec.State != recsink.RecordingBlocked || r.rec.EndDate != nil {
 		r.mu.Unlock()
 		return nil
 	}
@@ -175,32 +244,49 @@ func (r *recorder) stop(ctx context.Context, reason string) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	if r.lost() {
+		return recsink.ErrLeaseLost
+	}
+	r.mu.Lock()
+	stopped := r.rec.EndDate != nil || r.rec.Finished()
+	r.mu.Unlock()
+	if stopped {
+		return nil // the other stop (API or timer) came first
+	}
 	// Finish is persisted in the spool before the state, so that a crash in
 	// between is seen at restart as a stop.
 	if err := r.file.Finish(); err != nil {
 		return err
 	}
-	now := recsink.Now()
-	r.mu.Lock()
-	if r.rec.State == recsink.RecordingRecording {
-		r.rec.State = recsink.RecordingStopping
-	} // a blocked recording stays blocked until a key works
-	r.rec.EndDate = &now
-	r.rec.StopReason = reason
-	r.rec.UpdatedAt = now
-	// Known for good now; saved so that another node can complete the
-	// object if this one dies once every part is in the bucket.
-	r.rec.SHA256 = r.file.SHA256()
-	r.rec.BytesReceived = r.file.Offset()
-	r.mu.Unlock()
-	if err := r.persist(); err != nil {
+	now := r.s.dbNow(ctx)
+	rec, err := r.transition(ctx, func(rec *recsink.Recording) error {
+		if rec.State != recsink.RecordingRecording && rec.State != recsink.RecordingBlocked || rec.EndDate != nil {
+			return errUnchanged // stopped, or finished, meanwhile
+		}
+		if rec.State == recsink.RecordingRecording {
+			rec.State = recsink.RecordingStopping
+		} // a blocked recording stays blocked until a key works
+		rec.EndDate = &now
+		rec.StopReason = reason
+		// Known for good now; saved so that another node can complete the
+		// object if this one dies once every part is in the bucket.
+		rec.SHA256 = r.file.SHA256()
+		rec.BytesReceived = r.file.Offset()
+		return nil
+	})
+	if errors.Is(err, errUnchanged) {
+		return nil
+	} else if err != nil {
 		return err
 	}
 	if reason == recsink.StopMaxDuration {
-		r.event(recsink.EventStopped, "stopped at the maximum duration of %s after %d bytes", r.s.cfg.MaxDuration, r.file.Offset())
+		r.event(recsink.EventStopped, "stopped at the maximum duration of %s after %d bytes", r.s.cfg.MaxDuration, rec.BytesReceived)
 	} else {
-		r.event(recsink.EventStopped, "stopped after %d bytes", r.file.Offset())
+		r.event(recsink.EventStopped, "stopped after %d bytes", rec.BytesReceived)
 	}
+	r.mu.Lock()
+	r.stopSaved = true
+	r.mu.Unlock()
 	r.poke()
 	return nil
 }
@@ -248,9 +334,8 @@ func (s *Service) DeleteRecording(ctx context.Context, orgID, id string) error {
 	if err := client.DeleteObject(ctx, rec.ObjectKey); err != nil {
 		return fmt.Errorf("delete recording %s: %w", id, err)
 	}
-	rec.State = recsink.RecordingDeleted
-	rec.UpdatedAt = recsink.Now()
-	if err := s.store.UpdateRecording(ctx, rec); err != nil {
+	// Finished recordings have no owner to fence: any node may mark one.
+	if err := s.store.MarkRecordingDeleted(ctx, orgID, id); err != nil {
 		return err
 	}
 	return s.store.AddRecordingEvent(ctx, id, recsink.RecordingEvent{Time: recsink.Now(), Type: recsink.EventDeleted, Message: "object deleted from the bucket"})

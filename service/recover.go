@@ -16,6 +16,10 @@ const tierParts = 1000
 // Open picks every unfinished recording back up after a start or a crash:
 // its spool holds what was acknowledged and not yet confirmed by S3, its
 // confirmed parts are in the store. Recorders resume at the durable offset.
+// Open asks only the store and the local spool, so it returns within
+// moments and HEAD and ingest work at once, whatever S3 is doing; each
+// recording asks S3 which parts it holds (reconcile) in the background,
+// before its first upload.
 func (s *Service) Open(ctx context.Context) error {
 	recs, err := s.store.ListUnfinishedRecordings(ctx)
 	if err != nil {
@@ -33,25 +37,42 @@ func (s *Service) Open(ctx context.Context) error {
 		}
 	}
 	s.removeFinishedSpools(ctx)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.leases(s.ctx)
-	}()
+	s.startBackground()
 	return nil
 }
+
+// resumed is what a recording picked up by Open still has to do before its
+// first upload.
+type resumed struct {
+	known []recsink.Part // the parts the store had confirmed
+}
+
+// reconcileTimeout bounds reconcile, the wait for an upload slot included.
+const reconcileTimeout = 10 * time.Second
 
 // reconcile asks S3 which parts it holds: a part uploaded just before a
 // crash, before the store recorded it, is recorded now instead of sent again.
 // Part n's bytes are fixed by the layout and the spool never changes them,
 // so S3's part n of the right size is the spool's part n. When S3 cannot be
-// asked now, the parts are simply sent again.
+// asked now, the parts are simply sent again. It runs in the recording's
+// upload loop, with an upload slot, so that a hanging bucket delays only its
+// own organization's recordings.
 func (r *recorder) reconcile(ctx context.Context, known []recsink.Part) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, reconcileTimeout)
 	defer cancel()
-	inS3, err := r.client.ListParts(ctx, r.rec.ObjectKey, r.rec.UploadID)
+	r.mu.Lock()
+	client := r.client
+	r.mu.Unlock()
+	var inS3 []recsink.Part
+	release, err := r.s.slots.Acquire(ctx, r.rec.OrgID)
+	if err == nil {
+		inS3, err = client.ListParts(ctx, r.rec.ObjectKey, r.rec.UploadID)
+		release()
+	}
 	if err != nil {
-		r.s.log.Warn("list parts at resume; unconfirmed parts will be sent again", "recording", r.rec.ID, "err", err)
+		if !isCanceled(err) {
+			r.s.log.Warn("list parts at resume; unconfirmed parts will be sent again", "recording", r.rec.ID, "err", err)
+		}
 		return
 	}
 	recorded := map[int32]bool{}
@@ -79,7 +100,9 @@ func (r *recorder) reconcile(ctx context.Context, known []recsink.Part) {
 		if err := r.file.Release(p.Number); err != nil {
 			return
 		}
+		r.mu.Lock()
 		r.rec.BytesUploaded += p.Size
+		r.mu.Unlock()
 		r.s.log.Info("part found in S3 at resume", "recording", r.rec.ID, "part", p.Number)
 	}
 }
@@ -109,6 +132,9 @@ func (s *Service) removeFinishedSpools(ctx context.Context) {
 }
 
 func (s *Service) resume(ctx context.Context, rec *recsink.Recording) error {
+	if s.beginTakeover(rec.ID) { // not a stray while it resumes
+		defer s.endTakeover(rec.ID)
+	}
 	layout := spool.Layout{BaseSize: rec.PartSize, TierParts: tierParts}
 	file, err := s.cfg.Spool.Open(rec.ID, layout)
 	if recsink.ErrorCode(err) == recsink.ENOTFOUND {
@@ -117,24 +143,39 @@ func (s *Service) resume(ctx context.Context, rec *recsink.Recording) error {
 		}
 		// Ours, and the data folder lost its spool: what it held cannot
 		// come back. Say so rather than complete a truncated object.
-		r := s.newRecorder(*rec, nil, layout, nil, nil)
-		r.fail(fmt.Sprintf("the local spool of this recording is gone (%v); bytes not yet in the bucket cannot be recovered", err))
+		claimed := time.Now()
+		if rec.Owner, err = s.store.ClaimRecording(ctx, rec.ID, s.cfg.NodeID, s.cfg.NodeURL, s.cfg.LeaseTTL, false); err != nil || rec.Owner.Node != s.cfg.NodeID {
+			return err
+		}
+		r := s.newRecorder(*rec, nil, layout, nil, nil, claimed)
+		defer r.exit()
+		r.fail(ctx, "the local spool of this recording is gone; bytes not yet in the bucket cannot be recovered")
 		return nil
 	} else if err != nil {
 		return err
 	}
 	// This node holds the spool, so it runs the recording, whoever held
-	// the lease meanwhile.
-	if rec.Owner, err = s.store.ClaimRecording(ctx, rec.ID, s.cfg.NodeID, s.cfg.NodeURL, recsink.Now(), recsink.Now().Add(s.cfg.LeaseTTL), true); err != nil {
+	// the lease meanwhile: the forced claim takes a new epoch, which fences
+	// off any other node's writes.
+	claimed := time.Now()
+	if rec.Owner, err = s.store.ClaimRecording(ctx, rec.ID, s.cfg.NodeID, s.cfg.NodeURL, s.cfg.LeaseTTL, true); err != nil {
+		file.Close()
+		return err
+	}
+	now, err := s.store.Now(ctx)
+	if err != nil {
+		file.Close()
 		return err
 	}
 	parts, err := s.store.ListParts(ctx, rec.ID)
 	if err != nil {
+		file.Close()
 		return err
 	}
 	for _, p := range parts {
 		// Confirmed by S3 before the crash, maybe not yet released.
 		if err := file.Release(p.Number); err != nil {
+			file.Close()
 			return err
 		}
 	}
@@ -143,20 +184,28 @@ func (s *Service) resume(ctx context.Context, rec *recsink.Recording) error {
 		file.Close()
 		return err
 	}
-	r := s.newRecorder(*rec, file, file.Layout(), cred, client)
-	r.reconcile(ctx, parts)
-	if file.Finished() && rec.State == recsink.RecordingRecording {
+	r := s.newRecorder(*rec, file, file.Layout(), cred, client, claimed)
+	r.resumed = &resumed{known: parts}
+	if file.Finished() && rec.EndDate == nil {
 		// Stopped in the spool just before the crash, not yet in the store.
-		now := recsink.Now()
-		r.rec.State = recsink.RecordingStopping
-		r.rec.EndDate = &now
-		r.rec.StopReason = recsink.StopRequested
-		if err := r.persist(); err != nil {
+		end := s.dbNow(ctx)
+		if _, err := r.transition(ctx, func(rec *recsink.Recording) error {
+			if rec.State == recsink.RecordingRecording {
+				rec.State = recsink.RecordingStopping
+			}
+			rec.EndDate = &end
+			rec.StopReason = recsink.StopRequested
+			rec.SHA256 = file.SHA256()
+			rec.BytesReceived = file.Offset()
+			return nil
+		}); err != nil {
+			r.exit()
 			return err
 		}
+		r.stopSaved = true
 	}
 	r.event(recsink.EventRecovered, "picked up after a restart at offset %d with %d parts confirmed", file.Offset(), len(parts))
 	s.log.Info("resumed recording", "recording", rec.ID, "offset", file.Offset(), "parts", len(parts))
-	s.launch(r)
+	s.launch(r, rec.StartDate.Add(s.cfg.MaxDuration).Sub(now))
 	return nil
 }

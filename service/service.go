@@ -36,7 +36,8 @@ type Config struct {
 	// MaxIngestRate is the highest ingest rate recsink accepts, in bytes per
 	// second (50 Mbit/s); with MaxDuration it sizes the parts.
 	MaxIngestRate int64
-	// UploadConcurrency bounds part uploads in flight across all recordings.
+	// UploadConcurrency bounds part uploads in flight across all recordings;
+	// organizations share the slots fairly (see Slots).
 	UploadConcurrency int
 	// PartConcurrency bounds part uploads in flight for one recording.
 	PartConcurrency int
@@ -63,13 +64,21 @@ type Service struct {
 	cfg    Config
 	store  recsink.Store
 	log    *slog.Logger
-	slots  chan struct{} // upload slots shared by all recordings
+	slots  *Slots // upload slots, shared fairly by organizations
 	ctx    context.Context
 	cancel context.CancelFunc
 
 	mu        sync.Mutex
 	recorders map[string]*recorder
-	wg        sync.WaitGroup
+	// pending holds the recordings this node is taking on and does not run
+	// yet: a start before its recorder runs, a takeover from a dead node
+	// (its recorder once claimed, renewed with the rest), a stray being
+	// settled. nil while there is no recorder.
+	pending  map[string]*recorder
+	strays   map[string]int // renewed here, run nowhere: renewals seen in a row
+	settling bool           // a stray is being settled
+	wg       sync.WaitGroup
+	started  sync.Once
 }
 
 var (
@@ -120,24 +129,34 @@ func New(cfg Config) *Service {
 		cfg:       cfg,
 		store:     cfg.Store,
 		log:       cfg.Logger,
-		slots:     make(chan struct{}, cfg.UploadConcurrency),
+		slots:     NewSlots(cfg.UploadConcurrency),
 		ctx:       ctx,
 		cancel:    cancel,
 		recorders: map[string]*recorder{},
+		pending:   map[string]*recorder{},
+		strays:    map[string]int{},
 	}
+}
+
+// startBackground starts, once, the loops that run beside the recorders:
+// lease renewals, takeovers, and the watch on credentials saved by any node.
+func (s *Service) startBackground() {
+	s.started.Do(func() {
+		for _, loop := range []func(context.Context){s.renewals, s.takeoverLoop, s.watchCredentials} {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				loop(s.ctx)
+			}()
+		}
+	})
 }
 
 // Close stops every recording's uploader. Spooled bytes stay on disk and
 // are picked up again by the next Open.
 func (s *Service) Close() error {
 	s.cancel()
-	s.wg.Wait()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for id, r := range s.recorders {
-		r.file.Close()
-		delete(s.recorders, id)
-	}
+	s.wg.Wait() // each recorder closes its spool file as it ends
 	return nil
 }
 
@@ -242,7 +261,10 @@ func (s *Service) SaveStorage(ctx context.Context, orgID, scope string, dest rec
 		Scope:       scope,
 		Destination: dest,
 		AccessKeyID: key.ID,
-		CreatedAt:   recsink.Now(),
+	}
+	// Drain times are on the database's clock, like leases.
+	if c.CreatedAt, err = s.store.Now(ctx); err != nil {
+		return nil, nil, err
 	}
 	if c.SecretCiphertext, err = s.cfg.Box.Seal([]byte(key.Secret), c.AssociatedData()); err != nil {
 		return nil, nil, fmt.Errorf("seal secret: %w", err)
@@ -306,7 +328,11 @@ func (s *Service) DeleteStorage(ctx context.Context, orgID, scope string) error 
 	} else if err != nil {
 		return err
 	}
-	err = s.store.ReplaceCurrentCredential(ctx, orgID, scope, recsink.Now())
+	now, err := s.store.Now(ctx)
+	if err != nil {
+		return err
+	}
+	err = s.store.ReplaceCurrentCredential(ctx, orgID, scope, now)
 	if recsink.ErrorCode(err) == recsink.ENOTFOUND {
 		return nil
 	} else if err != nil {
@@ -316,7 +342,11 @@ func (s *Service) DeleteStorage(ctx context.Context, orgID, scope string) error 
 	return nil
 }
 
-// ListCredentials implements recsink.StorageService.
+// ListCredentials implements recsink.StorageService. A key is safe to
+// delete once no recording holds it. While recordings hold it, the view
+// says until when at the latest (a running recording's maximum duration, on
+// the database's clock), or that no time can be promised (a blocked or
+// stopping recording may need the key for as long as its upload takes).
 func (s *Service) ListCredentials(ctx context.Context, orgID string) ([]*recsink.CredentialUsage, error) {
 	creds, err := s.store.ListCredentials(ctx, orgID)
 	if err != nil {
@@ -326,18 +356,39 @@ func (s *Service) ListCredentials(ctx context.Context, orgID string) ([]*recsink
 	if err != nil {
 		return nil, err
 	}
+	now, err := s.store.Now(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]*recsink.CredentialUsage, 0, len(creds))
 	for _, c := range creds {
 		u := &recsink.CredentialUsage{Credential: *c, ActiveRecordings: []string{}}
+		var open *recsink.Recording // a holder with no end that can be promised
+		var last *recsink.Recording // the running holder that may run longest
 		for _, r := range holding {
 			if r.CredentialID != c.ID {
 				continue
 			}
 			u.ActiveRecordings = append(u.ActiveRecordings, r.ID)
 			end := r.StartDate.Add(s.cfg.MaxDuration)
-			if u.SafeToDeleteAfter == nil || end.After(*u.SafeToDeleteAfter) {
-				u.SafeToDeleteAfter = &end
+			switch {
+			case r.State != recsink.RecordingRecording || !end.After(now):
+				if open == nil {
+					open = r
+				}
+			case last == nil || end.After(last.StartDate.Add(s.cfg.MaxDuration)):
+				last = r
 			}
+		}
+		switch {
+		case open != nil && open.State == recsink.RecordingRecording:
+			u.SafeToDeleteReason = fmt.Sprintf("recording %s reached its maximum duration and is uploading its last part with this key", open.ID)
+		case open != nil:
+			u.SafeToDeleteReason = fmt.Sprintf("recording %s is %s and may need this key to finish its upload", open.ID, open.State)
+		case last != nil:
+			end := last.StartDate.Add(s.cfg.MaxDuration)
+			u.SafeToDeleteAfter = &end
+			u.SafeToDeleteReason = fmt.Sprintf("recording %s may run until %s (its maximum duration) and needs this key until its upload is complete", last.ID, end.Format(time.RFC3339))
 		}
 		switch {
 		case c.ReplacedAt == nil:
@@ -403,15 +454,43 @@ func (s *Service) ListMeetings(ctx context.Context, orgID, cursor string, limit 
 }
 
 // DeleteMeeting implements recsink.MeetingService. Recordings of the room
-// that are running go on with the key they hold.
+// that are running go on with the key they hold; the room's key drains like
+// a replaced one, and credential.drained says when no recording holds it.
 func (s *Service) DeleteMeeting(ctx context.Context, orgID, id string) error {
 	if _, err := s.store.FindMeeting(ctx, orgID, id); err != nil {
 		return err
 	}
-	if err := s.store.ReplaceCurrentCredential(ctx, orgID, id, recsink.Now()); err != nil && recsink.ErrorCode(err) != recsink.ENOTFOUND {
+	prev, err := s.store.CurrentCredential(ctx, orgID, id)
+	if err != nil && recsink.ErrorCode(err) != recsink.ENOTFOUND {
 		return err
 	}
-	return s.store.DeleteMeeting(ctx, orgID, id)
+	if prev != nil {
+		now, err := s.store.Now(ctx)
+		if err != nil {
+			return err
+		}
+		if err := s.store.ReplaceCurrentCredential(ctx, orgID, id, now); err != nil && recsink.ErrorCode(err) != recsink.ENOTFOUND {
+			return err
+		}
+	}
+	if err := s.store.DeleteMeeting(ctx, orgID, id); err != nil {
+		return err
+	}
+	if prev != nil {
+		s.checkDrained(orgID, prev.ID)
+	}
+	return nil
+}
+
+// dbNow returns the database's clock, for the times other nodes read (a
+// recording's end beside its start). Should the database not answer, this
+// node's clock stands in: the write that follows fails anyway then.
+func (s *Service) dbNow(ctx context.Context) time.Time {
+	now, err := s.store.Now(ctx)
+	if err != nil {
+		return recsink.Now()
+	}
+	return now
 }
 
 // tokenMatches compares an ingest token with the stored hash in constant time.

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"time"
 
@@ -15,10 +16,17 @@ type partResult struct {
 }
 
 // run uploads complete parts as they appear and completes the object once
-// the recording stopped and every part is confirmed.
-func (r *recorder) run(ctx context.Context) {
+// the recording stopped and every part is confirmed. It ends when the
+// recording is over here: finished, or ctx ended (the service closes, or
+// the lease was lost). A recording picked up by Open first asks S3 which
+// parts it already holds.
+func (r *recorder) run(ctx context.Context, deadline *time.Timer) {
+	if res := r.resumed; res != nil {
+		r.resumed = nil
+		r.reconcile(ctx, res.known)
+	}
 	results := make(chan partResult, r.s.cfg.PartConcurrency)
-	inflight := map[int32]bool{}
+	inflight := map[int32]string{} // part → the credential it goes out with
 	defer func() {
 		for len(inflight) > 0 { // uploads see ctx canceled and return
 			res := <-results
@@ -27,13 +35,12 @@ func (r *recorder) run(ctx context.Context) {
 	}()
 	var retryAt time.Time
 	var failures int
-	deadline := time.NewTimer(time.Until(r.rec.StartDate.Add(r.s.cfg.MaxDuration)))
 	defer deadline.Stop()
 	// The durable offset is saved now and then, so that other nodes show
 	// progress and a lost node's loss can be told in bytes.
 	progress := time.NewTicker(progressInterval)
 	defer progress.Stop()
-	saved := r.file.Offset()
+	saved, savedUp := r.file.Offset(), r.snapshot().BytesUploaded
 
 	for {
 		ready := !time.Now().Before(retryAt)
@@ -42,22 +49,28 @@ func (r *recorder) run(ctx context.Context) {
 				if len(inflight) >= r.s.cfg.PartConcurrency {
 					break
 				}
-				if inflight[n] {
+				if inflight[n] != "" {
 					continue
 				}
-				inflight[n] = true
 				r.mu.Lock()
 				client, cred := r.client, r.cred.ID
 				r.mu.Unlock()
+				inflight[n] = cred
 				go func() { results <- partResult{n: n, cred: cred, err: r.upload(ctx, client, n)} }()
 			}
-			if r.file.Finished() && len(inflight) == 0 && len(r.file.CompleteParts()) == 0 {
+			if r.stopped() && len(inflight) == 0 && len(r.file.CompleteParts()) == 0 {
 				r.mu.Lock()
 				cred := r.cred.ID
 				r.mu.Unlock()
 				err := r.complete(ctx)
 				if err == nil || ctx.Err() != nil {
 					return
+				}
+				if errors.Is(err, errRefused) {
+					return // logged; the spool stays for a restart to look at
+				}
+				if isCanceled(err) {
+					continue // the lease lapsed: the next attempt waits for a renewal
 				}
 				if r.handle(err, cred, failures) {
 					return
@@ -78,23 +91,29 @@ func (r *recorder) run(ctx context.Context) {
 			if res.err == nil {
 				failures = 0
 				r.uploaded()
+			} else if isCanceled(res.err) {
+				// The lease lapsed (or the recorder stops): not S3's failure.
+				// The part goes again once a renewal confirms the lease.
 			} else if ctx.Err() == nil {
 				if r.handle(res.err, res.cred, failures) {
 					return
 				}
 				failures, retryAt = r.next(res.cred, failures)
 			}
+			r.keyReleased(res.cred, inflight)
 		case <-r.file.Ready():
 		case <-progress.C:
-			if off := r.file.Offset(); off != saved {
-				saved = off
+			if off, up := r.file.Offset(), r.snapshot().BytesUploaded; off != saved || up != savedUp {
+				saved, savedUp = off, up
 				_ = r.persist()
 			}
 		case <-r.kick:
 			retryAt = time.Time{}
 		case <-retry:
 		case <-deadline.C:
+			r.s.wg.Add(1)
 			go func() {
+				defer r.s.wg.Done()
 				if err := r.stop(ctx, recsink.StopMaxDuration); err != nil && !isCanceled(err) {
 					r.s.log.Error("stop at maximum duration", "recording", r.rec.ID, "err", err)
 				}
@@ -106,6 +125,23 @@ func (r *recorder) run(ctx context.Context) {
 			retryTimer.Stop()
 		}
 	}
+}
+
+// keyReleased reports a key the recording switched away from as drained
+// once no part in flight goes out with it: that was its last use.
+func (r *recorder) keyReleased(credID string, inflight map[int32]string) {
+	r.mu.Lock()
+	current := r.cred.ID
+	r.mu.Unlock()
+	if credID == current {
+		return
+	}
+	for _, c := range inflight {
+		if c == credID {
+			return
+		}
+	}
+	r.s.checkDrained(r.rec.OrgID, credID)
 }
 
 // next returns the failure count and the time of the next attempt after a
@@ -134,26 +170,32 @@ func (r *recorder) backoff(failures int) time.Duration {
 // upload sends part n and records it once S3 confirmed it; only then are
 // its bytes released from the spool.
 func (r *recorder) upload(ctx context.Context, client recsink.StorageClient, n int32) error {
-	select {
-	case r.s.slots <- struct{}{}:
-		defer func() { <-r.s.slots }()
-	case <-ctx.Done():
-		return ctx.Err()
+	release, err := r.s.slots.Acquire(ctx, r.rec.OrgID)
+	if err != nil {
+		return err
 	}
+	defer release()
+	// No S3 write and no row write without a valid lease; a lease that
+	// lapses or is lost meanwhile ends the upload.
+	wctx, done, err := r.leaseCtx(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
 	pr, err := r.file.Part(n)
 	if err != nil {
 		return err
 	}
 	defer pr.Close()
 	began := time.Now()
-	etag, err := client.UploadPart(ctx, r.rec.ObjectKey, r.rec.UploadID, n, pr, pr.Size())
+	etag, err := client.UploadPart(wctx, r.rec.ObjectKey, r.rec.UploadID, n, pr, pr.Size())
 	if err != nil {
 		r.s.cfg.Observer.UploadFailed(errorLabel(err))
 		return err
 	}
 	r.s.cfg.Observer.PartUploaded(pr.Size(), time.Since(began))
 	offset, _ := r.layout.Part(n)
-	if err := r.s.store.PutPart(r.s.ctx, r.rec.ID, recsink.Part{Number: n, Offset: offset, Size: pr.Size(), ETag: etag}); err != nil {
+	if err := r.s.store.PutPart(wctx, r.rec.ID, recsink.Part{Number: n, Offset: offset, Size: pr.Size(), ETag: etag}); err != nil {
 		return err
 	}
 	if err := r.file.Release(n); err != nil {
@@ -165,21 +207,38 @@ func (r *recorder) upload(ctx context.Context, client recsink.StorageClient, n i
 	return nil
 }
 
-// uploaded notes a confirmed part: it saves progress and ends a block.
+// uploaded notes a confirmed part: it ends a block. The bytes uploaded are
+// saved with the durable offset every progressInterval, and at completion.
 func (r *recorder) uploaded() {
 	r.mu.Lock()
-	wasBlocked := r.rec.State == recsink.RecordingBlocked
-	if wasBlocked {
-		r.rec.State = recsink.RecordingRecording
-		if r.file.Finished() {
-			r.rec.State = recsink.RecordingStopping
-		}
-		r.rec.LastError = ""
-	}
+	blocked := r.rec.State == recsink.RecordingBlocked
 	r.mu.Unlock()
-	_ = r.persist()
-	if wasBlocked {
-		r.event(recsink.EventUploadResumed, "uploads resumed with key %s", r.cred.AccessKeyID)
+	if !blocked {
+		return
+	}
+	var wasBlocked bool
+	rec, err := r.transition(r.ctx, func(rec *recsink.Recording) error {
+		wasBlocked = rec.State == recsink.RecordingBlocked
+		if !wasBlocked {
+			return errUnchanged
+		}
+		rec.State = recsink.RecordingRecording
+		if rec.EndDate != nil {
+			rec.State = recsink.RecordingStopping
+		}
+		rec.LastError = ""
+		return nil
+	})
+	if err == nil && wasBlocked {
+		r.event(recsink.EventUploadResumed, "uploads resumed with key %s", rec.AccessKeyID)
 		r.notify(recsink.WebhookRecordingUploadResumed, "")
 	}
+}
+
+// stopped reports whether the stop is saved: then, once every part is
+// confirmed, the object can be completed.
+func (r *recorder) stopped() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stopSaved && r.file.Finished()
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/recsink/recsink"
@@ -68,14 +69,21 @@ type File struct {
 	// wmu guards the writer. Append holds it while writing and syncing,
 	// never while reading its body. Lock order: wmu, then mu.
 	wmu           sync.Mutex
-	w             *os.File  // the part being written; nil between parts
+	w             FSFile    // the part being written; nil between parts
 	wpart         int32     // the part w holds
 	written       int64     // bytes written, synced or not
 	hash          hash.Hash // over bytes 0..written; nil once finished
+	syncedHash    []byte    // the marshaled state of hash at the durable offset
+	stateDue      bool      // part wpart is complete but the state after it is not stored yet
+	finishDoubt   bool      // a failed Finish may have left its marker in place
 	unsyncedSince time.Time // when the first unsynced byte was written; zero when none
 	timer         *time.Timer
 	timerArmed    bool
-	broken        error // a failed fsync: the file takes no more writes
+	broken        error // a failure the file cannot recover from: it takes no more writes
+	// faulted is the disk fault (see diskFault) that left bytes after the
+	// durable offset that cannot be trusted: rollbackLocked drops them
+	// before anything is written again.
+	faulted error
 
 	// mu guards what the uploader reads. Fields also guarded by wmu are
 	// changed holding both.
@@ -94,7 +102,27 @@ type File struct {
 
 // newFile returns the File of a recording with nothing written.
 func newFile(s *Spool, id, dir string, l Layout) *File {
-	return &File{s: s, id: id, dir: dir, l: l, ready: make(chan struct{}, 1), hash: newHash(), lowUnreleased: 1}
+	f := &File{s: s, id: id, dir: dir, l: l, ready: make(chan struct{}, 1), hash: newHash(), lowUnreleased: 1}
+	f.syncedHash = marshalHash(f.hash)
+	return f
+}
+
+// marshalHash returns h's state; a SHA-256 state is about 100 bytes.
+func marshalHash(h hash.Hash) []byte {
+	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		panic(err) // sha256 always marshals
+	}
+	return state
+}
+
+// unmarshalHash returns a hash in the state of marshalHash.
+func unmarshalHash(state []byte) hash.Hash {
+	h := newHash()
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err != nil {
+		panic(err) // a state from marshalHash always unmarshals
+	}
+	return h
 }
 
 // newHash returns the hash of a recording's digest.
@@ -115,12 +143,22 @@ func (f *File) Offset() int64 { return f.offset.Load() }
 // advancing Offset after each fsync. An error from r (the client went away)
 // or ctx is returned after syncing what was written, which stays
 // acknowledged. When the spool limit would be exceeded, it writes and syncs
-// what fits and returns EUNAVAILABLE with RetryAfter.
+// what fits and returns EUNAVAILABLE with RetryAfter; so it does when free
+// space on the disk falls below the headroom. A full or failing disk
+// (ENOSPC, EDQUOT, EIO) is EUNAVAILABLE too, returned with the durable
+// offset: nothing acknowledged is lost, and the next Append at that offset
+// carries on once the disk has room again.
 func (f *File) Append(ctx context.Context, r io.Reader, expect int64) (int64, error) {
 	f.wmu.Lock()
 	if err := f.writableLocked(); err != nil {
 		f.wmu.Unlock()
 		return f.Offset(), err
+	}
+	if f.faulted != nil {
+		if err := f.rollbackLocked(); err != nil {
+			f.wmu.Unlock()
+			return f.Offset(), err
+		}
 	}
 	if !f.appending.CompareAndSwap(false, true) {
 		f.wmu.Unlock()
@@ -140,9 +178,13 @@ func (f *File) Append(ctx context.Context, r io.Reader, expect int64) (int64, er
 		if err := ctx.Err(); err != nil {
 			return f.end(err)
 		}
+		if err := f.s.checkHeadroom(); err != nil {
+			return f.refuse(r, buf, err)
+		}
 		want := f.s.reserve(int64(len(buf)))
 		if want == 0 {
-			return f.full(r, buf)
+			return f.refuse(r, buf, &recsink.Error{Code: recsink.EUNAVAILABLE, RetryAfter: RetryAfterFull,
+				Message: "the spool is full: try again later"})
 		}
 		// The read happens holding no lock: a recorder's body arrives in
 		// real time, and HEAD, the idle sync and the uploader must not wait
@@ -151,12 +193,20 @@ func (f *File) Append(ctx context.Context, r io.Reader, expect int64) (int64, er
 
 		f.wmu.Lock()
 		err := f.writableLocked()
+		if err == nil && f.faulted != nil {
+			// The idle sync met a disk fault while the body was read: what
+			// was read must not land after the bytes it drops.
+			err = f.faulted
+		}
 		wrote := 0
 		if err == nil && n > 0 {
 			wrote, err = f.writeLocked(buf[:n])
 		}
 		f.s.used.Add(int64(wrote) - want) // give back the unused reservation
-		if err == nil && rerr != nil {
+		f.s.wrote.Add(int64(wrote))
+		done := true
+		switch {
+		case err == nil && rerr != nil:
 			switch {
 			case errors.Is(rerr, io.EOF):
 			case ctx.Err() != nil:
@@ -169,19 +219,22 @@ func (f *File) Append(ctx context.Context, r io.Reader, expect int64) (int64, er
 			if serr := f.syncLocked(); serr != nil {
 				err = serr
 			}
-			f.wmu.Unlock()
-			return f.Offset(), err
-		}
-		if err != nil {
+		case err != nil:
 			// Keep what was written acknowledged; a stopped or closed file
 			// has synced already.
 			_ = f.syncLocked()
-			f.wmu.Unlock()
-			return f.Offset(), err
+		default:
+			err = f.maybeSyncLocked()
+			done = err != nil
 		}
-		err = f.maybeSyncLocked()
+		if f.faulted != nil {
+			// A disk fault: report it, and drop the tail that cannot be
+			// trusted now, so that its space is free at once.
+			err, done = f.faulted, true
+			_ = f.rollbackLocked()
+		}
 		f.wmu.Unlock()
-		if err != nil {
+		if done {
 			return f.Offset(), err
 		}
 	}
@@ -192,15 +245,18 @@ func (f *File) end(err error) (int64, error) {
 	f.wmu.Lock()
 	if serr := f.syncLocked(); serr != nil {
 		err = serr
+		if f.faulted != nil {
+			_ = f.rollbackLocked()
+		}
 	}
 	f.wmu.Unlock()
 	return f.Offset(), err
 }
 
-// full ends an Append that found the spool full: it syncs what was written
-// and reports EUNAVAILABLE, unless the body has ended exactly at the limit,
-// which a one-byte read tells apart.
-func (f *File) full(r io.Reader, buf []byte) (int64, error) {
+// refuse ends an Append that found the spool full or the disk below its
+// headroom: it syncs what was written and returns refusal, unless the body
+// has ended exactly there, which a one-byte read tells apart.
+func (f *File) refuse(r io.Reader, buf []byte, refusal error) (int64, error) {
 	if off, err := f.end(nil); err != nil {
 		return off, err
 	}
@@ -208,8 +264,7 @@ func (f *File) full(r io.Reader, buf []byte) (int64, error) {
 	if n == 0 && errors.Is(err, io.EOF) {
 		return f.Offset(), nil
 	}
-	return f.Offset(), &recsink.Error{Code: recsink.EUNAVAILABLE, RetryAfter: RetryAfterFull,
-		Message: "the spool is full: try again later"}
+	return f.Offset(), refusal
 }
 
 // writableLocked returns why the file takes no more bytes, if it does not.
@@ -233,8 +288,13 @@ func (f *File) writeLocked(p []byte) (int, error) {
 	total := 0
 	for len(p) > 0 {
 		if f.w == nil {
+			if f.stateDue {
+				if err := f.storeStateLocked(); err != nil {
+					return total, err
+				}
+			}
 			if err := f.openPartLocked(); err != nil {
-				return total, err
+				return total, f.faultLocked(err)
 			}
 		}
 		off, size := f.l.Part(f.wpart)
@@ -251,7 +311,14 @@ func (f *File) writeLocked(p []byte) (int, error) {
 			f.unsyncedSince = time.Now()
 		}
 		if err != nil {
-			return total, fmt.Errorf("spool: write part %d of %s: %w", f.wpart, f.id, err)
+			err = fmt.Errorf("spool: write part %d of %s: %w", f.wpart, f.id, err)
+			if diskFault(err) && !errors.Is(err, syscall.EIO) {
+				// A full disk refuses what does not fit; the bytes written
+				// before have their blocks, and the caller syncs them, so
+				// that they are acknowledged and not sent again.
+				return total, unavailable(err)
+			}
+			return total, f.faultLocked(err)
 		}
 		if f.written == off+size {
 			if err := f.completePartLocked(); err != nil {
@@ -267,22 +334,30 @@ func (f *File) writeLocked(p []byte) (int, error) {
 func (f *File) openPartLocked() error {
 	n := f.l.PartAt(f.written)
 	path := f.partPath(n)
-	w, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
+	w, err := f.s.fs.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
-		// Reopened after a restart in the middle of the part.
-		w, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+		// Reopened after a restart in the middle of the part, or after a
+		// disk fault between its creation and the sync below.
+		w, err = f.s.fs.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 		if err != nil {
 			return fmt.Errorf("spool: open part %d of %s: %w", n, f.id, err)
 		}
 		off, _ := f.l.Part(n)
-		if fi, err := w.Stat(); err != nil || fi.Size() != f.written-off {
+		fi, err := w.Stat()
+		if err != nil {
 			w.Close()
-			return fmt.Errorf("spool: part %d of %s does not end at offset %d: %v", n, f.id, f.written, err)
+			return fmt.Errorf("spool: open part %d of %s: %w", n, f.id, err)
+		}
+		if fi.Size() != f.written-off {
+			w.Close()
+			return fmt.Errorf("spool: part %d of %s has %d bytes, not ending at offset %d", n, f.id, fi.Size(), f.written)
 		}
 	} else if err != nil {
 		return fmt.Errorf("spool: create part %d of %s: %w", n, f.id, err)
-	} else if err := syncDir(f.dir); err != nil {
-		// Without this, a crash could drop the file of bytes already acknowledged.
+	}
+	// Without this, a crash could drop the file of bytes about to be
+	// acknowledged.
+	if err := syncDir(f.s.fs, f.dir); err != nil {
 		w.Close()
 		return fmt.Errorf("spool: create part %d of %s: %w", n, f.id, err)
 	}
@@ -298,15 +373,30 @@ func (f *File) completePartLocked() error {
 	if err := f.syncLocked(); err != nil {
 		return err
 	}
-	if err := f.w.Close(); err != nil {
+	err := f.w.Close()
+	f.w = nil
+	if err != nil {
 		f.broken = fmt.Errorf("spool: close part %d of %s: %w", n, f.id, err)
 		return f.broken
 	}
-	f.w = nil
-	if err := writeHashState(f.dir, n+1, f.written, f.hash); err != nil {
-		f.broken = fmt.Errorf("spool: hash state of part %d of %s: %w", n+1, f.id, err)
+	f.stateDue = true
+	return f.storeStateLocked()
+}
+
+// storeStateLocked stores the hash state at the start of the part after
+// wpart, which is complete and synced, and offers wpart to the uploader. A
+// disk fault leaves stateDue set, for the next write to try again.
+func (f *File) storeStateLocked() error {
+	n := f.wpart
+	if err := writeHashState(f.s.fs, f.dir, n+1, f.written, f.hash); err != nil {
+		err = fmt.Errorf("spool: hash state of part %d of %s: %w", n+1, f.id, err)
+		if diskFault(err) {
+			return unavailable(err) // nothing unsynced to drop: the part is synced
+		}
+		f.broken = err
 		return f.broken
 	}
+	f.stateDue = false
 	f.mu.Lock()
 	f.complete = n
 	f.mu.Unlock()
@@ -314,22 +404,79 @@ func (f *File) completePartLocked() error {
 	return nil
 }
 
-// syncLocked fsyncs the bytes written and advances the durable offset. A
-// failed fsync breaks the file: after one, the kernel may have dropped the
-// dirty pages, and writing on would acknowledge bytes that are not on disk.
+// syncLocked fsyncs the bytes written and advances the durable offset. After
+// a failed fsync the kernel may have dropped the dirty pages, and writing on
+// would acknowledge bytes that are not on disk: a disk fault (ENOSPC, EDQUOT,
+// EIO) faults the file until rollbackLocked has cut those bytes off, and any
+// other error breaks it.
 func (f *File) syncLocked() error {
-	if f.broken != nil {
+	switch {
+	case f.broken != nil:
 		return f.broken
-	}
-	if f.written == f.offset.Load() {
+	case f.faulted != nil:
+		return f.faulted
+	case f.written == f.offset.Load():
 		return nil
 	}
 	if err := f.w.Sync(); err != nil {
-		f.broken = fmt.Errorf("spool: sync part %d of %s: %w", f.wpart, f.id, err)
+		err = fmt.Errorf("spool: sync part %d of %s: %w", f.wpart, f.id, err)
+		if diskFault(err) {
+			return f.faultLocked(err)
+		}
+		f.broken = err
 		return f.broken
 	}
 	f.offset.Store(f.written)
+	f.syncedHash = marshalHash(f.hash)
 	f.unsyncedSince = time.Time{}
+	return nil
+}
+
+// faultLocked records err, when it is a disk fault, as the reason why the
+// bytes after the durable offset cannot be trusted, and returns it as
+// EUNAVAILABLE. Other errors are returned as they are.
+func (f *File) faultLocked(err error) error {
+	if !diskFault(err) {
+		return err
+	}
+	if f.faulted == nil {
+		f.faulted = unavailable(err)
+	}
+	return f.faulted
+}
+
+// rollbackLocked drops the bytes written after the durable offset once a
+// disk fault has made them untrustworthy: after a failed fsync Linux (since
+// 4.13) reports the error once and may have marked the dirty pages clean
+// without writing them, so syncing again could "succeed" over lost bytes
+// (PostgreSQL's "fsyncgate", 2018). The part file is cut back to the durable
+// offset and synced, and the hash rewound, so that the next write lands
+// exactly at the offset the recorder was told. On failure the fault stays,
+// and the next Append tries again.
+func (f *File) rollbackLocked() error {
+	if f.finishDoubt {
+		if err := removeDurably(f.s.fs, f.dir, finishedName); err != nil {
+			return faultOr(fmt.Errorf("spool: remove the finished marker of %s: %w", f.id, err))
+		}
+		f.finishDoubt = false
+	}
+	off := f.offset.Load()
+	if f.w != nil {
+		start, _ := f.l.Part(f.wpart)
+		if err := f.w.Truncate(off - start); err != nil {
+			return faultOr(fmt.Errorf("spool: truncate part %d of %s: %w", f.wpart, f.id, err))
+		}
+		if err := f.w.Sync(); err != nil {
+			return faultOr(fmt.Errorf("spool: sync part %d of %s: %w", f.wpart, f.id, err))
+		}
+	}
+	if f.written != off {
+		f.s.used.Add(off - f.written)
+		f.written = off
+		f.hash = unmarshalHash(f.syncedHash)
+	}
+	f.unsyncedSince = time.Time{}
+	f.faulted = nil
 	return nil
 }
 
@@ -363,7 +510,7 @@ func (f *File) idleSync() {
 	defer f.wmu.Unlock()
 	f.timerArmed = false
 	if !f.closed && !f.finished && f.w != nil {
-		_ = f.syncLocked()
+		_ = f.syncLocked() // a fault is seen by the Append when its read returns
 	}
 }
 
@@ -399,7 +546,7 @@ func (f *File) CompleteParts() []int32 {
 // so that a retried upload resends identical bytes.
 type PartReader struct {
 	*io.SectionReader
-	f *os.File
+	f FSFile
 }
 
 // Close closes the part's file.
@@ -426,7 +573,7 @@ func (f *File) Part(n int32) (*PartReader, error) {
 	if end := f.Offset(); off+size > end {
 		size = end - off // the short last part of a finished recording
 	}
-	r, err := os.Open(f.partPath(n))
+	r, err := openFile(f.s.fs, f.partPath(n))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, recsink.Errorf(recsink.ECONFLICT, "part %d of recording %s is released", n, f.id)
 	} else if err != nil {
@@ -460,14 +607,16 @@ func (f *File) Release(n int32) error {
 		return err
 	}
 
-	if n > relPart {
-		// The marker must be durable before the part goes: were the highest
-		// part gone with no marker, a restart would compute a smaller offset
-		// than the recorder was told.
-		off, size := f.l.Part(n)
+	// The marker must be durable before the part goes: were the highest
+	// part gone with no marker, a restart would compute a smaller offset
+	// than the recorder was told. While durable bytes lie beyond part n, the
+	// part file that holds them keeps the offset, and no marker is needed:
+	// so releasing parts, which frees the disk, needs no new file on a disk
+	// that may be full.
+	if off, size := f.l.Part(n); n > relPart && f.Offset() <= off+size {
 		end := min(off+size, f.Offset())
-		if err := writeFileAtomic(f.dir, releasedName, fmt.Appendf(nil, "%d %d\n", n, end)); err != nil {
-			return fmt.Errorf("spool: release part %d of %s: %w", n, f.id, err)
+		if err := writeFileAtomic(f.s.fs, f.dir, releasedName, fmt.Appendf(nil, "%d %d\n", n, end)); err != nil {
+			return fmt.Errorf("spool: release part %d of %s: %w", n, f.id, faultOr(err))
 		}
 		f.mu.Lock()
 		f.relPart = n
@@ -475,19 +624,19 @@ func (f *File) Release(n int32) error {
 	}
 	path := f.partPath(n)
 	var size int64
-	if fi, err := os.Stat(path); err == nil {
+	if fi, err := f.s.fs.Stat(path); err == nil {
 		size = fi.Size()
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("spool: release part %d of %s: %w", n, f.id, err)
+		return fmt.Errorf("spool: release part %d of %s: %w", n, f.id, faultOr(err))
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("spool: release part %d of %s: %w", n, f.id, err)
+	if err := f.s.fs.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("spool: release part %d of %s: %w", n, f.id, faultOr(err))
 	}
 	f.s.used.Add(-size)
 	// The state at the start of a released part is never needed again.
-	_ = os.Remove(f.hashPath(n))
-	if err := syncDir(f.dir); err != nil {
-		return fmt.Errorf("spool: release part %d of %s: %w", n, f.id, err)
+	_ = f.s.fs.Remove(f.hashPath(n))
+	if err := syncDir(f.s.fs, f.dir); err != nil {
+		return fmt.Errorf("spool: release part %d of %s: %w", n, f.id, faultOr(err))
 	}
 	f.mu.Lock()
 	f.released.set(n)
@@ -511,6 +660,11 @@ func (f *File) Finish() error {
 	if f.finished {
 		return nil
 	}
+	if f.faulted != nil {
+		if err := f.rollbackLocked(); err != nil {
+			return err
+		}
+	}
 	if err := f.syncLocked(); err != nil {
 		return err
 	}
@@ -524,11 +678,23 @@ func (f *File) Finish() error {
 		f.timer.Stop()
 	}
 	digest := hex.EncodeToString(f.hash.Sum(nil))
-	if err := writeFileAtomic(f.dir, finishedName, fmt.Appendf(nil, "%d %s\n", f.written, digest)); err != nil {
-		return fmt.Errorf("spool: finish %s: %w", f.id, err)
+	if err := writeFileAtomic(f.s.fs, f.dir, finishedName, fmt.Appendf(nil, "%d %s\n", f.written, digest)); err != nil {
+		// The marker may be in place all the same (renamed, but its
+		// directory not synced): were it to outlive a crash after more
+		// bytes were appended, the recording could not be opened again.
+		// Take it back durably, or take no more bytes.
+		err = fmt.Errorf("spool: finish %s: %w", f.id, err)
+		if rerr := removeDurably(f.s.fs, f.dir, finishedName); rerr != nil {
+			f.finishDoubt = true
+			if !diskFault(err) {
+				f.broken = err
+			}
+			return f.faultLocked(err)
+		}
+		return faultOr(err)
 	}
 	f.mu.Lock()
-	f.finished, f.digest, f.hash = true, digest, nil
+	f.finished, f.digest, f.hash, f.stateDue = true, digest, nil, false
 	if f.written > 0 {
 		f.complete = f.l.PartAt(f.written - 1)
 	}
@@ -568,7 +734,11 @@ func (f *File) SHA256() string {
 	if f.written != f.Offset() && !f.closed {
 		_ = f.syncLocked()
 	}
-	return hex.EncodeToString(f.hash.Sum(nil))
+	h := f.hash
+	if f.written != f.Offset() {
+		h = unmarshalHash(f.syncedHash) // the sync failed
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // Close syncs what was written and releases the File's resources. The
@@ -580,7 +750,13 @@ func (f *File) Close() error {
 	if f.closed {
 		return nil
 	}
-	err := f.syncLocked()
+	var err error
+	if f.faulted != nil {
+		// Cut the untrusted tail, so that a restart does not count it.
+		err = f.rollbackLocked()
+	} else {
+		err = f.syncLocked()
+	}
 	if f.w != nil {
 		if cerr := f.w.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("spool: close part %d of %s: %w", f.wpart, f.id, cerr)
@@ -618,19 +794,15 @@ func parseName(name, prefix string) (int32, bool) {
 
 // writeHashState stores h's state, which must be at the start of part n at
 // offset, in hash-<n>: 8 bytes of offset then the marshaled state.
-func writeHashState(dir string, n int32, offset int64, h hash.Hash) error {
-	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
-	if err != nil {
-		return err
-	}
+func writeHashState(fsys FS, dir string, n int32, offset int64, h hash.Hash) error {
 	data := binary.BigEndian.AppendUint64(nil, uint64(offset))
-	return writeFileAtomic(dir, hashName(n), append(data, state...))
+	return writeFileAtomic(fsys, dir, hashName(n), append(data, marshalHash(h)...))
 }
 
 // readHashState loads the state stored by writeHashState, checking that it
 // was taken at offset.
-func readHashState(dir string, n int32, offset int64) (hash.Hash, error) {
-	data, err := os.ReadFile(filepath.Join(dir, hashName(n)))
+func readHashState(fsys FS, dir string, n int32, offset int64) (hash.Hash, error) {
+	data, err := readFile(fsys, filepath.Join(dir, hashName(n)))
 	if err != nil {
 		return nil, err
 	}
@@ -646,9 +818,9 @@ func readHashState(dir string, n int32, offset int64) (hash.Hash, error) {
 
 // writeFileAtomic replaces dir/name with data durably: a crash leaves the
 // old or the new content, never a torn one.
-func writeFileAtomic(dir, name string, data []byte) error {
+func writeFileAtomic(fsys FS, dir, name string, data []byte) error {
 	tmp := filepath.Join(dir, name+tmpSuffix)
-	w, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	w, err := fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
@@ -660,12 +832,22 @@ func writeFileAtomic(dir, name string, data []byte) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, name))
+		err = fsys.Rename(tmp, filepath.Join(dir, name))
 	}
-	if err == nil {
-		err = syncDir(dir)
+	if err != nil {
+		// A full disk: leave no torn temporary file taking space.
+		_ = fsys.Remove(tmp)
+		return err
 	}
-	return err
+	return syncDir(fsys, dir)
+}
+
+// removeDurably removes dir/name, if present, and syncs dir.
+func removeDurably(fsys FS, dir, name string) error {
+	if err := fsys.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return syncDir(fsys, dir)
 }
 
 // bitset is a set of part numbers: about 1 KiB for a 9,000-part recording,

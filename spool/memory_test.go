@@ -1,6 +1,8 @@
 //go:build !race
 
-// The race detector multiplies memory use, so this test runs without it.
+// The race detector multiplies memory use, so this test runs without it:
+// CI runs it with `go test -run Memory ./spool` (no -race), beside the
+// -race run of everything else.
 
 package spool_test
 

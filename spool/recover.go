@@ -16,8 +16,12 @@ import (
 // highest released part when that is further. Bytes written after the last
 // fsync before a crash may have survived: they count, since the recorder sent
 // them in order, and the digest is recomputed over exactly what is on disk.
+// They may also still be only in the page cache (the process died, not the
+// machine), so the top part file and the directory are fsynced before the
+// offset is reported: HEAD tells the recorder that those bytes are safe.
 func (f *File) recover() error {
-	entries, err := os.ReadDir(f.dir)
+	fsys := f.s.fs
+	entries, err := fsys.ReadDir(f.dir)
 	if err != nil {
 		return fmt.Errorf("spool: open %s: %w", f.id, err)
 	}
@@ -28,7 +32,7 @@ func (f *File) recover() error {
 		name := e.Name()
 		if strings.HasSuffix(name, tmpSuffix) {
 			// A marker torn by a crash; its rename never happened.
-			_ = os.Remove(filepath.Join(f.dir, name))
+			_ = fsys.Remove(filepath.Join(f.dir, name))
 			continue
 		}
 		if n, ok := parseName(name, partPrefix); ok {
@@ -44,18 +48,24 @@ func (f *File) recover() error {
 	var offset int64
 	if top > 0 {
 		off, size := f.l.Part(top)
-		fi, err := os.Stat(f.partPath(top))
+		n, err := syncFile(fsys, f.partPath(top))
 		if err != nil {
-			return fmt.Errorf("spool: open %s: %w", f.id, err)
+			return fmt.Errorf("spool: open %s: %w", f.id, faultOr(err))
 		}
-		if fi.Size() > size {
-			return fmt.Errorf("spool: open %s: part %d has %d bytes, more than its size %d (wrong layout?)", f.id, top, fi.Size(), size)
+		if n > size {
+			return fmt.Errorf("spool: open %s: part %d has %d bytes, more than its size %d (wrong layout?)", f.id, top, n, size)
 		}
-		offset = off + fi.Size()
+		offset = off + n
+	}
+	// The part files' names, and the markers renamed into place, must be
+	// durable too (a crash may have come between a creation and its
+	// directory sync).
+	if err := syncDir(fsys, f.dir); err != nil {
+		return fmt.Errorf("spool: open %s: %w", f.id, faultOr(err))
 	}
 	var relPart int32
 	var relEnd int64
-	if data, err := os.ReadFile(filepath.Join(f.dir, releasedName)); err == nil {
+	if data, err := readFile(fsys, filepath.Join(f.dir, releasedName)); err == nil {
 		if _, err := fmt.Sscanf(string(data), "%d %d", &relPart, &relEnd); err != nil {
 			return fmt.Errorf("spool: open %s: released marker %q: %w", f.id, data, err)
 		}
@@ -77,7 +87,7 @@ func (f *File) recover() error {
 	f.offset.Store(offset)
 
 	if finished {
-		data, err := os.ReadFile(filepath.Join(f.dir, finishedName))
+		data, err := readFile(fsys, filepath.Join(f.dir, finishedName))
 		if err != nil {
 			return fmt.Errorf("spool: open %s: %w", f.id, err)
 		}
@@ -89,7 +99,7 @@ func (f *File) recover() error {
 		if end != offset {
 			return fmt.Errorf("spool: open %s: finished at offset %d but its parts end at %d", f.id, end, offset)
 		}
-		f.finished, f.digest, f.hash = true, digest, nil
+		f.finished, f.digest, f.hash, f.syncedHash = true, digest, nil, nil
 		if offset > 0 {
 			f.complete = f.l.PartAt(offset - 1)
 		}
@@ -106,9 +116,10 @@ func (f *File) recover() error {
 	}
 	h, err := f.recoverHash(next, offset, present, hashes)
 	if err != nil {
-		return fmt.Errorf("spool: open %s: %w", f.id, err)
+		return fmt.Errorf("spool: open %s: %w", f.id, faultOr(err))
 	}
 	f.hash = h
+	f.syncedHash = marshalHash(h)
 	return nil
 }
 
@@ -127,7 +138,7 @@ func (f *File) recoverHash(next int32, offset int64, present, hashes bitset) (ha
 		}
 		if hashes.has(k) {
 			off, _ := f.l.Part(k)
-			if hh, err := readHashState(f.dir, k, off); err == nil {
+			if hh, err := readHashState(f.s.fs, f.dir, k, off); err == nil {
 				h = hh
 				break
 			}
@@ -142,14 +153,14 @@ func (f *File) recoverHash(next int32, offset int64, present, hashes bitset) (ha
 		off, size := f.l.Part(n)
 		if n > k {
 			// Every state above k was missing or unreadable: store it again.
-			if err := writeHashState(f.dir, n, off, h); err != nil {
+			if err := writeHashState(f.s.fs, f.dir, n, off, h); err != nil {
 				return nil, fmt.Errorf("hash state of part %d: %w", n, err)
 			}
 		}
 		if offset <= off {
 			break
 		}
-		if err := hashPart(h, f.partPath(n), min(size, offset-off), *bp); err != nil {
+		if err := hashPart(f.s.fs, h, f.partPath(n), min(size, offset-off), *bp); err != nil {
 			return nil, fmt.Errorf("hash part %d: %w", n, err)
 		}
 	}
@@ -157,8 +168,8 @@ func (f *File) recoverHash(next int32, offset int64, present, hashes bitset) (ha
 }
 
 // hashPart adds the first size bytes of a part file to h.
-func hashPart(h hash.Hash, path string, size int64, buf []byte) error {
-	r, err := os.Open(path)
+func hashPart(fsys FS, h hash.Hash, path string, size int64, buf []byte) error {
+	r, err := openFile(fsys, path)
 	if err != nil {
 		return err
 	}
@@ -168,4 +179,21 @@ func hashPart(h hash.Hash, path string, size int64, buf []byte) error {
 		err = fmt.Errorf("short part: %d of %d bytes", n, size)
 	}
 	return err
+}
+
+// syncFile fsyncs the file at path and returns its size.
+func syncFile(fsys FS, path string) (int64, error) {
+	w, err := fsys.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer w.Close()
+	if err := w.Sync(); err != nil {
+		return 0, err
+	}
+	fi, err := w.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
 }

@@ -9,17 +9,27 @@
 // end of the highest released part, and a "finished" marker written when the
 // recording stops. Everything needed to resume is on disk, so a SIGKILL loses
 // nothing that was acknowledged.
+//
+// A full or failing disk (ENOSPC, EDQUOT, EIO) is EUNAVAILABLE with the
+// durable offset, never a loss: the bytes after it are cut off and the
+// recording carries on at that offset once the disk has room. The spool also
+// keeps headroom on its disk (Config.Headroom), refusing new media before the
+// disk is full, so that the database beside it can still record the parts
+// whose upload frees it. All disk work goes through FS, which tests replace
+// with a file system that forgets what was not fsynced at a simulated crash.
 package spool
 
 import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
+	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/recsink/recsink"
 )
@@ -29,27 +39,109 @@ import (
 // Open.
 const removingPrefix = ".removing-"
 
+// Config configures a Spool.
+type Config struct {
+	// Dir is the spool's root folder, created when needed.
+	Dir string
+	// Limit is the most bytes of spooled data across all recordings
+	// (0 = unlimited).
+	Limit int64
+	// Headroom is the free space, in bytes, that the spool leaves on its
+	// file system: once less is free, new media is refused with
+	// EUNAVAILABLE, so that the database on the same disk can still record
+	// the parts whose upload frees the spool. 0 keeps none; negative means
+	// DefaultHeadroom of the disk.
+	Headroom int64
+	// FS is the file system; OSFS when nil.
+	FS FS
+	// Logger receives the (rate-limited) notice that media is refused for
+	// headroom; slog.Default() when nil.
+	Logger *slog.Logger
+}
+
+// DefaultHeadroom returns the headroom kept on a disk of total bytes when
+// none is configured: 512 MiB or 10% of the disk, whichever is smaller.
+func DefaultHeadroom(total int64) int64 { return min(512<<20, total/10) }
+
+// diskCheckEvery is how long a statfs of the spool's disk is trusted. Bytes
+// written since are subtracted from it, so a burst cannot overshoot by more
+// than what other processes write meanwhile.
+const diskCheckEvery = 250 * time.Millisecond
+
+// headroomLogEvery rate-limits the log of refusals for headroom.
+const headroomLogEvery = time.Minute
+
 // Spool is the root of the spool: every recording's directory, and the
 // global accounting of disk bytes against the configured limit.
 type Spool struct {
-	dir   string
-	limit int64
-	used  atomic.Int64
+	fs       FS
+	dir      string
+	limit    int64
+	headroom int64
+	log      *slog.Logger
+	used     atomic.Int64
+
+	// The disk's free space: statfs'd at most every diskCheckEvery, minus
+	// the bytes written since.
+	diskMu     sync.Mutex
+	diskAt     time.Time
+	diskFree   int64 // at diskAt
+	diskMark   int64 // wrote at diskAt
+	wrote      atomic.Int64
+	diskErr    error
+	refusedLog atomic.Int64 // unix nanos of the last log of a refusal
 
 	mu   sync.Mutex
 	open map[string]*File // files handed out and not closed: one writer per recording
+	// idle holds the part bytes, counted in used, of the recordings on disk
+	// that no File has open (found at start, or closed since): another
+	// process (recsink spool purge) may delete them, and reclaim gives their
+	// bytes back.
+	idle      map[string]int64
+	reclaimAt time.Time
 }
 
-// Open opens the spool rooted at dir, creating it when needed. limit is the
-// most bytes of spooled data across all recordings (0 = unlimited). It scans
-// the recordings present to count the bytes in use, so that the limit holds
-// across restarts.
+// reclaimEvery rate-limits the scan for recordings deleted by another
+// process, done when the spool is full.
+const reclaimEvery = time.Second
+
+// Open opens the spool rooted at dir with limit (see Config), on the OS's
+// file system, keeping no headroom.
 func Open(dir string, limit int64) (*Spool, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("spool: create %s: %w", dir, err)
+	return OpenConfig(Config{Dir: dir, Limit: limit})
+}
+
+// OpenConfig opens the spool that cfg describes, creating its folder when
+// needed. It scans the recordings present to count the bytes in use, so that
+// the limit holds across restarts.
+func OpenConfig(cfg Config) (*Spool, error) {
+	fsys := cfg.FS
+	if fsys == nil {
+		fsys = OSFS
 	}
-	s := &Spool{dir: dir, limit: limit, open: make(map[string]*File)}
-	entries, err := os.ReadDir(dir)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	dir := cfg.Dir
+	if err := fsys.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("spool: create %s: %w", dir, faultOr(err))
+	}
+	// A spool folder created just now must outlive a crash along with the
+	// recordings in it.
+	if err := syncDir(fsys, filepath.Dir(dir)); err != nil {
+		return nil, fmt.Errorf("spool: create %s: %w", dir, faultOr(err))
+	}
+	s := &Spool{fs: fsys, dir: dir, limit: cfg.Limit, headroom: cfg.Headroom, log: log,
+		open: make(map[string]*File), idle: make(map[string]int64)}
+	if s.headroom < 0 {
+		_, total, err := fsys.DiskUsage(dir)
+		if err != nil {
+			return nil, fmt.Errorf("spool: %w", err)
+		}
+		s.headroom = DefaultHeadroom(total)
+	}
+	entries, err := fsys.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("spool: read %s: %w", dir, err)
 	}
@@ -61,19 +153,58 @@ func Open(dir string, limit int64) (*Spool, error) {
 		path := filepath.Join(dir, e.Name())
 		if strings.HasPrefix(e.Name(), removingPrefix) {
 			// A Remove was interrupted after its rename: finish it.
-			if err := os.RemoveAll(path); err != nil {
+			if err := fsys.RemoveAll(path); err != nil {
 				return nil, fmt.Errorf("spool: remove %s: %w", path, err)
 			}
 			continue
 		}
-		n, err := partBytes(path)
+		n, err := s.partBytes(path)
 		if err != nil {
 			return nil, err
 		}
 		used += n
+		s.idle[e.Name()] = n
 	}
 	s.used.Store(used)
 	return s, nil
+}
+
+// Headroom returns the free space the spool leaves on its disk.
+func (s *Spool) Headroom() int64 { return s.headroom }
+
+// DiskFree returns the bytes free on the spool's file system, as last
+// measured (at most diskCheckEvery ago) less what the spool wrote since; -1
+// when it cannot be measured. For metrics, and for the headroom check.
+func (s *Spool) DiskFree() int64 {
+	s.diskMu.Lock()
+	defer s.diskMu.Unlock()
+	if now := time.Now(); now.Sub(s.diskAt) >= diskCheckEvery {
+		free, _, err := s.fs.DiskUsage(s.dir)
+		s.diskAt, s.diskFree, s.diskMark, s.diskErr = now, free, s.wrote.Load(), err
+	}
+	if s.diskErr != nil {
+		return -1
+	}
+	return max(0, s.diskFree-(s.wrote.Load()-s.diskMark))
+}
+
+// checkHeadroom returns EUNAVAILABLE when the disk's free space is below the
+// headroom, and logs it now and then.
+func (s *Spool) checkHeadroom() error {
+	if s.headroom <= 0 {
+		return nil
+	}
+	free := s.DiskFree()
+	if free < 0 || free >= s.headroom {
+		return nil // a disk that cannot be measured is not refused for it
+	}
+	now := time.Now().UnixNano()
+	if last := s.refusedLog.Load(); now-last >= int64(headroomLogEvery) && s.refusedLog.CompareAndSwap(last, now) {
+		s.log.Warn("refusing new media: free space on the spool disk is below the headroom kept for the database",
+			"dir", s.dir, "free", free, "headroom", s.headroom)
+	}
+	return &recsink.Error{Code: recsink.EUNAVAILABLE, RetryAfter: RetryAfterDisk,
+		Message: "the spool disk is nearly full; try again later"}
 }
 
 // Used returns the bytes of unreleased part files across all recordings,
@@ -86,7 +217,7 @@ func (s *Spool) Limit() int64 { return s.limit }
 // List returns the IDs of the recordings present on disk, for recovery at
 // start.
 func (s *Spool) List() ([]string, error) {
-	entries, err := os.ReadDir(s.dir)
+	entries, err := s.fs.ReadDir(s.dir)
 	if err != nil {
 		return nil, fmt.Errorf("spool: list %s: %w", s.dir, err)
 	}
@@ -97,6 +228,60 @@ func (s *Spool) List() ([]string, error) {
 		}
 	}
 	return ids, nil
+}
+
+// Entry describes one recording's spool as found on disk.
+type Entry struct {
+	ID string
+	// Bytes is the size of its unreleased part files, as counted by Used.
+	Bytes int64
+	// Finished reports whether the recording was finished in the spool
+	// (all its bytes received).
+	Finished bool
+	// ModTime is the latest change in its folder.
+	ModTime time.Time
+}
+
+// Entries describes every recording's spool present on disk, sorted by ID:
+// for listing, and purging the data of failed recordings with Remove.
+func (s *Spool) Entries() ([]Entry, error) {
+	ids, err := s.List()
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(ids)
+	var list []Entry
+	for _, id := range ids {
+		dir := filepath.Join(s.dir, id)
+		entries, err := s.fs.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed meanwhile
+		} else if err != nil {
+			return nil, fmt.Errorf("spool: scan %s: %w", dir, err)
+		}
+		e := Entry{ID: id}
+		if fi, err := s.fs.Stat(dir); err == nil {
+			e.ModTime = fi.ModTime()
+		}
+		for _, de := range entries {
+			fi, err := de.Info()
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			} else if err != nil {
+				return nil, fmt.Errorf("spool: scan %s: %w", dir, err)
+			}
+			if fi.ModTime().After(e.ModTime) {
+				e.ModTime = fi.ModTime()
+			}
+			if _, ok := parseName(de.Name(), partPrefix); ok {
+				e.Bytes += fi.Size()
+			} else if de.Name() == finishedName {
+				e.Finished = true
+			}
+		}
+		list = append(list, e)
+	}
+	return list, nil
 }
 
 // Create creates the spool of a new recording. It is ECONFLICT when the
@@ -110,20 +295,27 @@ func (s *Spool) Create(id string, l Layout) (*File, error) {
 	if s.open[id] != nil {
 		return nil, recsink.Errorf(recsink.ECONFLICT, "recording %s already has a spool", id)
 	}
+	if err := s.checkHeadroom(); err != nil {
+		return nil, err
+	}
 	dir := filepath.Join(s.dir, id)
-	if err := os.Mkdir(dir, 0o700); errors.Is(err, fs.ErrExist) {
+	if err := s.fs.Mkdir(dir, 0o700); errors.Is(err, fs.ErrExist) {
 		return nil, recsink.Errorf(recsink.ECONFLICT, "recording %s already has a spool", id)
 	} else if err != nil {
-		return nil, fmt.Errorf("spool: create %s: %w", dir, err)
+		return nil, fmt.Errorf("spool: create %s: %w", dir, faultOr(err))
 	}
 	// The layout is stored so that a restart cannot cut parts differently
 	// from those already uploaded, even if the configuration changed.
-	if err := writeFileAtomic(dir, layoutName, fmt.Appendf(nil, "%d %d\n", l.BaseSize, l.TierParts)); err != nil {
-		return nil, fmt.Errorf("spool: create %s: %w", id, err)
+	err := writeFileAtomic(s.fs, dir, layoutName, fmt.Appendf(nil, "%d %d\n", l.BaseSize, l.TierParts))
+	if err == nil {
+		// The recording's directory must survive a crash before its first ack.
+		err = syncDir(s.fs, s.dir)
 	}
-	// The recording's directory must survive a crash before its first ack.
-	if err := syncDir(s.dir); err != nil {
-		return nil, fmt.Errorf("spool: create %s: %w", id, err)
+	if err != nil {
+		// Leave no half-made spool behind (a full disk is the likely cause),
+		// so that the recording can be created again.
+		_ = s.fs.RemoveAll(dir)
+		return nil, fmt.Errorf("spool: create %s: %w", id, faultOr(err))
 	}
 	f := newFile(s, id, dir, l)
 	s.open[id] = f
@@ -146,12 +338,12 @@ func (s *Spool) Open(id string, l Layout) (*File, error) {
 		return nil, recsink.Errorf(recsink.ECONFLICT, "the spool of recording %s is already open", id)
 	}
 	dir := filepath.Join(s.dir, id)
-	if fi, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) || (err == nil && !fi.IsDir()) {
+	if fi, err := s.fs.Stat(dir); errors.Is(err, fs.ErrNotExist) || (err == nil && !fi.IsDir()) {
 		return nil, recsink.Errorf(recsink.ENOTFOUND, "recording %s has no spool", id)
 	} else if err != nil {
 		return nil, fmt.Errorf("spool: open %s: %w", id, err)
 	}
-	switch data, err := os.ReadFile(filepath.Join(dir, layoutName)); {
+	switch data, err := readFile(s.fs, filepath.Join(dir, layoutName)); {
 	case err == nil:
 		var stored Layout
 		if _, err := fmt.Sscanf(string(data), "%d %d", &stored.BaseSize, &stored.TierParts); err != nil || !stored.valid() {
@@ -168,6 +360,7 @@ func (s *Spool) Open(id string, l Layout) (*File, error) {
 		return nil, err
 	}
 	s.open[id] = f
+	delete(s.idle, id) // the File's releases count it down from here
 	return f, nil
 }
 
@@ -181,12 +374,11 @@ func (s *Spool) Remove(id string) error {
 	f := s.open[id]
 	s.mu.Unlock()
 	if f != nil {
-		if err := f.Close(); err != nil {
-			return err
-		}
+		// Its bytes are about to go: a failed sync no longer matters.
+		_ = f.Close()
 	}
 	dir := filepath.Join(s.dir, id)
-	n, err := partBytes(dir)
+	n, err := s.partBytes(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	} else if err != nil {
@@ -195,17 +387,20 @@ func (s *Spool) Remove(id string) error {
 	// Rename first so that a crash halfway through the deletion cannot leave
 	// a recording that looks present but has lost parts.
 	trash := filepath.Join(s.dir, removingPrefix+id)
-	if err := os.RemoveAll(trash); err != nil { // left by an earlier crash
+	if err := s.fs.RemoveAll(trash); err != nil { // left by an earlier crash
 		return fmt.Errorf("spool: remove %s: %w", id, err)
 	}
-	if err := os.Rename(dir, trash); err != nil {
+	if err := s.fs.Rename(dir, trash); err != nil {
 		return fmt.Errorf("spool: remove %s: %w", id, err)
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := syncDir(s.fs, s.dir); err != nil {
 		return fmt.Errorf("spool: remove %s: %w", id, err)
 	}
 	s.used.Add(-n)
-	if err := os.RemoveAll(trash); err != nil {
+	s.mu.Lock()
+	delete(s.idle, id)
+	s.mu.Unlock()
+	if err := s.fs.RemoveAll(trash); err != nil {
 		return fmt.Errorf("spool: remove %s: %w", id, err)
 	}
 	return nil
@@ -218,9 +413,15 @@ func (s *Spool) reserve(n int64) int64 {
 		s.used.Add(n)
 		return n
 	}
-	for {
+	for reclaimed := false; ; {
 		u := s.used.Load()
 		avail := s.limit - u
+		if avail <= 0 && !reclaimed {
+			reclaimed = true
+			if s.reclaim() {
+				continue
+			}
+		}
 		if avail <= 0 {
 			return 0
 		}
@@ -233,19 +434,44 @@ func (s *Spool) reserve(n int64) int64 {
 	}
 }
 
-// forget drops a closed File from the open set.
+// reclaim gives back the bytes of idle recordings that another process has
+// deleted, at most every reclaimEvery, and reports whether it did.
+func (s *Spool) reclaim() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if time.Since(s.reclaimAt) < reclaimEvery {
+		return false
+	}
+	s.reclaimAt = time.Now()
+	found := false
+	for id, n := range s.idle {
+		if _, err := s.fs.Stat(filepath.Join(s.dir, id)); errors.Is(err, fs.ErrNotExist) {
+			s.used.Add(-n)
+			delete(s.idle, id)
+			found = true
+		}
+	}
+	return found
+}
+
+// forget drops a closed File from the open set; its bytes are idle from now
+// on.
 func (s *Spool) forget(f *File) {
+	n, err := s.partBytes(f.dir)
 	s.mu.Lock()
 	if s.open[f.id] == f {
 		delete(s.open, f.id)
+		if err == nil {
+			s.idle[f.id] = n
+		}
 	}
 	s.mu.Unlock()
 }
 
 // partBytes returns the total size of the part files in a recording's
 // directory.
-func partBytes(dir string) (int64, error) {
-	entries, err := os.ReadDir(dir)
+func (s *Spool) partBytes(dir string) (int64, error) {
+	entries, err := s.fs.ReadDir(dir)
 	if err != nil {
 		return 0, fmt.Errorf("spool: scan %s: %w", dir, err)
 	}
@@ -282,18 +508,4 @@ func checkID(id string) error {
 		return recsink.Errorf(recsink.EINVALID, "invalid recording ID %q for the spool", id)
 	}
 	return nil
-}
-
-// syncDir fsyncs a directory so that entries created, renamed or removed in
-// it survive a crash.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -25,7 +24,7 @@ func (db *DB) CreateAdminUser(ctx context.Context, u *recsink.AdminUser) error {
 	case isForeignKey(err):
 		return notFound("organization")
 	case err != nil:
-		return fmt.Errorf("sqlite: create admin user %s: %w", u.ID, err)
+		return errorf("sqlite: create admin user %s: %w", u.ID, err)
 	}
 	return nil
 }
@@ -41,7 +40,7 @@ func (db *DB) FindAdminUserByEmail(ctx context.Context, email string) (*recsink.
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("admin user")
 	} else if err != nil {
-		return nil, fmt.Errorf("sqlite: find admin user: %w", err)
+		return nil, errorf("sqlite: find admin user: %w", err)
 	}
 	if u.CreatedAt, err = parseTime(createdAt); err != nil {
 		return nil, err
@@ -54,11 +53,11 @@ func (db *DB) FindAdminUserByEmail(ctx context.Context, email string) (*recsink.
 func (db *DB) CreateAdminSession(ctx context.Context, s *recsink.AdminSession) error {
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("sqlite: create admin session: %w", err)
+		return errorf("sqlite: create admin session: %w", err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM admin_sessions WHERE expires_at <= ?`, formatTime(db.now())); err != nil {
-		return fmt.Errorf("sqlite: delete expired admin sessions: %w", err)
+	if _, err := tx.ExecContext(ctx, `DELETE FROM admin_sessions WHERE expires_at <= ?`, formatTime(recsink.Now())); err != nil {
+		return errorf("sqlite: delete expired admin sessions: %w", err)
 	}
 	_, err = tx.ExecContext(ctx, `
 		INSERT INTO admin_sessions (token_hash, user_id, org_id, csrf_token, created_at, expires_at)
@@ -70,10 +69,10 @@ func (db *DB) CreateAdminSession(ctx context.Context, s *recsink.AdminSession) e
 	case isForeignKey(err):
 		return notFound("admin user")
 	case err != nil:
-		return fmt.Errorf("sqlite: create admin session: %w", err)
+		return errorf("sqlite: create admin session: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: create admin session: %w", err)
+		return errorf("sqlite: create admin session: %w", err)
 	}
 	return nil
 }
@@ -90,7 +89,7 @@ func (db *DB) FindAdminSession(ctx context.Context, tokenHash []byte, now time.T
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("admin session")
 	} else if err != nil {
-		return nil, fmt.Errorf("sqlite: find admin session: %w", err)
+		return nil, errorf("sqlite: find admin session: %w", err)
 	}
 	if s.CreatedAt, err = parseTime(createdAt); err != nil {
 		return nil, err
@@ -105,7 +104,7 @@ func (db *DB) FindAdminSession(ctx context.Context, tokenHash []byte, now time.T
 // error, so that signing out twice is harmless.
 func (db *DB) DeleteAdminSession(ctx context.Context, tokenHash []byte) error {
 	if _, err := db.write.ExecContext(ctx, `DELETE FROM admin_sessions WHERE token_hash = ?`, blob(tokenHash)); err != nil {
-		return fmt.Errorf("sqlite: delete admin session: %w", err)
+		return errorf("sqlite: delete admin session: %w", err)
 	}
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/recsink/recsink"
@@ -20,7 +19,7 @@ const credentialColumns = `id, org_id, scope, provider, bucket, prefix, region, 
 func (db *DB) CreateCredential(ctx context.Context, c *recsink.Credential) error {
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("sqlite: create credential %s: %w", c.ID, err)
+		return errorf("sqlite: create credential %s: %w", c.ID, err)
 	}
 	defer tx.Rollback()
 
@@ -28,7 +27,7 @@ func (db *DB) CreateCredential(ctx context.Context, c *recsink.Credential) error
 		UPDATE credentials SET replaced_at = ?
 		WHERE org_id = ? AND scope = ? AND replaced_at IS NULL`,
 		formatTime(c.CreatedAt), c.OrgID, c.Scope); err != nil {
-		return fmt.Errorf("sqlite: create credential %s: replace current: %w", c.ID, err)
+		return errorf("sqlite: create credential %s: replace current: %w", c.ID, err)
 	}
 	d := c.Destination
 	_, err = tx.ExecContext(ctx, `
@@ -42,11 +41,12 @@ func (db *DB) CreateCredential(ctx context.Context, c *recsink.Credential) error
 	case isForeignKey(err):
 		return notFound("organization")
 	case err != nil:
-		return fmt.Errorf("sqlite: create credential %s: %w", c.ID, err)
+		return errorf("sqlite: create credential %s: %w", c.ID, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: create credential %s: commit: %w", c.ID, err)
+		return errorf("sqlite: create credential %s: commit: %w", c.ID, err)
 	}
+	db.credentials.Send(c.OrgID)
 	return nil
 }
 
@@ -58,7 +58,7 @@ func (db *DB) FindCredential(ctx context.Context, orgID, id string) (*recsink.Cr
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("credential")
 	} else if err != nil {
-		return nil, fmt.Errorf("sqlite: find credential %s: %w", id, err)
+		return nil, errorf("sqlite: find credential %s: %w", id, err)
 	}
 	return c, nil
 }
@@ -73,7 +73,7 @@ func (db *DB) CurrentCredential(ctx context.Context, orgID, scope string) (*recs
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("storage settings")
 	} else if err != nil {
-		return nil, fmt.Errorf("sqlite: current credential of %s: %w", scope, err)
+		return nil, errorf("sqlite: current credential of %s: %w", scope, err)
 	}
 	return c, nil
 }
@@ -86,13 +86,14 @@ func (db *DB) ReplaceCurrentCredential(ctx context.Context, orgID, scope string,
 		WHERE org_id = ? AND scope = ? AND replaced_at IS NULL`,
 		formatTime(at), orgID, scope)
 	if err != nil {
-		return fmt.Errorf("sqlite: replace current credential of %s: %w", scope, err)
+		return errorf("sqlite: replace current credential of %s: %w", scope, err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("sqlite: replace current credential of %s: %w", scope, err)
+		return errorf("sqlite: replace current credential of %s: %w", scope, err)
 	} else if n == 0 {
 		return notFound("storage settings")
 	}
+	db.credentials.Send(orgID)
 	return nil
 }
 
@@ -102,7 +103,7 @@ func (db *DB) ListCredentials(ctx context.Context, orgID string) ([]*recsink.Cre
 	rows, err := db.read.QueryContext(ctx, `
 		SELECT `+credentialColumns+` FROM credentials WHERE org_id = ? ORDER BY seq`, orgID)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: list credentials: %w", err)
+		return nil, errorf("sqlite: list credentials: %w", err)
 	}
 	defer rows.Close()
 
@@ -110,12 +111,12 @@ func (db *DB) ListCredentials(ctx context.Context, orgID string) ([]*recsink.Cre
 	for rows.Next() {
 		c, err := scanCredential(rows)
 		if err != nil {
-			return nil, fmt.Errorf("sqlite: list credentials: %w", err)
+			return nil, errorf("sqlite: list credentials: %w", err)
 		}
 		cs = append(cs, c)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: list credentials: %w", err)
+		return nil, errorf("sqlite: list credentials: %w", err)
 	}
 	return cs, nil
 }

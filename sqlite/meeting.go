@@ -27,7 +27,7 @@ func (db *DB) CreateMeeting(ctx context.Context, m *recsink.Meeting) error {
 	case isForeignKey(err):
 		return notFound("organization")
 	case err != nil:
-		return fmt.Errorf("sqlite: create meeting %s: %w", m.ID, err)
+		return errorf("sqlite: create meeting %s: %w", m.ID, err)
 	}
 	return nil
 }
@@ -40,7 +40,7 @@ func (db *DB) FindMeeting(ctx context.Context, orgID, id string) (*recsink.Meeti
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("meeting")
 	} else if err != nil {
-		return nil, fmt.Errorf("sqlite: find meeting %s: %w", id, err)
+		return nil, errorf("sqlite: find meeting %s: %w", id, err)
 	}
 	return m, nil
 }
@@ -60,7 +60,7 @@ func (db *DB) ListMeetings(ctx context.Context, orgID, cursor string, limit int)
 		WHERE org_id = ? AND seq > ?
 		ORDER BY seq LIMIT ?`, orgID, after, limit+1)
 	if err != nil {
-		return nil, "", fmt.Errorf("sqlite: list meetings: %w", err)
+		return nil, "", errorf("sqlite: list meetings: %w", err)
 	}
 	defer rows.Close()
 
@@ -69,12 +69,12 @@ func (db *DB) ListMeetings(ctx context.Context, orgID, cursor string, limit int)
 	for rows.Next() {
 		m, seq, err := scanMeeting(rows)
 		if err != nil {
-			return nil, "", fmt.Errorf("sqlite: list meetings: %w", err)
+			return nil, "", errorf("sqlite: list meetings: %w", err)
 		}
 		ms, seqs = append(ms, m), append(seqs, seq)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("sqlite: list meetings: %w", err)
+		return nil, "", errorf("sqlite: list meetings: %w", err)
 	}
 	var next string
 	if len(ms) > limit {
@@ -88,10 +88,10 @@ func (db *DB) ListMeetings(ctx context.Context, orgID, cursor string, limit int)
 func (db *DB) DeleteMeeting(ctx context.Context, orgID, id string) error {
 	res, err := db.write.ExecContext(ctx, `DELETE FROM meetings WHERE org_id = ? AND id = ?`, orgID, id)
 	if err != nil {
-		return fmt.Errorf("sqlite: delete meeting %s: %w", id, err)
+		return errorf("sqlite: delete meeting %s: %w", id, err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("sqlite: delete meeting %s: %w", id, err)
+		return errorf("sqlite: delete meeting %s: %w", id, err)
 	} else if n == 0 {
 		return notFound("meeting")
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 
 	"github.com/recsink/recsink"
 )
@@ -19,7 +18,7 @@ func (db *DB) CreateOrganization(ctx context.Context, org *recsink.Organization,
 	if isUnique(err) {
 		return recsink.Errorf(recsink.ECONFLICT, "an organization named %q already exists", org.Name)
 	} else if err != nil {
-		return fmt.Errorf("sqlite: create organization %s: %w", org.ID, err)
+		return errorf("sqlite: create organization %s: %w", org.ID, err)
 	}
 	return nil
 }
@@ -31,7 +30,7 @@ func (db *DB) FindOrganizationByAPIKeyHash(ctx context.Context, hash []byte) (*r
 		SELECT id, name, created_at FROM organizations WHERE api_key_hash = ?`, blob(hash))
 	org, err := scanOrganization(row)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: find organization by API key: %w", err)
+		return nil, errorf("sqlite: find organization by API key: %w", err)
 	}
 	return org, nil
 }
@@ -42,7 +41,7 @@ func (db *DB) FindOrganizationByName(ctx context.Context, name string) (*recsink
 		SELECT id, name, created_at FROM organizations WHERE name = ?`, name)
 	org, err := scanOrganization(row)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: find organization %q: %w", name, err)
+		return nil, errorf("sqlite: find organization %q: %w", name, err)
 	}
 	return org, nil
 }

@@ -5,45 +5,87 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/recsink/recsink"
+	"github.com/recsink/recsink/internal/sqlstore"
 )
 
 const recordingColumns = `seq, id, org_id, meeting_id, room_name, state, credential_id, access_key_id, part_size,
 	provider, bucket, prefix, region, endpoint, force_path_style, file_format,
 	object_key, upload_id, ingest_token_hash, start_date, end_date, stop_reason,
 	bytes_received, bytes_uploaded, size_bytes, sha256, last_error, updated_at,
-	owner_node, owner_url, lease_expires_at`
+	owner_node, owner_url, lease_epoch, lease_expires_at`
 
 // holdingStates are the states in which a recording holds its credential,
 // as an SQL list.
-const holdingStates = `('` + recsink.RecordingRecording + `', '` + recsink.RecordingBlocked + `', '` + recsink.RecordingStopping + `')`
+const holdingStates = sqlstore.HoldingStates
 
-// CreateRecording inserts r and sets r.UpdatedAt to now. A duplicate ID is
-// ECONFLICT; an unknown organization is ENOTFOUND.
-func (db *DB) CreateRecording(ctx context.Context, r *recsink.Recording) error {
-	now := db.now()
+// transitions is recsink.CanTransition as an SQL list of 'from>to'.
+var transitions = sqlstore.Transitions()
+
+// CreateRecording inserts r owned by r.Owner.Node and r.Owner.URL with a
+// lease of ttl on the database's clock at epoch 1, all in one statement, and
+// sets r.Owner and r.UpdatedAt. A duplicate ID is ECONFLICT, as is a second
+// recording (not deleted) of the same object: endpoint, bucket and key
+// (Field "objectKey"); an unknown organization is ENOTFOUND.
+func (db *DB) CreateRecording(ctx context.Context, r *recsink.Recording, ttl time.Duration) error {
 	d := r.Destination
-	_, err := db.write.ExecContext(ctx, `
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return errorf("sqlite: create recording %s: %w", r.ID, err)
+	}
+	defer tx.Rollback()
+	var updatedAt, expires string
+	err = tx.QueryRowContext(ctx, `
 		INSERT INTO recordings (id, org_id, meeting_id, room_name, state, credential_id, access_key_id, part_size,
 			provider, bucket, prefix, region, endpoint, force_path_style, file_format,
 			object_key, upload_id, ingest_token_hash, start_date, end_date, stop_reason,
-			bytes_received, bytes_uploaded, size_bytes, sha256, last_error, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			bytes_received, bytes_uploaded, size_bytes, sha256, last_error, updated_at,
+			owner_node, owner_url, lease_epoch, lease_expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, `+sqlNow+`,
+			?, ?, 1, `+sqlNowPlus+`)
+		RETURNING updated_at, lease_expires_at`,
 		r.ID, r.OrgID, r.MeetingID, r.RoomName, r.State, r.CredentialID, r.AccessKeyID, r.PartSize,
 		d.Provider, d.Bucket, d.Prefix, d.Region, d.Endpoint, d.ForcePathStyle, d.FileFormat,
 		r.ObjectKey, r.UploadID, blob(r.IngestTokenHash), formatTime(r.StartDate), formatNullTime(r.EndDate), r.StopReason,
-		r.BytesReceived, r.BytesUploaded, r.SizeBytes, r.SHA256, r.LastError, formatTime(now))
+		r.BytesReceived, r.BytesUploaded, r.SizeBytes, r.SHA256, r.LastError,
+		r.Owner.Node, r.Owner.URL, modifier(ttl)).Scan(&updatedAt, &expires)
 	switch {
 	case isUnique(err):
-		return recsink.Errorf(recsink.ECONFLICT, "recording %s already exists", r.ID)
+		// Which unique index: the ID's, or the object's. One writer, so
+		// the answer cannot change under us.
+		var exists bool
+		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM recordings WHERE id = ?)`, r.ID).Scan(&exists); err != nil {
+			return errorf("sqlite: create recording %s: %w", r.ID, err)
+		}
+		if exists {
+			return recsink.Errorf(recsink.ECONFLICT, "recording %s already exists", r.ID)
+		}
+		return errObjectTaken(r)
 	case isForeignKey(err):
 		return notFound("organization")
 	case err != nil:
-		return fmt.Errorf("sqlite: create recording %s: %w", r.ID, err)
+		return errorf("sqlite: create recording %s: %w", r.ID, err)
 	}
-	r.UpdatedAt = now
+	if err := tx.Commit(); err != nil {
+		return errorf("sqlite: create recording %s: commit: %w", r.ID, err)
+	}
+	if r.UpdatedAt, err = parseTime(updatedAt); err != nil {
+		return err
+	}
+	t, err := parseTime(expires)
+	if err != nil {
+		return err
+	}
+	r.Owner.Epoch, r.Owner.LeaseExpiresAt = 1, &t
 	return nil
+}
+
+// errObjectTaken is the conflict of a second recording into one object.
+func errObjectTaken(r *recsink.Recording) error {
+	return &recsink.Error{Code: recsink.ECONFLICT, Field: "objectKey",
+		Message: fmt.Sprintf("another recording already writes s3://%s/%s", r.Destination.Bucket, r.ObjectKey)}
 }
 
 // FindRecording returns the organization's recording id.
@@ -54,7 +96,7 @@ func (db *DB) FindRecording(ctx context.Context, orgID, id string) (*recsink.Rec
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("recording")
 	} else if err != nil {
-		return nil, fmt.Errorf("sqlite: find recording %s: %w", id, err)
+		return nil, errorf("sqlite: find recording %s: %w", id, err)
 	}
 	return r, nil
 }
@@ -67,42 +109,104 @@ func (db *DB) FindRecordingByID(ctx context.Context, id string) (*recsink.Record
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("recording")
 	} else if err != nil {
-		return nil, fmt.Errorf("sqlite: find recording %s: %w", id, err)
+		return nil, errorf("sqlite: find recording %s: %w", id, err)
 	}
 	return r, nil
 }
 
 // UpdateRecording saves every field of r but its ID, organization, meeting,
-// room name, start date and ingest token hash, which never change, and sets
-// r.UpdatedAt to now. The destination and object key are saved too, for a
+// room name, start date, ingest token hash and owner, and sets r.UpdatedAt
+// to the database's now. The destination and object key are saved too, for a
 // recording that moves to a new credential generation.
+//
+// The write is fenced: it happens only while r.Owner.Node at r.Owner.Epoch
+// still owns the row (else recsink.ErrLeaseLost), and only when the row's
+// state may move to r.State (recsink.CanTransition) without clearing its end
+// date or restarting a stopped recording (else ECONFLICT).
 func (db *DB) UpdateRecording(ctx context.Context, r *recsink.Recording) error {
-	now := db.now()
 	d := r.Destination
-	res, err := db.write.ExecContext(ctx, `
+	var updatedAt string
+	err := db.write.QueryRowContext(ctx, `
 		UPDATE recordings SET
-			state = ?, credential_id = ?, access_key_id = ?,
-			provider = ?, bucket = ?, prefix = ?, region = ?, endpoint = ?, force_path_style = ?, file_format = ?,
-			object_key = ?, upload_id = ?, end_date = ?, stop_reason = ?,
-			bytes_received = ?, bytes_uploaded = ?, size_bytes = ?, sha256 = ?, last_error = ?,
-			updated_at = ?
-		WHERE org_id = ? AND id = ?`,
+			state = ?1, credential_id = ?2, access_key_id = ?3,
+			provider = ?4, bucket = ?5, prefix = ?6, region = ?7, endpoint = ?8, force_path_style = ?9, file_format = ?10,
+			object_key = ?11, upload_id = ?12, end_date = ?13, stop_reason = ?14,
+			bytes_received = ?15, bytes_uploaded = ?16, size_bytes = ?17, sha256 = ?18, last_error = ?19,
+			updated_at = `+sqlNow+`
+		WHERE org_id = ?20 AND id = ?21 AND owner_node = ?22 AND lease_epoch = ?23
+			AND (state || '`+sqlstore.TransitionSeparator+`' || ?1) IN `+transitions+`
+			AND NOT (end_date IS NOT NULL AND ?13 IS NULL)
+			AND NOT (?1 = '`+recsink.RecordingRecording+`' AND state <> ?1 AND end_date IS NOT NULL)
+		RETURNING updated_at`,
 		r.State, r.CredentialID, r.AccessKeyID,
 		d.Provider, d.Bucket, d.Prefix, d.Region, d.Endpoint, d.ForcePathStyle, d.FileFormat,
 		r.ObjectKey, r.UploadID, formatNullTime(r.EndDate), r.StopReason,
 		r.BytesReceived, r.BytesUploaded, r.SizeBytes, r.SHA256, r.LastError,
-		formatTime(now),
-		r.OrgID, r.ID)
+		r.OrgID, r.ID, r.Owner.Node, r.Owner.Epoch).Scan(&updatedAt)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return db.refusedUpdate(ctx, r)
+	case isUnique(err):
+		return errObjectTaken(r)
+	case isTrigger(err):
+		return recsink.Errorf(recsink.ECONFLICT, "recording %s is finished: it cannot become %s", r.ID, r.State)
+	case err != nil:
+		return errorf("sqlite: update recording %s: %w", r.ID, err)
+	}
+	if r.UpdatedAt, err = parseTime(updatedAt); err != nil {
+		return err
+	}
+	return nil
+}
+
+// refusedUpdate reads the row that a fenced update did not change and says
+// why: no such row, another owner or epoch, or a transition backwards.
+func (db *DB) refusedUpdate(ctx context.Context, r *recsink.Recording) error {
+	var state, node string
+	var epoch int64
+	var endDate sql.NullString
+	err := db.write.QueryRowContext(ctx, `
+		SELECT state, owner_node, lease_epoch, end_date FROM recordings WHERE org_id = ? AND id = ?`,
+		r.OrgID, r.ID).Scan(&state, &node, &epoch, &endDate)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return notFound("recording")
+	case err != nil:
+		return errorf("sqlite: update recording %s: %w", r.ID, err)
+	case node != r.Owner.Node || epoch != r.Owner.Epoch:
+		return errorf("sqlite: update recording %s as %s at epoch %d (now %s at %d): %w",
+			r.ID, r.Owner.Node, r.Owner.Epoch, node, epoch, recsink.ErrLeaseLost)
+	}
+	return sqlstore.TransitionError(r, state, endDate.Valid)
+}
+
+// MarkRecordingDeleted implements recsink.Store: a finished recording
+// becomes deleted, whichever node asks; a deleted one stays so; an
+// unfinished one is ECONFLICT.
+func (db *DB) MarkRecordingDeleted(ctx context.Context, orgID, id string) error {
+	res, err := db.write.ExecContext(ctx, `
+		UPDATE recordings SET state = ?, updated_at = `+sqlNow+`
+		WHERE org_id = ? AND id = ? AND state IN (?, ?)`,
+		recsink.RecordingDeleted, orgID, id, recsink.RecordingUploaded, recsink.RecordingFailed)
 	if err != nil {
-		return fmt.Errorf("sqlite: update recording %s: %w", r.ID, err)
+		return errorf("sqlite: delete recording %s: %w", id, err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("sqlite: update recording %s: %w", r.ID, err)
-	} else if n == 0 {
-		return notFound("recording")
+		return errorf("sqlite: delete recording %s: %w", id, err)
+	} else if n > 0 {
+		return nil
 	}
-	r.UpdatedAt = now
-	return nil
+	var state string
+	err = db.write.QueryRowContext(ctx, `SELECT state FROM recordings WHERE org_id = ? AND id = ?`, orgID, id).Scan(&state)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return notFound("recording")
+	case err != nil:
+		return errorf("sqlite: delete recording %s: %w", id, err)
+	case state == recsink.RecordingDeleted:
+		return nil
+	}
+	return sqlstore.ErrNotFinished(id, state)
 }
 
 // ListRecordings returns up to f.Limit (clamped to 1..100) of the
@@ -131,7 +235,7 @@ func (db *DB) ListRecordings(ctx context.Context, orgID string, f recsink.Record
 
 	rs, seqs, err := db.queryRecordings(ctx, query, args...)
 	if err != nil {
-		return nil, "", fmt.Errorf("sqlite: list recordings: %w", err)
+		return nil, "", errorf("sqlite: list recordings: %w", err)
 	}
 	var next string
 	if len(rs) > limit {
@@ -147,7 +251,7 @@ func (db *DB) ListUnfinishedRecordings(ctx context.Context) ([]*recsink.Recordin
 		SELECT `+recordingColumns+` FROM recordings
 		WHERE state IN `+holdingStates+` ORDER BY seq`)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: list unfinished recordings: %w", err)
+		return nil, errorf("sqlite: list unfinished recordings: %w", err)
 	}
 	return rs, nil
 }
@@ -159,7 +263,7 @@ func (db *DB) ListHoldingRecordings(ctx context.Context, orgID string) ([]*recsi
 		SELECT `+recordingColumns+` FROM recordings
 		WHERE org_id = ? AND state IN `+holdingStates+` ORDER BY seq`, orgID)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: list holding recordings: %w", err)
+		return nil, errorf("sqlite: list holding recordings: %w", err)
 	}
 	return rs, nil
 }
@@ -201,7 +305,7 @@ func scanRecording(row scanner) (*recsink.Recording, int64, error) {
 		&d.Provider, &d.Bucket, &d.Prefix, &d.Region, &d.Endpoint, &d.ForcePathStyle, &d.FileFormat,
 		&r.ObjectKey, &r.UploadID, &r.IngestTokenHash, &startDate, &endDate, &r.StopReason,
 		&r.BytesReceived, &r.BytesUploaded, &size, &r.SHA256, &r.LastError, &updatedAt,
-		&r.Owner.Node, &r.Owner.URL, &leaseExpires); err != nil {
+		&r.Owner.Node, &r.Owner.URL, &r.Owner.Epoch, &leaseExpires); err != nil {
 		return nil, 0, err
 	}
 	var err error
@@ -232,7 +336,7 @@ func (db *DB) AddRecordingEvent(ctx context.Context, recordingID string, e recsi
 	if isForeignKey(err) {
 		return notFound("recording")
 	} else if err != nil {
-		return fmt.Errorf("sqlite: add event to recording %s: %w", recordingID, err)
+		return errorf("sqlite: add event to recording %s: %w", recordingID, err)
 	}
 	return nil
 }
@@ -243,7 +347,7 @@ func (db *DB) ListRecordingEvents(ctx context.Context, recordingID string) ([]re
 	rows, err := db.read.QueryContext(ctx, `
 		SELECT time, type, message FROM recording_events WHERE recording_id = ? ORDER BY seq`, recordingID)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: list events of recording %s: %w", recordingID, err)
+		return nil, errorf("sqlite: list events of recording %s: %w", recordingID, err)
 	}
 	defer rows.Close()
 
@@ -252,15 +356,15 @@ func (db *DB) ListRecordingEvents(ctx context.Context, recordingID string) ([]re
 		var e recsink.RecordingEvent
 		var t string
 		if err := rows.Scan(&t, &e.Type, &e.Message); err != nil {
-			return nil, fmt.Errorf("sqlite: list events of recording %s: %w", recordingID, err)
+			return nil, errorf("sqlite: list events of recording %s: %w", recordingID, err)
 		}
 		if e.Time, err = parseTime(t); err != nil {
-			return nil, fmt.Errorf("sqlite: list events of recording %s: %w", recordingID, err)
+			return nil, errorf("sqlite: list events of recording %s: %w", recordingID, err)
 		}
 		es = append(es, e)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: list events of recording %s: %w", recordingID, err)
+		return nil, errorf("sqlite: list events of recording %s: %w", recordingID, err)
 	}
 	return es, nil
 }
@@ -276,7 +380,7 @@ func (db *DB) PutPart(ctx context.Context, recordingID string, p recsink.Part) e
 	if isForeignKey(err) {
 		return notFound("recording")
 	} else if err != nil {
-		return fmt.Errorf("sqlite: put part %d of recording %s: %w", p.Number, recordingID, err)
+		return errorf("sqlite: put part %d of recording %s: %w", p.Number, recordingID, err)
 	}
 	return nil
 }
@@ -287,7 +391,7 @@ func (db *DB) ListParts(ctx context.Context, recordingID string) ([]recsink.Part
 	rows, err := db.read.QueryContext(ctx, `
 		SELECT number, byte_offset, size, etag FROM recording_parts WHERE recording_id = ? ORDER BY number`, recordingID)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: list parts of recording %s: %w", recordingID, err)
+		return nil, errorf("sqlite: list parts of recording %s: %w", recordingID, err)
 	}
 	defer rows.Close()
 
@@ -295,12 +399,12 @@ func (db *DB) ListParts(ctx context.Context, recordingID string) ([]recsink.Part
 	for rows.Next() {
 		var p recsink.Part
 		if err := rows.Scan(&p.Number, &p.Offset, &p.Size, &p.ETag); err != nil {
-			return nil, fmt.Errorf("sqlite: list parts of recording %s: %w", recordingID, err)
+			return nil, errorf("sqlite: list parts of recording %s: %w", recordingID, err)
 		}
 		ps = append(ps, p)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: list parts of recording %s: %w", recordingID, err)
+		return nil, errorf("sqlite: list parts of recording %s: %w", recordingID, err)
 	}
 	return ps, nil
 }

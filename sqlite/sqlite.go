@@ -22,6 +22,7 @@ import (
 
 	"github.com/recsink/recsink"
 	"github.com/recsink/recsink/internal/migrate"
+	"github.com/recsink/recsink/internal/sqlstore"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -44,9 +45,9 @@ type DB struct {
 	write *sql.DB // one connection: the single writer
 	read  *sql.DB // query-only connections
 
-	// Now returns the current time; it stamps Recording.UpdatedAt. Tests may
-	// replace it before use.
-	Now func() time.Time
+	// credentials wakes the watchers of every handle on this file.
+	credentials *sqlstore.Broadcaster
+	path        string
 }
 
 // Open opens the SQLite database at path, creating the file if needed, and
@@ -73,13 +74,15 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	write.SetConnMaxLifetime(0)
 	write.SetConnMaxIdleTime(0)
 
-	db := &DB{write: write, Now: time.Now}
+	db := &DB{write: write, path: path, credentials: broadcasterFor(path)}
 	if err := write.PingContext(ctx); err != nil {
 		write.Close()
+		releaseBroadcaster(path)
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	if err := db.migrate(ctx); err != nil {
 		write.Close()
+		releaseBroadcaster(path)
 		return nil, fmt.Errorf("sqlite: migrate %s: %w", path, err)
 	}
 
@@ -91,6 +94,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	))
 	if err != nil {
 		write.Close()
+		releaseBroadcaster(path)
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	n := max(4, runtime.GOMAXPROCS(0))
@@ -119,6 +123,7 @@ func (db *DB) Close() error {
 		errs = append(errs, db.read.Close())
 	}
 	errs = append(errs, db.write.Close())
+	releaseBroadcaster(db.path)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("sqlite: close: %w", err)
 	}
@@ -174,9 +179,18 @@ func (db *DB) applyMigration(ctx context.Context, m migrate.Migration) error {
 	return tx.Commit()
 }
 
-// now returns the current time in UTC.
-func (db *DB) now() time.Time {
-	return db.Now().UTC()
+// sqlNow is the database's clock as a stored time: SQLite's 'now' (the
+// same for every use within one statement) in timeLayout. SQLite keeps
+// milliseconds; the zeros pad them to the layout's nanoseconds.
+const sqlNow = `(strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000000Z')`
+
+// sqlNowPlus is sqlNow moved by the duration in its one parameter, which
+// must be given as modifier(d).
+const sqlNowPlus = `(strftime('%Y-%m-%dT%H:%M:%f', 'now', ?) || '000000Z')`
+
+// modifier returns the SQLite date modifier that adds d.
+func modifier(d time.Duration) string {
+	return fmt.Sprintf("%+.3f seconds", d.Seconds())
 }
 
 // formatTime formats t for storage, in UTC.

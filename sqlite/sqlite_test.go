@@ -109,3 +109,11 @@ func TestOpenPathWithQueryCharacters(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestWatchCredentials checks that a credential saved through one handle on
+// the file wakes a watcher on another.
+func TestWatchCredentials(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "recsink.db")
+	storetest.RunWatchCredentials(t, MustOpen(t, path), MustOpen(t, path))
+}

@@ -28,7 +28,7 @@ func (db *DB) PutWebhookEndpoint(ctx context.Context, e *recsink.WebhookEndpoint
 	}
 	eventsJSON, err := json.Marshal(events)
 	if err != nil {
-		return fmt.Errorf("sqlite: put webhook endpoint of %s: %w", e.OrgID, err)
+		return errorf("sqlite: put webhook endpoint of %s: %w", e.OrgID, err)
 	}
 	var previous any // NULL, not an empty blob, when there is no previous secret
 	if e.PreviousSecretCiphertext != nil {
@@ -50,7 +50,7 @@ func (db *DB) PutWebhookEndpoint(ctx context.Context, e *recsink.WebhookEndpoint
 	if isForeignKey(err) {
 		return notFound("organization")
 	} else if err != nil {
-		return fmt.Errorf("sqlite: put webhook endpoint of %s: %w", e.OrgID, err)
+		return errorf("sqlite: put webhook endpoint of %s: %w", e.OrgID, err)
 	}
 	return nil
 }
@@ -63,7 +63,7 @@ func (db *DB) FindWebhookEndpoint(ctx context.Context, orgID string) (*recsink.W
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("webhook endpoint")
 	} else if err != nil {
-		return nil, fmt.Errorf("sqlite: find webhook endpoint of %s: %w", orgID, err)
+		return nil, errorf("sqlite: find webhook endpoint of %s: %w", orgID, err)
 	}
 	return e, nil
 }
@@ -73,10 +73,10 @@ func (db *DB) FindWebhookEndpoint(ctx context.Context, orgID string) (*recsink.W
 func (db *DB) DeleteWebhookEndpoint(ctx context.Context, orgID string) error {
 	res, err := db.write.ExecContext(ctx, `DELETE FROM webhook_endpoints WHERE org_id = ?`, orgID)
 	if err != nil {
-		return fmt.Errorf("sqlite: delete webhook endpoint of %s: %w", orgID, err)
+		return errorf("sqlite: delete webhook endpoint of %s: %w", orgID, err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("sqlite: delete webhook endpoint of %s: %w", orgID, err)
+		return errorf("sqlite: delete webhook endpoint of %s: %w", orgID, err)
 	} else if n == 0 {
 		return notFound("webhook endpoint")
 	}
@@ -128,7 +128,7 @@ func (db *DB) CreateWebhookDelivery(ctx context.Context, d *recsink.WebhookDeliv
 	case isForeignKey(err):
 		return notFound("organization")
 	case err != nil:
-		return fmt.Errorf("sqlite: create webhook delivery %s: %w", d.ID, err)
+		return errorf("sqlite: create webhook delivery %s: %w", d.ID, err)
 	}
 	d.State = recsink.DeliveryPending
 	return nil
@@ -144,7 +144,7 @@ func (db *DB) ClaimWebhookDeliveries(ctx context.Context, now, leaseUntil time.T
 	}
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: claim webhook deliveries: %w", err)
+		return nil, errorf("sqlite: claim webhook deliveries: %w", err)
 	}
 	defer tx.Rollback()
 
@@ -154,7 +154,7 @@ func (db *DB) ClaimWebhookDeliveries(ctx context.Context, now, leaseUntil time.T
 		ORDER BY next_attempt_at, seq LIMIT ?`,
 		recsink.DeliveryPending, formatTime(now), min(limit, maxListLimit))
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: claim webhook deliveries: %w", err)
+		return nil, errorf("sqlite: claim webhook deliveries: %w", err)
 	}
 	if len(ds) == 0 {
 		return ds, nil
@@ -166,10 +166,10 @@ func (db *DB) ClaimWebhookDeliveries(ctx context.Context, now, leaseUntil time.T
 	placeholders := strings.TrimSuffix(strings.Repeat("?, ", len(seqs)), ", ")
 	if _, err := tx.ExecContext(ctx, `
 		UPDATE webhook_deliveries SET next_attempt_at = ? WHERE seq IN (`+placeholders+`)`, args...); err != nil {
-		return nil, fmt.Errorf("sqlite: claim webhook deliveries: %w", err)
+		return nil, errorf("sqlite: claim webhook deliveries: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("sqlite: claim webhook deliveries: commit: %w", err)
+		return nil, errorf("sqlite: claim webhook deliveries: commit: %w", err)
 	}
 	for _, d := range ds {
 		d.NextAttemptAt = leaseUntil.UTC()
@@ -187,10 +187,10 @@ func (db *DB) UpdateWebhookDelivery(ctx context.Context, d *recsink.WebhookDeliv
 		d.State, d.Attempts, formatTime(d.NextAttemptAt), d.LastStatus, d.LastError, formatNullTime(d.DeliveredAt),
 		d.OrgID, d.ID)
 	if err != nil {
-		return fmt.Errorf("sqlite: update webhook delivery %s: %w", d.ID, err)
+		return errorf("sqlite: update webhook delivery %s: %w", d.ID, err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("sqlite: update webhook delivery %s: %w", d.ID, err)
+		return errorf("sqlite: update webhook delivery %s: %w", d.ID, err)
 	} else if n == 0 {
 		return notFound("webhook delivery")
 	}
@@ -215,7 +215,7 @@ func (db *DB) ListWebhookDeliveries(ctx context.Context, orgID, cursor string, l
 		WHERE org_id = ? AND seq < ?
 		ORDER BY seq DESC LIMIT ?`, orgID, before, limit+1)
 	if err != nil {
-		return nil, "", fmt.Errorf("sqlite: list webhook deliveries: %w", err)
+		return nil, "", errorf("sqlite: list webhook deliveries: %w", err)
 	}
 	var next string
 	if len(ds) > limit {

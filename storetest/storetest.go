@@ -30,6 +30,10 @@ func Run(t *testing.T, open func(t *testing.T) recsink.Store) {
 	t.Run("Webhook", func(t *testing.T) { t.Parallel(); testWebhook(t, open) })
 	t.Run("Admin", func(t *testing.T) { t.Parallel(); testAdmin(t, open) })
 	t.Run("Lease", func(t *testing.T) { t.Parallel(); testLease(t, open) })
+	t.Run("Fence", func(t *testing.T) { t.Parallel(); testFence(t, open) })
+	t.Run("Prune", func(t *testing.T) { t.Parallel(); testPrune(t, open) })
+	t.Run("BadText", func(t *testing.T) { testBadText(t, open) })
+	t.Run("PruneBatches", func(t *testing.T) { testPruneBatches(t, open) })
 }
 
 func testOrganization(t *testing.T, open func(t *testing.T) recsink.Store) {
@@ -391,11 +395,14 @@ func testRecording(t *testing.T, open func(t *testing.T) recsink.Store) {
 		s, ctx := open(t), context.Background()
 		org := MustCreateOrganization(t, s)
 		r := NewRecording(org.ID, "room-"+recsink.RandomToken(6), recsink.RecordingRecording)
-		if err := s.CreateRecording(ctx, r); err != nil {
+		if err := s.CreateRecording(ctx, r, TestLeaseTTL); err != nil {
 			t.Fatal(err)
 		}
 		if r.UpdatedAt.IsZero() {
 			t.Fatal("CreateRecording did not set UpdatedAt")
+		}
+		if r.Owner.Node != TestNode || r.Owner.Epoch != 1 || r.Owner.LeaseExpiresAt == nil {
+			t.Fatalf("CreateRecording set owner %+v, want %s at epoch 1 with a lease", r.Owner, TestNode)
 		}
 		got, err := s.FindRecording(ctx, org.ID, r.ID)
 		if err != nil {
@@ -428,7 +435,7 @@ func testRecording(t *testing.T, open func(t *testing.T) recsink.Store) {
 		r := MustCreateRecording(t, s, org.ID, "room", recsink.RecordingRecording)
 		dup := NewRecording(org.ID, "room", recsink.RecordingRecording)
 		dup.ID = r.ID
-		checkCode(t, s.CreateRecording(ctx, dup), recsink.ECONFLICT)
+		checkCode(t, s.CreateRecording(ctx, dup, TestLeaseTTL), recsink.ECONFLICT)
 	})
 
 	t.Run("CrossOrganization", func(t *testing.T) {
@@ -467,19 +474,10 @@ func testRecording(t *testing.T, open func(t *testing.T) recsink.Store) {
 		r := MustCreateRecording(t, s, org.ID, "room", recsink.RecordingRecording)
 		created := r.UpdatedAt
 
-		r.State = recsink.RecordingUploaded
-		r.CredentialID = recsink.NewID("cred")
-		r.Destination = recsink.Destination{Provider: "s3", Bucket: "other-bucket", Prefix: "p/q", Region: "us-east-2",
-			Endpoint: "http://minio.local:9000", ForcePathStyle: true, FileFormat: recsink.FormatMP4}
-		r.ObjectKey = "p/q/other.mp4"
-		r.UploadID = "upload-2"
-		r.EndDate = ptr(at(120))
-		r.StopReason = recsink.StopMaxDuration
-		r.BytesReceived = 1 << 40
-		r.BytesUploaded = 1<<40 - 1
-		r.SizeBytes = ptr(int64(1 << 40))
-		r.SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-		r.LastError = "s3: UploadPart: AccessDenied"
+		// Nil and empty values first: a stopped recording's end date
+		// cannot be cleared later.
+		r.State, r.EndDate, r.SizeBytes, r.StopReason, r.SHA256, r.LastError, r.UploadID =
+			recsink.RecordingBlocked, nil, nil, "", "", "", ""
 		if err := s.UpdateRecording(ctx, r); err != nil {
 			t.Fatal(err)
 		}
@@ -492,9 +490,19 @@ func testRecording(t *testing.T, open func(t *testing.T) recsink.Store) {
 		}
 		checkRecording(t, got, r)
 
-		// Back to nil and empty values.
-		r.State, r.EndDate, r.SizeBytes, r.StopReason, r.SHA256, r.LastError, r.UploadID =
-			recsink.RecordingBlocked, nil, nil, "", "", "", ""
+		r.State = recsink.RecordingUploaded
+		r.CredentialID = recsink.NewID("cred")
+		r.Destination = recsink.Destination{Provider: "s3", Bucket: "other-bucket", Prefix: "p/q", Region: "us-east-2",
+			Endpoint: "http://minio.local:9000", ForcePathStyle: true, FileFormat: recsink.FormatMP4}
+		r.ObjectKey = "p/q/other-" + r.ID + ".mp4"
+		r.UploadID = "upload-2"
+		r.EndDate = ptr(at(120))
+		r.StopReason = recsink.StopMaxDuration
+		r.BytesReceived = 1 << 40
+		r.BytesUploaded = 1<<40 - 1
+		r.SizeBytes = ptr(int64(1 << 40))
+		r.SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+		r.LastError = "s3: UploadPart: AccessDenied"
 		if err := s.UpdateRecording(ctx, r); err != nil {
 			t.Fatal(err)
 		}
@@ -789,14 +797,23 @@ func NewRecording(orgID, roomName, state string) *recsink.Recording {
 		BytesReceived:   10,
 		BytesUploaded:   5,
 		LastError:       "",
+		Owner:           recsink.Owner{Node: TestNode, URL: "http://" + TestNode},
 	}
 }
 
-// MustCreateRecording creates a recording in s.
+// TestNode is the node that owns the recordings of NewRecording, and
+// TestLeaseTTL the lease they are created with.
+const (
+	TestNode     = "node-test"
+	TestLeaseTTL = time.Minute
+)
+
+// MustCreateRecording creates a recording in s, owned by TestNode with a
+// lease of TestLeaseTTL.
 func MustCreateRecording(tb testing.TB, s recsink.Store, orgID, roomName, state string) *recsink.Recording {
 	tb.Helper()
 	r := NewRecording(orgID, roomName, state)
-	if err := s.CreateRecording(context.Background(), r); err != nil {
+	if err := s.CreateRecording(context.Background(), r, TestLeaseTTL); err != nil {
 		tb.Fatal(err)
 	}
 	return r

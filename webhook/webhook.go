@@ -157,7 +157,7 @@ func New(cfg Config) *Dispatcher {
 	}
 	d.maxBackoff = max(d.maxBackoff, d.minBackoff)
 	for _, hp := range cfg.AllowEndpoints {
-		d.allow[normalizeHostPort(hp)] = true
+		d.allow[recsink.NormalizeHostPort(hp)] = true
 	}
 	if d.client == nil {
 		d.client = newHTTPClient(d.allow)

@@ -1,13 +1,20 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/recsink/recsink/http"
 )
 
 // Config is the server's configuration, from flags and RECSINK_* variables.
@@ -35,6 +42,25 @@ type Config struct {
 	// NodeLossTimeout is how long recordings wait for a dead node that holds
 	// their unsent bytes before they are failed.
 	NodeLossTimeout time.Duration
+	// DiskHeadroom is the free space kept on the spool's disk; negative:
+	// spool.DefaultHeadroom.
+	DiskHeadroom int64
+
+	// ReadTimeout bounds reading a request, headers and body, on the API and
+	// admin routes; WriteTimeout writing its response. IngestIdleTimeout is
+	// how long an ingest body may send nothing before it is cut.
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IngestIdleTimeout time.Duration
+	// MetricsAddr, when set, serves /metrics on its own listener and not on
+	// the public one.
+	MetricsAddr string
+	// Retention is how long events, parts of finished recordings and
+	// webhook deliveries are kept before they are pruned; 0 keeps them.
+	Retention time.Duration
+	// ClockOffset shifts this process's own clock (recsink.Now), for tests
+	// that prove leases use the database's clock. Process-wide.
+	ClockOffset time.Duration
 }
 
 // DefaultConfig returns the embedded defaults: SQLite and a data folder
@@ -46,9 +72,15 @@ func DefaultConfig() Config {
 		MaxDuration:     24 * time.Hour,
 		MaxIngestMbps:   50,
 		SpoolLimit:      10 << 30,
+		DiskHeadroom:    -1,
 		LogLevel:        "info",
 		LeaseTTL:        15 * time.Second,
 		NodeLossTimeout: time.Hour,
+
+		ReadTimeout:       http.DefaultReadTimeout,
+		WriteTimeout:      http.DefaultWriteTimeout,
+		IngestIdleTimeout: http.DefaultIngestIdleTimeout,
+		Retention:         30 * 24 * time.Hour,
 	}
 }
 
@@ -76,10 +108,148 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		c.SpoolLimit = n
 		return err
 	})
+	fs.Func("disk-headroom", "free space kept on the spool's disk, with an optional KiB/MiB/GiB suffix (default 512MiB or 10% of the disk, whichever is smaller); below it ingest answers 503 with Retry-After, so that the database on the same disk can still record the parts that free the spool", func(s string) error {
+		n, err := parseSize(s)
+		c.DiskHeadroom = n
+		return err
+	})
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.NodeURL, "node-url", "", "base URL other recsink nodes reach this one at, to send on ingest of recordings it runs (default: --public-url, else the listen address)")
 	fs.DurationVar(&c.NodeLossTimeout, "node-loss-timeout", c.NodeLossTimeout, "how long a recording whose unsent bytes are on a dead node waits for that node to come back before it is failed")
-	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "how long this node's claim on its recordings lasts without renewal; another node takes over a dead node's recordings after it")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "how long this node's claim on its recordings lasts without renewal; another node takes over a dead node's recordings after it (at least 1s)")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "time to read a whole request, headers and body, on the API and admin routes; ingest streams have --ingest-idle-timeout instead")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "time to write a response on the API and admin routes")
+	fs.DurationVar(&c.IngestIdleTimeout, "ingest-idle-timeout", c.IngestIdleTimeout, "an ingest stream that sends nothing for this long is cut; what it sent before stays acknowledged")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "HOST:PORT to serve /metrics on, apart from the API (default: on the API's own address, open to anyone who reaches it)")
+	fs.DurationVar(&c.Retention, "retention", c.Retention, "how long recording events, parts of finished recordings and webhook deliveries are kept before they are pruned; 0 keeps them forever")
+	fs.DurationVar(&c.ClockOffset, "clock-offset", c.ClockOffset, "tests only: shift this node's own clock by this much, to show that leases follow the database's clock")
+}
+
+// Validate checks every value, naming the flag at fault: RegisterFlags
+// parses each, Validate checks that they make sense together and that
+// values set in code (tests) do too.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(flag, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("--%s: %s", flag, fmt.Sprintf(format, args...)))
+	}
+	if err := checkListenAddr(c.Addr); err != nil {
+		bad("addr", "%v", err)
+	}
+	if c.MetricsAddr != "" {
+		if err := checkListenAddr(c.MetricsAddr); err != nil {
+			bad("metrics-addr", "%v", err)
+		} else if c.MetricsAddr == c.Addr && !strings.HasSuffix(c.Addr, ":0") {
+			bad("metrics-addr", "must differ from --addr: /metrics gets its own listener")
+		}
+	}
+	if c.Data == "" {
+		bad("data", "must name a folder")
+	}
+	if c.PublicURL != "" {
+		if err := checkBaseURL(c.PublicURL); err != nil {
+			bad("public-url", "%v", err)
+		}
+	}
+	if c.NodeURL != "" {
+		if err := checkBaseURL(c.NodeURL); err != nil {
+			bad("node-url", "%v", err)
+		}
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"max-recording-duration", c.MaxDuration},
+		{"node-loss-timeout", c.NodeLossTimeout},
+		{"read-timeout", c.ReadTimeout},
+		{"write-timeout", c.WriteTimeout},
+		{"ingest-idle-timeout", c.IngestIdleTimeout},
+	} {
+		if d.v <= 0 {
+			bad(d.flag, "must be a positive duration such as 30s or 2h, not %s", d.v)
+		}
+	}
+	// Leases are renewed at a fraction of the TTL: below a second the
+	// renewal ticker gets a period of zero and panics, and no database
+	// round trip fits.
+	if c.LeaseTTL < time.Second {
+		bad("lease-ttl", "must be at least 1s, not %s", c.LeaseTTL)
+	}
+	if c.ReadTimeout > 0 && c.ReadTimeout < time.Second {
+		bad("read-timeout", "must be at least 1s, not %s", c.ReadTimeout)
+	}
+	if c.IngestIdleTimeout > 0 && c.IngestIdleTimeout < time.Second {
+		bad("ingest-idle-timeout", "must be at least 1s, not %s", c.IngestIdleTimeout)
+	}
+	if math.IsNaN(c.MaxIngestMbps) || c.MaxIngestMbps <= 0 || c.MaxIngestMbps > maxIngestMbps {
+		bad("max-ingest-mbps", "must be more than 0 and at most %d", maxIngestMbps)
+	} else if rate, d := c.MaxIngestMbps*1e6/8, c.MaxDuration.Seconds(); d > 0 && rate*d > maxObjectSize {
+		bad("max-ingest-mbps", "%g Mbit/s for --max-recording-duration %s is more than S3's largest object, 5 TiB", c.MaxIngestMbps, c.MaxDuration)
+	}
+	if c.Retention < 0 {
+		bad("retention", "must be a duration such as 720h, or 0 to keep history forever; not %s", c.Retention)
+	}
+	if c.SpoolLimit < 0 {
+		bad("spool-limit", "must not be negative")
+	}
+	if c.WebhookMinBackoff < 0 {
+		bad("webhook-min-backoff", "must not be negative")
+	}
+	if c.ClockOffset < -24*time.Hour || c.ClockOffset > 24*time.Hour {
+		bad("clock-offset", "must be within ±24h, not %s", c.ClockOffset)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		bad("log-level", "must be debug, info, warn or error, not %q", c.LogLevel)
+	}
+	return errors.Join(errs...)
+}
+
+const (
+	// maxIngestMbps bounds --max-ingest-mbps: 10 Gbit/s for one recording.
+	maxIngestMbps = 10_000
+	// maxObjectSize is S3's largest object, 5 TiB.
+	maxObjectSize = 5 << 40
+)
+
+// checkListenAddr checks a HOST:PORT to listen on; the host may be empty
+// (every interface), the port 0 (any free one).
+func checkListenAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("must be HOST:PORT, such as 127.0.0.1:8080 or :8080, not %q", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("the port of %q must be a number from 0 to 65535", addr)
+	}
+	if strings.ContainsAny(host, " /?#@") {
+		return fmt.Errorf("the host of %q is not a host name or IP address", addr)
+	}
+	return nil
+}
+
+// checkBaseURL checks a base URL such as https://recsink.example.com.
+func checkBaseURL(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("must be a URL such as https://recsink.example.com: %v", err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("must start with http:// or https://, not %q", s)
+	case u.Host == "" || u.Hostname() == "":
+		return fmt.Errorf("must name a host, such as https://recsink.example.com")
+	case u.User != nil:
+		return fmt.Errorf("must not carry a user name or password")
+	case u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(s, "?") || strings.HasSuffix(s, "#"):
+		return fmt.Errorf("must be a base URL without a query or fragment")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("the port of %q must be a number from 1 to 65535", s)
+		}
+	}
+	return nil
 }
 
 // parseFlags parses args, then fills every flag not given on the command
@@ -117,6 +287,10 @@ func parseSize(s string) (int64, error) {
 	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 	if err != nil || n < 0 {
 		return 0, fmt.Errorf("size must be a number of bytes with an optional KiB, MiB, GiB or TiB suffix")
+	}
+	if n > math.MaxInt64/mult {
+		// n * mult would wrap round to a negative size: no limit at all.
+		return 0, fmt.Errorf("size is too large: at most %d bytes", int64(math.MaxInt64))
 	}
 	return n * mult, nil
 }

@@ -77,6 +77,9 @@ func safeToDelete(u *recsink.CredentialUsage) string {
 	switch {
 	case u.State == recsink.CredentialCurrent:
 		return "no: in use"
+	case u.SafeToDeleteAfter == nil && len(u.ActiveRecordings) > 0:
+		// Held by a blocked or stopping recording: no time can be promised.
+		return "not yet: " + u.SafeToDeleteReason
 	case u.SafeToDeleteAfter == nil:
 		return "now"
 	}

@@ -170,7 +170,13 @@ func TestRecording_ResumeFindsPartsInS3(t *testing.T) {
 	restarted = true // the new process found part 1 at resume, or sends it again now
 	mu.Unlock()
 	rec.IngestURL = m.URL() + "/v1/recordings/" + rec.ID + "/ingest"
-	mustContain(t, m.Logs.String(), "part found in S3 at resume")
+	// Open serves at once and reconciles with S3 in the background.
+	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(m.Logs.String(), "part found in S3 at resume"); {
+		if time.Now().After(deadline) {
+			mustContain(t, m.Logs.String(), "part found in S3 at resume")
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition under a deadline
+	}
 	e.Org.MustDo(t, 200, "POST", "/v1/recordings/"+rec.ID+"/stop", nil)
 	WaitState(t, e.Org, rec.ID, recsink.RecordingUploaded, 30*time.Second)
 	checkObject(t, s3, e.Bucket, rec.ObjectKey, data)

@@ -25,6 +25,8 @@ Usage:
   recsink record --meeting ID [FILE]                 stream FILE (or standard input) into a new recording; prints bucket, object key, size, SHA-256
   recsink credentials                                list key generations, the recordings holding each, when each is safe to delete
   recsink rotate --wait [--scope S] [--key-id K]     wait until a replaced key is held by no recording
+  recsink spool list|purge [--failed] [ID...] [--data DIR | --db DSN]
+                                                     what this node's spool holds; purge the data of failed or finished recordings
 
 Client commands take --url (RECSINK_URL, default http://127.0.0.1:8080) and
 --api-key (RECSINK_API_KEY).
@@ -70,6 +72,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runCredentials(ctx, args[1:], stdout, stderr)
 	case "rotate":
 		return runRotate(ctx, args[1:], stdout, stderr)
+	case "spool":
+		return runSpool(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

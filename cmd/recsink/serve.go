@@ -16,6 +16,7 @@ import (
 	"github.com/recsink/recsink"
 	"github.com/recsink/recsink/admin"
 	"github.com/recsink/recsink/http"
+	"github.com/recsink/recsink/internal/redact"
 	"github.com/recsink/recsink/metrics"
 	"github.com/recsink/recsink/postgres"
 	"github.com/recsink/recsink/s3"
@@ -39,6 +40,11 @@ type Main struct {
 	Metrics  *metrics.Metrics
 	server   *nethttp.Server
 	ln       net.Listener
+	// The /metrics listener, when Config.MetricsAddr is set.
+	metricsServer *nethttp.Server
+	metricsLn     net.Listener
+	// restoreClock undoes Config.ClockOffset at Close.
+	restoreClock func()
 }
 
 // NewMain returns a Main with the default configuration.
@@ -50,12 +56,27 @@ func NewMain() *Main {
 // recordings and starts serving. It returns once the server listens.
 func (m *Main) Run(ctx context.Context) error {
 	cfg := m.Config
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
 	level := slog.LevelInfo
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	if m.Logger == nil {
 		m.Logger = slog.New(slog.NewTextHandler(m.Stderr, &slog.HandlerOptions{Level: level}))
+	}
+	// Every log line passes the redactor: an error that quotes a signed
+	// request or a DSN does not put its secret in the log.
+	m.Logger = redact.Logger(m.Logger)
+	if cfg.ClockOffset != 0 {
+		m.Logger.Warn("--clock-offset shifts this node's clock: for tests only", "offset", cfg.ClockOffset)
+		// recsink.Now is the process's clock (a var func in the root
+		// package): shifting it is process-wide, so in-process tests that
+		// use this run one node at a time. Close puts it back.
+		prev := recsink.Now
+		recsink.Now = func() time.Time { return prev().Add(cfg.ClockOffset) }
+		m.restoreClock = func() { recsink.Now = prev }
 	}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return fmt.Errorf("create data folder: %w", err)
@@ -71,7 +92,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.Store, err = openStore(ctx, cfg); err != nil {
 		return err
 	}
-	sp, err := spool.Open(filepath.Join(cfg.Data, "spool"), cfg.SpoolLimit)
+	sp, err := spool.OpenConfig(spool.Config{Dir: filepath.Join(cfg.Data, "spool"), Limit: cfg.SpoolLimit, Headroom: cfg.DiskHeadroom, Logger: m.Logger})
 	if err != nil {
 		return err
 	}
@@ -80,7 +101,12 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	if m.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
-		return err
+		return fmt.Errorf("--addr: %w", err)
+	}
+	if cfg.MetricsAddr != "" {
+		if m.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
 	}
 	nodeURL := cfg.NodeURL
 	if nodeURL == "" {
@@ -90,6 +116,11 @@ func (m *Main) Run(ctx context.Context) error {
 		nodeURL = m.URL()
 	}
 	m.Metrics = metrics.New()
+	// The spool reports its disk's free space and headroom once it keeps
+	// one (the spool lane's DiskFree and Headroom).
+	if d, ok := any(sp).(metrics.Disk); ok {
+		m.Metrics.SetDisk(d)
+	}
 	m.Webhooks = webhook.New(webhook.Config{
 		Store:          m.Store,
 		Box:            box,
@@ -131,25 +162,57 @@ func (m *Main) Run(ctx context.Context) error {
 	api.Logger = m.Logger
 	api.PublicURL = cfg.PublicURL
 	api.MaxDuration = cfg.MaxDuration
-	api.Handle("GET /metrics", m.Metrics.Handler())
+	api.ReadTimeout = cfg.ReadTimeout
+	api.WriteTimeout = cfg.WriteTimeout
+	api.IngestIdleTimeout = cfg.IngestIdleTimeout
+	if m.metricsLn == nil {
+		m.Logger.Warn("/metrics is served on the public listener, open to anyone who reaches it: set --metrics-addr to serve it apart", "addr", cfg.Addr)
+		api.Handle("GET /metrics", m.Metrics.Handler())
+	}
 	api.Handle("/admin/", admin.New(admin.Config{
 		Store: m.Store, Storage: m.Service, Recordings: m.Service, Meetings: m.Service,
 		Logger: m.Logger, AllowCustomEndpoints: len(cfg.AllowEndpoints) > 0,
 		MaxDuration: cfg.MaxDuration, SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://"),
+		// The sign-in form replaces the server's read deadline with its own:
+		// never a longer one.
+		SignInReadTimeout: min(cfg.ReadTimeout, admin.DefaultSignInReadTimeout),
 	}))
 
-	m.server = &nethttp.Server{
-		Handler:           api.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-	}
+	m.server = api.HTTPServer()
 	go func() {
 		if err := m.server.Serve(m.ln); err != nil && !errors.Is(err, nethttp.ErrServerClosed) {
 			m.Logger.Error("serve", "err", err)
 		}
 	}()
-	m.Logger.Info("recsink listening", "url", m.URL(), "node", nodeID, "nodeURL", nodeURL, "data", cfg.Data, "db", redactDSN(cfg.dsn()), "allowEndpoints", cfg.AllowEndpoints)
+	if m.metricsLn != nil {
+		mux := nethttp.NewServeMux()
+		mux.Handle("GET /metrics", m.Metrics.Handler())
+		m.metricsServer = &nethttp.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: min(http.ReadHeaderTimeout, cfg.ReadTimeout),
+			ReadTimeout:       cfg.ReadTimeout,
+			WriteTimeout:      cfg.WriteTimeout,
+			IdleTimeout:       http.IdleTimeout,
+			MaxHeaderBytes:    http.MaxHeaderBytes,
+		}
+		go func() {
+			if err := m.metricsServer.Serve(m.metricsLn); err != nil && !errors.Is(err, nethttp.ErrServerClosed) {
+				m.Logger.Error("serve metrics", "err", err)
+			}
+		}()
+	}
+	m.Logger.Info("recsink listening", "url", m.URL(), "metricsURL", m.MetricsURL(), "node", nodeID, "nodeURL", nodeURL, "data", cfg.Data, "db", redactDSN(cfg.dsn()), "allowEndpoints", cfg.AllowEndpoints,
+		"readTimeout", cfg.ReadTimeout, "writeTimeout", cfg.WriteTimeout, "ingestIdleTimeout", cfg.IngestIdleTimeout)
 	return nil
+}
+
+// MetricsURL returns the base URL of the /metrics listener: its own when
+// --metrics-addr is set, else the API's.
+func (m *Main) MetricsURL() string {
+	if m.metricsLn == nil {
+		return m.URL()
+	}
+	return "http://" + m.metricsLn.Addr().String()
 }
 
 // URL returns the server's base URL.
@@ -167,6 +230,12 @@ func (m *Main) Close() error {
 	if m.server == nil && m.ln != nil {
 		m.ln.Close() // Run failed after listening
 	}
+	if m.metricsServer == nil && m.metricsLn != nil {
+		m.metricsLn.Close()
+	}
+	if m.metricsServer != nil {
+		m.metricsServer.Close()
+	}
 	if m.server != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -182,6 +251,10 @@ func (m *Main) Close() error {
 	}
 	if m.Store != nil {
 		errs = append(errs, m.Store.Close())
+	}
+	if m.restoreClock != nil {
+		m.restoreClock()
+		m.restoreClock = nil
 	}
 	return errors.Join(errs...)
 }

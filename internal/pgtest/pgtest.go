@@ -60,6 +60,8 @@ type Cluster struct {
 	Port int
 
 	dir    string // removed on stop; holds data/, the socket and the log
+	bin    string // directory of initdb and postgres
+	cred   *syscall.Credential
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd has been waited for
 	admin  *pgxpool.Pool // to the postgres database, for CREATE/DROP DATABASE
@@ -111,6 +113,44 @@ func MustStart(tb testing.TB) *Cluster {
 		}
 	})
 	return c
+}
+
+// MustStartPrivate starts a cluster for tb alone, which tb may stop and
+// start again (Stop, Restart) to test an outage; it is removed when tb ends.
+// It skips or fails like MustStart when the binaries are absent.
+func MustStartPrivate(tb testing.TB) *Cluster {
+	tb.Helper()
+	bin := findBinDir()
+	if bin == "" {
+		if os.Getenv(EnvRequireTools) == "1" {
+			tb.Fatal("pgtest: PostgreSQL binaries (initdb, postgres) not found")
+		}
+		tb.Skip("pgtest: PostgreSQL binaries (initdb, postgres) not found")
+	}
+	c, err := start(bin)
+	if err != nil {
+		tb.Fatalf("pgtest: start PostgreSQL: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := c.stop(); err != nil {
+			tb.Errorf("pgtest: stop PostgreSQL: %v", err)
+		}
+	})
+	return c
+}
+
+// Stop shuts the server down (a fast shutdown: sessions end with
+// admin_shutdown) and keeps its data and port for Restart. Only for a
+// cluster of MustStartPrivate: others are shared.
+func (c *Cluster) Stop() error {
+	err := c.shutdown()
+	c.cmd, c.admin = nil, nil
+	return err
+}
+
+// Restart starts a stopped server again on the same port and data.
+func (c *Cluster) Restart() error {
+	return c.run(c.bin, c.cred)
 }
 
 // release drops one hold on the cluster and stops it when none is left.
@@ -224,7 +264,7 @@ func start(bin string) (c *Cluster, err error) {
 	// package's test binary) before postgres binds it; then postgres exits
 	// and we try another port.
 	for range 5 {
-		c = &Cluster{dir: dir}
+		c = &Cluster{dir: dir, bin: bin, cred: cred}
 		if c.Port, err = freePort(); err != nil {
 			return nil, err
 		}

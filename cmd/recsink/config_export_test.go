@@ -1,0 +1,17 @@
+package main
+
+import (
+	"flag"
+	"io"
+)
+
+// ParseServeFlags parses the flags of `recsink serve` as the command does,
+// without running anything; for tests.
+func ParseServeFlags(args []string) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("recsink serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.RegisterFlags(fs)
+	err := parseFlags(fs, args)
+	return c, err
+}

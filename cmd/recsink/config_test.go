@@ -1,0 +1,259 @@
+package main_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/recsink/recsink"
+	main "github.com/recsink/recsink/cmd/recsink"
+)
+
+// TestConfigValidate checks that each flag's bad values are refused at
+// start-up with an error that names the flag.
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		args []string
+		flag string // the flag the error names; "" for a valid command line
+	}{
+		{"OK", nil, ""},
+		{"OKEverything", []string{"--addr", ":9000", "--metrics-addr", "127.0.0.1:9100", "--public-url", "https://rec.example.com/base",
+			"--node-url", "http://10.0.0.2:8080", "--read-timeout", "5s", "--write-timeout", "10s", "--ingest-idle-timeout", "1m",
+			"--retention", "2160h", "--lease-ttl", "1s", "--spool-limit", "512MiB", "--max-ingest-mbps", "0.5", "--clock-offset", "-90s"}, ""},
+		{"OKLargest", []string{"--spool-limit", "8388607TiB", "--max-ingest-mbps", "400"}, ""},
+		{"SpoolLimitOverflow", []string{"--spool-limit", "8388608TiB"}, "spool-limit"},
+		{"SpoolLimitOverflowBytes", []string{"--spool-limit", "99999999999999999999"}, "spool-limit"},
+		{"SpoolLimitNegative", []string{"--spool-limit", "-1GiB"}, "spool-limit"},
+		{"SpoolLimitText", []string{"--spool-limit", "lots"}, "spool-limit"},
+		{"LeaseTTLTiny", []string{"--lease-ttl", "1ns"}, "lease-ttl"},
+		{"LeaseTTLZero", []string{"--lease-ttl", "0s"}, "lease-ttl"},
+		{"LeaseTTLNegative", []string{"--lease-ttl", "-5s"}, "lease-ttl"},
+		{"MaxDurationZero", []string{"--max-recording-duration", "0s"}, "max-recording-duration"},
+		{"NodeLossNegative", []string{"--node-loss-timeout", "-1h"}, "node-loss-timeout"},
+		{"ReadTimeoutZero", []string{"--read-timeout", "0s"}, "read-timeout"},
+		{"ReadTimeoutTiny", []string{"--read-timeout", "10ms"}, "read-timeout"},
+		{"WriteTimeoutNegative", []string{"--write-timeout", "-1s"}, "write-timeout"},
+		{"IngestIdleZero", []string{"--ingest-idle-timeout", "0"}, "ingest-idle-timeout"},
+		{"RetentionOff", []string{"--retention", "0s"}, ""},
+		{"RetentionNegative", []string{"--retention", "-1h"}, "retention"},
+		{"ClockOffsetHuge", []string{"--clock-offset", "48h"}, "clock-offset"},
+		{"MbpsZero", []string{"--max-ingest-mbps", "0"}, "max-ingest-mbps"},
+		{"MbpsNegative", []string{"--max-ingest-mbps", "-3"}, "max-ingest-mbps"},
+		{"MbpsNaN", []string{"--max-ingest-mbps", "NaN"}, "max-ingest-mbps"},
+		{"MbpsInf", []string{"--max-ingest-mbps", "+Inf"}, "max-ingest-mbps"},
+		{"MbpsTooHigh", []string{"--max-ingest-mbps", "20000"}, "max-ingest-mbps"},
+		{"MbpsObjectTooLarge", []string{"--max-ingest-mbps", "1000", "--max-recording-duration", "24h"}, "max-ingest-mbps"},
+		{"AddrNoPort", []string{"--addr", "localhost"}, "addr"},
+		{"AddrBadPort", []string{"--addr", "127.0.0.1:99999"}, "addr"},
+		{"AddrURL", []string{"--addr", "http://127.0.0.1:8080"}, "addr"},
+		{"MetricsAddrNoPort", []string{"--metrics-addr", "127.0.0.1"}, "metrics-addr"},
+		{"MetricsAddrSameAsAddr", []string{"--addr", "127.0.0.1:8080", "--metrics-addr", "127.0.0.1:8080"}, "metrics-addr"},
+		{"PublicURLNoScheme", []string{"--public-url", "rec.example.com"}, "public-url"},
+		{"PublicURLFTP", []string{"--public-url", "ftp://rec.example.com"}, "public-url"},
+		{"PublicURLNoHost", []string{"--public-url", "https://"}, "public-url"},
+		{"PublicURLQuery", []string{"--public-url", "https://rec.example.com/?a=b"}, "public-url"},
+		{"PublicURLUser", []string{"--public-url", "https://u:p@rec.example.com"}, "public-url"},
+		{"PublicURLBadPort", []string{"--public-url", "https://rec.example.com:0"}, "public-url"},
+		{"PublicURLSpace", []string{"--public-url", "https://rec example.com"}, "public-url"},
+		{"NodeURLNoScheme", []string{"--node-url", "10.0.0.2:8080"}, "node-url"},
+		{"LogLevel", []string{"--log-level", "loud"}, "log-level"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := main.ParseServeFlags(tt.args)
+			if err == nil {
+				err = cfg.Validate()
+			}
+			switch {
+			case tt.flag == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tt.flag == "":
+				return
+			case err == nil:
+				t.Fatalf("accepted; want an error naming --%s", tt.flag)
+			case !strings.Contains(err.Error(), "-"+tt.flag+":") && !strings.Contains(err.Error(), "flag -"+tt.flag+": "):
+				t.Fatalf("error does not name --%s: %v", tt.flag, err)
+			}
+			t.Logf("%v", err)
+		})
+	}
+}
+
+// TestConfigDefaults checks the defaults of the new flags and that they
+// are valid as they stand. Not parallel: it sets the environment.
+func TestConfigDefaults(t *testing.T) {
+	cfg, err := main.ParseServeFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ReadTimeout != 30*time.Second || cfg.WriteTimeout != time.Minute || cfg.IngestIdleTimeout != 30*time.Second ||
+		cfg.Retention != 720*time.Hour || cfg.MetricsAddr != "" || cfg.ClockOffset != 0 {
+		t.Errorf("defaults %+v", cfg)
+	}
+	if err := main.DefaultConfig().Validate(); err != nil {
+		t.Errorf("DefaultConfig: %v", err)
+	}
+	t.Setenv("RECSINK_INGEST_IDLE_TIMEOUT", "45s")
+	if cfg, err := main.ParseServeFlags(nil); err != nil || cfg.IngestIdleTimeout != 45*time.Second {
+		t.Errorf("from the environment: %v, %s", err, cfg.IngestIdleTimeout)
+	}
+}
+
+// TestConfigRunRefuses checks that Run refuses a bad configuration before
+// it touches anything, naming the flag.
+func TestConfigRunRefuses(t *testing.T) {
+	t.Parallel()
+	m := main.NewMain()
+	m.Stderr = io.Discard
+	m.Config.Data = t.TempDir()
+	m.Config.Addr = "127.0.0.1:0"
+	m.Config.LeaseTTL = time.Nanosecond
+	err := m.Run(context.Background())
+	defer m.Close()
+	if err == nil || !strings.Contains(err.Error(), "--lease-ttl") {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+// runMain starts recsink on a temp folder and SQLite, without S3.
+func runMain(tb testing.TB, edit func(*main.Config)) (*main.Main, *syncBuffer) {
+	tb.Helper()
+	logs := &syncBuffer{}
+	m := main.NewMain()
+	m.Stderr = logs
+	m.Config.Data = tb.TempDir()
+	m.Config.Addr = "127.0.0.1:0"
+	edit(&m.Config)
+	if err := m.Run(context.Background()); err != nil {
+		m.Close()
+		tb.Fatalf("run: %v\n%s", err, logs)
+	}
+	tb.Cleanup(func() { m.Close() })
+	return m, logs
+}
+
+func mustGetStatus(tb testing.TB, url string) (int, string) {
+	tb.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestFlagMetricsAddr checks that --metrics-addr moves /metrics off the
+// public listener, and that without it start-up warns that it is public.
+func TestFlagMetricsAddr(t *testing.T) {
+	t.Parallel()
+	t.Run("Apart", func(t *testing.T) {
+		t.Parallel()
+		m, logs := runMain(t, func(c *main.Config) { c.MetricsAddr = "127.0.0.1:0" })
+		if m.MetricsURL() == m.URL() {
+			t.Fatalf("metrics on %s, the API's address", m.MetricsURL())
+		}
+		if st, _ := mustGetStatus(t, m.URL()+"/metrics"); st != http.StatusNotFound {
+			t.Errorf("/metrics on the public listener: status %d", st)
+		}
+		st, body := mustGetStatus(t, m.MetricsURL()+"/metrics")
+		if st != 200 || !strings.Contains(body, "recsink_spool_bytes") {
+			t.Errorf("/metrics on its own listener: status %d:\n%.300s", st, body)
+		}
+		if strings.Contains(logs.String(), "/metrics is served on the public listener") {
+			t.Errorf("warned although /metrics is apart:\n%s", logs)
+		}
+	})
+	t.Run("Public", func(t *testing.T) {
+		t.Parallel()
+		m, logs := runMain(t, func(*main.Config) {})
+		if st, _ := mustGetStatus(t, m.URL()+"/metrics"); st != 200 {
+			t.Errorf("/metrics: status %d", st)
+		}
+		if !strings.Contains(logs.String(), "level=WARN msg=\"/metrics is served on the public listener") {
+			t.Errorf("no warning that /metrics is public:\n%s", logs)
+		}
+	})
+}
+
+// TestFlagClockOffset checks that --clock-offset shifts recsink.Now while
+// the node runs and that Close puts it back. Not parallel: the clock is
+// the process's.
+func TestFlagClockOffset(t *testing.T) {
+	m, logs := runMain(t, func(c *main.Config) { c.ClockOffset = time.Hour })
+	if d := recsink.Now().Sub(time.Now()); d < 59*time.Minute || d > 61*time.Minute {
+		t.Errorf("recsink.Now is %s ahead, want 1h", d)
+	}
+	if !strings.Contains(logs.String(), "clock-offset") {
+		t.Errorf("no warning about --clock-offset:\n%s", logs)
+	}
+	m.Close()
+	if d := recsink.Now().Sub(time.Now()); d > time.Minute || d < -time.Minute {
+		t.Errorf("after Close, recsink.Now is %s off", d)
+	}
+}
+
+// TestFlagReadTimeout checks the server limits as recsink serve wires
+// them: a request whose body is refused is answered and closed at once, and
+// the sign-in form, read before anyone is signed in, is waited for no
+// longer than --read-timeout.
+func TestFlagReadTimeout(t *testing.T) {
+	t.Parallel()
+	const readTimeout = time.Second
+	m, _ := runMain(t, func(c *main.Config) { c.ReadTimeout = readTimeout })
+	addr := strings.TrimPrefix(m.URL(), "http://")
+	for _, tt := range []struct {
+		name, head string
+		status     int
+		min, max   time.Duration
+	}{
+		{"APINoKey", "PUT /v1/storage HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000", 401, 0, readTimeout / 2},
+		{"IngestWrongToken", "PUT /v1/recordings/rec_x/ingest HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\nContent-Length: 1000", 401, 0, readTimeout / 2},
+		{"SignInNoCookie", "POST /admin/signin HTTP/1.1\r\nHost: x\r\nContent-Length: 1000", 403, 0, readTimeout / 2},
+		{"SignInSilentBody", "POST /admin/signin HTTP/1.1\r\nHost: x\r\nCookie: recsink_admin_signin=t\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000", 408, readTimeout, readTimeout + 2*time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			start := time.Now()
+			io.WriteString(conn, tt.head+"\r\n\r\n")
+			conn.SetDeadline(time.Now().Add(readTimeout + 5*time.Second))
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("no response: %v", err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			_, err = br.ReadByte()
+			took := time.Since(start)
+			if resp.StatusCode != tt.status || !errors.Is(err, io.EOF) || took < tt.min || took > tt.max {
+				t.Errorf("status %d (want %d), closed: %v, after %s (want %s to %s)", resp.StatusCode, tt.status, err, took, tt.min, tt.max)
+			}
+		})
+	}
+}
+
+// TestConfigLogRedacted checks that the server's logger redacts secret
+// material, whatever logs it.
+func TestConfigLogRedacted(t *testing.T) {
+	t.Parallel()
+	m, logs := runMain(t, func(*main.Config) {})
+	const secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+	m.Logger.Error("upload failed", "err", fmt.Errorf("s3: sign with %s: Authorization: Bearer rsk_abcdefABCDEF123", secret))
+	if out := logs.String(); strings.Contains(out, "K7MDENG") || strings.Contains(out, "rsk_abcdef") || !strings.Contains(out, "upload failed") {
+		t.Errorf("log:\n%s", out)
+	}
+}

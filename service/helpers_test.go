@@ -1,0 +1,522 @@
+package service_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/recsink/recsink"
+	"github.com/recsink/recsink/service"
+	"github.com/recsink/recsink/spool"
+	"github.com/recsink/recsink/sqlite"
+)
+
+// MustOpenStore opens a SQLite store in a temp dir, wrapped in a spy.
+func MustOpenStore(tb testing.TB) *spyStore {
+	tb.Helper()
+	db, err := sqlite.Open(context.Background(), filepath.Join(tb.TempDir(), "recsink.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	return &spyStore{Store: db, states: map[string][]string{}, writes: map[string]int{}, attempts: map[string]int{}}
+}
+
+// another returns a spy of its own over the same database: one per node.
+func (s *spyStore) another() *spyStore {
+	return &spyStore{Store: s.Store, states: map[string][]string{}, writes: map[string]int{}, attempts: map[string]int{}}
+}
+
+// spyStore records the writes made to recordings, and can make
+// CreateRecording fail.
+type spyStore struct {
+	recsink.Store
+
+	// createFails makes CreateRecording fail: "before" without writing,
+	// "after" once the row is written (a reset at the commit).
+	createFails atomic.Value // string
+	// renewFails makes RenewLeases fail, as for a node cut off (or paused).
+	renewFails atomic.Bool
+	// findFails makes FindRecordingByID fail.
+	findFails atomic.Bool
+
+	mu     sync.Mutex
+	states map[string][]string // recording ID → states saved, in order
+	writes map[string]int      // recording ID → rows written (updates, parts, events)
+	// attempts counts the writes tried, refused ones included.
+	attempts map[string]int
+}
+
+func (s *spyStore) RenewLeases(ctx context.Context, node string, ttl time.Duration) (map[string]int64, error) {
+	if s.renewFails.Load() {
+		return nil, &recsink.Error{Code: recsink.EUNAVAILABLE, Message: "the database is unavailable; try again", RetryAfter: 2}
+	}
+	return s.Store.RenewLeases(ctx, node, ttl)
+}
+
+func (s *spyStore) FindRecordingByID(ctx context.Context, id string) (*recsink.Recording, error) {
+	if s.findFails.Load() {
+		return nil, &recsink.Error{Code: recsink.EUNAVAILABLE, Message: "the database is unavailable; try again", RetryAfter: 2}
+	}
+	return s.Store.FindRecordingByID(ctx, id)
+}
+
+func (s *spyStore) tried(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.attempts[id]++
+}
+
+func (s *spyStore) attemptCount(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.attempts[id]
+}
+
+func (s *spyStore) CreateRecording(ctx context.Context, r *recsink.Recording, ttl time.Duration) error {
+	mode, _ := s.createFails.Load().(string)
+	if mode == "before" {
+		return &recsink.Error{Code: recsink.EUNAVAILABLE, Message: "the database is unavailable; try again", RetryAfter: 2}
+	}
+	if err := s.Store.CreateRecording(ctx, r, ttl); err != nil {
+		return err
+	}
+	if mode == "after" {
+		return fmt.Errorf("commit: %w", &recsink.Error{Code: recsink.EUNAVAILABLE, Message: "the database is unavailable; try again", RetryAfter: 2})
+	}
+	return nil
+}
+
+// UpdateRecording records every state a node tries to save, saved or not:
+// a write refused as going backwards shows as one.
+func (s *spyStore) UpdateRecording(ctx context.Context, r *recsink.Recording) error {
+	s.tried(r.ID)
+	err := s.Store.UpdateRecording(ctx, r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil {
+		s.states[r.ID] = append(s.states[r.ID], r.State)
+		s.writes[r.ID]++
+	} else if recsink.ErrorCode(err) == recsink.ECONFLICT && !errors.Is(err, recsink.ErrLeaseLost) {
+		s.states[r.ID] = append(s.states[r.ID], r.State+" (refused)")
+	}
+	return err
+}
+
+func (s *spyStore) PutPart(ctx context.Context, id string, p recsink.Part) error {
+	s.tried(id)
+	err := s.Store.PutPart(ctx, id, p)
+	if err == nil {
+		s.mu.Lock()
+		s.writes[id]++
+		s.mu.Unlock()
+	}
+	return err
+}
+
+func (s *spyStore) AddRecordingEvent(ctx context.Context, id string, e recsink.RecordingEvent) error {
+	s.tried(id)
+	err := s.Store.AddRecordingEvent(ctx, id, e)
+	if err == nil {
+		s.mu.Lock()
+		s.writes[id]++
+		s.mu.Unlock()
+	}
+	return err
+}
+
+func (s *spyStore) savedStates(id string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.states[id]...)
+}
+
+func (s *spyStore) writeCount(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writes[id]
+}
+
+// seq orders what the fakes see: S3 calls and queued events.
+var seq atomic.Int64
+
+// fakeS3 is an in-memory S3 that keeps sizes, not bytes.
+type fakeS3 struct {
+	// lastUse is the seq of each access key's last S3 call.
+	lastUse sync.Map // key ID → int64
+	mu      sync.Mutex
+	objects map[string]int64 // key → size
+	uploads map[string]map[int32]int64
+	refused map[string]bool // access key IDs S3 refuses
+	next    int
+	// refusals counts the UploadParts refused.
+	refusals atomic.Int64
+	// partDelay, if set, returns how long an UploadPart takes.
+	partDelay func() time.Duration
+}
+
+func newFakeS3() *fakeS3 {
+	return &fakeS3{objects: map[string]int64{}, uploads: map[string]map[int32]int64{}, refused: map[string]bool{}}
+}
+
+func (f *fakeS3) refuse(keyID string, refused bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.refused[keyID] = refused
+}
+
+func (f *fakeS3) openUploads() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.uploads)
+}
+
+func (f *fakeS3) Client(_ context.Context, _ recsink.Destination, key recsink.AccessKey) (recsink.StorageClient, error) {
+	return &fakeClient{s: f, keyID: key.ID}, nil
+}
+
+// s3View is one node's way to the shared fake S3: it counts that node's
+// writes by object key and can fail its completions.
+type s3View struct {
+	*fakeS3
+	completeFails atomic.Bool
+	mu            sync.Mutex
+	writes        map[string]int // object key → S3 writes tried
+}
+
+func (f *fakeS3) view() *s3View { return &s3View{fakeS3: f, writes: map[string]int{}} }
+
+func (v *s3View) Client(_ context.Context, _ recsink.Destination, key recsink.AccessKey) (recsink.StorageClient, error) {
+	return &fakeClient{s: v.fakeS3, v: v, keyID: key.ID}, nil
+}
+
+func (v *s3View) wrote(key string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.writes[key]++
+}
+
+func (v *s3View) writeCount(key string) int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.writes[key]
+}
+
+func (f *fakeS3) Check(context.Context, recsink.Destination, recsink.AccessKey) (*recsink.CheckReport, error) {
+	return &recsink.CheckReport{OK: true, Region: "us-east-1"}, nil
+}
+
+type fakeClient struct {
+	s     *fakeS3
+	v     *s3View // nil when not opened through a view
+	keyID string
+}
+
+func (c *fakeClient) used() { c.s.lastUse.Store(c.keyID, seq.Add(1)) }
+
+func (c *fakeClient) wrote(key string) {
+	c.used()
+	if c.v != nil {
+		c.v.wrote(key)
+	}
+}
+
+func (c *fakeClient) CreateMultipartUpload(_ context.Context, key, _ string, _ map[string]string) (string, error) {
+	c.wrote(key)
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	c.s.next++
+	id := fmt.Sprintf("upload-%d", c.s.next)
+	c.s.uploads[id] = map[int32]int64{}
+	return id, nil
+}
+
+func (c *fakeClient) UploadPart(ctx context.Context, key, uploadID string, n int32, body io.ReadSeeker, size int64) (string, error) {
+	c.wrote(key)
+	c.s.mu.Lock()
+	refused, delay := c.s.refused[c.keyID], c.s.partDelay
+	c.s.mu.Unlock()
+	if refused {
+		c.s.refusals.Add(1)
+		return "", &recsink.StorageError{Op: "UploadPart", Code: "InvalidAccessKeyId", StatusCode: 403}
+	}
+	if delay != nil {
+		select {
+		case <-time.After(delay()):
+		case <-ctx.Done():
+			return "", &recsink.StorageError{Op: "UploadPart", Err: ctx.Err()}
+		}
+	}
+	got, err := io.Copy(io.Discard, body)
+	if err != nil || got != size {
+		return "", fmt.Errorf("read part %d: %d of %d bytes: %v", n, got, size, err)
+	}
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	parts, ok := c.s.uploads[uploadID]
+	if !ok {
+		return "", &recsink.StorageError{Op: "UploadPart", Code: "NoSuchUpload", StatusCode: 404}
+	}
+	parts[n] = size
+	return fmt.Sprintf(`"etag-%d"`, n), nil
+}
+
+func (c *fakeClient) ListParts(_ context.Context, _, uploadID string) ([]recsink.Part, error) {
+	c.used()
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	var out []recsink.Part
+	for n, size := range c.s.uploads[uploadID] {
+		out = append(out, recsink.Part{Number: n, Size: size, ETag: fmt.Sprintf(`"etag-%d"`, n)})
+	}
+	return out, nil
+}
+
+func (c *fakeClient) CompleteMultipartUpload(_ context.Context, key, uploadID string, parts []recsink.Part) error {
+	c.wrote(key)
+	if c.v != nil && c.v.completeFails.Load() {
+		return &recsink.StorageError{Op: "CompleteMultipartUpload", Code: "ServiceUnavailable", StatusCode: 503}
+	}
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	held, ok := c.s.uploads[uploadID]
+	if !ok {
+		return &recsink.StorageError{Op: "CompleteMultipartUpload", Code: "NoSuchUpload", StatusCode: 404}
+	}
+	var size int64
+	for _, p := range parts {
+		if held[p.Number] != p.Size {
+			return &recsink.StorageError{Op: "CompleteMultipartUpload", Code: "InvalidPart", StatusCode: 400}
+		}
+		size += p.Size
+	}
+	c.s.objects[key] = size
+	delete(c.s.uploads, uploadID)
+	return nil
+}
+
+func (c *fakeClient) AbortMultipartUpload(_ context.Context, key, uploadID string) error {
+	c.wrote(key)
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	delete(c.s.uploads, uploadID)
+	return nil
+}
+
+func (c *fakeClient) PutObject(_ context.Context, key, _ string, _ map[string]string, _ io.ReadSeeker, size int64) error {
+	c.wrote(key)
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	c.s.objects[key] = size
+	return nil
+}
+
+func (c *fakeClient) HeadObject(_ context.Context, key string) (int64, map[string]string, error) {
+	c.used()
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	size, ok := c.s.objects[key]
+	if !ok {
+		return 0, nil, &recsink.StorageError{Op: "HeadObject", StatusCode: 404}
+	}
+	return size, nil, nil
+}
+
+func (c *fakeClient) ObjectExists(ctx context.Context, key string) (bool, error) {
+	_, _, err := c.HeadObject(ctx, key)
+	var se *recsink.StorageError
+	if errors.As(err, &se) && se.StatusCode == 404 {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (c *fakeClient) ReplaceMetadata(_ context.Context, key, _ string, _ map[string]string) error {
+	c.wrote(key)
+	return nil
+}
+
+func (c *fakeClient) DeleteObject(_ context.Context, key string) error {
+	c.wrote(key)
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	delete(c.s.objects, key)
+	return nil
+}
+
+// plainBox "seals" secrets as they are: these tests are not about secrets.
+type plainBox struct{}
+
+func (plainBox) Seal(p, _ []byte) ([]byte, error) { return append([]byte(nil), p...), nil }
+func (plainBox) Open(c, _ []byte) ([]byte, error) { return append([]byte(nil), c...), nil }
+
+// notes is a webhook Notifier that counts what was enqueued.
+type notes struct {
+	mu      sync.Mutex
+	calls   map[string]int           // "type id" → EnqueueOnce calls
+	at      map[string]int64         // "type id" → seq of the first call
+	waiters map[string]chan struct{} // "type id" → closed at the first call
+}
+
+func (n *notes) EnqueueOnce(_ context.Context, _, id, typ string, _ any) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.calls == nil {
+		n.calls = map[string]int{}
+	}
+	n.calls[typ+" "+id]++
+	if n.calls[typ+" "+id] == 1 {
+		if n.at == nil {
+			n.at = map[string]int64{}
+		}
+		n.at[typ+" "+id] = seq.Add(1)
+		close(n.waiter(typ, id))
+	}
+	return nil
+}
+
+func (n *notes) waiter(typ, id string) chan struct{} {
+	if n.waiters == nil {
+		n.waiters = map[string]chan struct{}{}
+	}
+	ch, ok := n.waiters[typ+" "+id]
+	if !ok {
+		ch = make(chan struct{})
+		n.waiters[typ+" "+id] = ch
+	}
+	return ch
+}
+
+// queued returns a channel closed once an event of type typ and ID id is
+// enqueued.
+func (n *notes) queued(typ, id string) <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.waiter(typ, id)
+}
+
+func (n *notes) seqOf(typ, id string) int64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.at[typ+" "+id]
+}
+
+func (n *notes) count(typ, id string) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.calls[typ+" "+id]
+}
+
+// node is one recsink node's service over a shared store and S3.
+type node struct {
+	*service.Service
+	name  string
+	spool string // the spool's directory
+	notes *notes
+}
+
+// MustOpenNode opens a service named name on store and s3 with its own
+// spool; edit adjusts its configuration.
+func MustOpenNode(tb testing.TB, store recsink.Store, s3 recsink.Storage, name string, edit func(*service.Config)) *node {
+	tb.Helper()
+	dir := filepath.Join(tb.TempDir(), "spool")
+	sp, err := spool.Open(dir, 1<<30)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n := &node{name: name, spool: dir, notes: &notes{}}
+	cfg := service.Config{
+		Store:    store,
+		Storage:  s3,
+		Box:      plainBox{},
+		Spool:    sp,
+		Logger:   slog.New(slog.DiscardHandler),
+		RetryMax: 10 * time.Second,
+		Notifier: n.notes,
+		NodeID:   name,
+		NodeURL:  "http://" + name + ".invalid",
+	}
+	if os.Getenv("RECSINK_TEST_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", name)
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	n.Service = service.New(cfg)
+	if err := n.Open(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { n.Close() })
+	return n
+}
+
+// MustSetUp creates an organization with a storage key and a meeting, and
+// returns their IDs.
+func MustSetUp(tb testing.TB, n *node, keyID string) (orgID, meetingID string) {
+	tb.Helper()
+	ctx := context.Background()
+	org, _, err := n.CreateOrganization(ctx, "org-"+recsink.RandomToken(6))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, _, err := n.SaveStorage(ctx, org.ID, recsink.ScopeOrganization, recsink.Destination{Bucket: "recordings", FileFormat: recsink.FormatMKV}, recsink.AccessKey{ID: keyID, Secret: "secret-" + keyID}); err != nil {
+		tb.Fatal(err)
+	}
+	m, err := n.CreateMeeting(ctx, org.ID, &recsink.Meeting{RoomName: "/room-" + recsink.RandomToken(4), EndDate: time.Now().Add(time.Hour)}, nil, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return org.ID, m.ID
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(tb testing.TB, within time.Duration, what string, cond func() bool) time.Duration {
+	tb.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > within {
+			tb.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// state returns the recording's state as n shows it.
+func state(tb testing.TB, n *node, orgID, id string) string {
+	tb.Helper()
+	rec, _, err := n.FindRecording(context.Background(), orgID, id)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return rec.State
+}
+
+func running(n *node) int {
+	total := 0
+	for _, c := range n.ActiveRecordings() {
+		total += c
+	}
+	return total
+}
+
+// checkForward fails unless states only ever moved forward.
+func checkForward(tb testing.TB, id string, states []string) {
+	tb.Helper()
+	prev := recsink.RecordingRecording
+	for i, st := range states {
+		if !recsink.CanTransition(prev, st) {
+			tb.Fatalf("recording %s: saved %s after %s (states saved: %s)", id, st, prev, strings.Join(states[:i+1], ", "))
+		}
+		prev = st
+	}
+}
