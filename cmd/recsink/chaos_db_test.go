@@ -69,7 +69,9 @@ func TestChaos_DatabaseDown(t *testing.T) {
 		rate   = 640 << 10 // bytes per second that each recorder sends
 	)
 	s3 := s3test.MustStart(t)
-	pg, dsn := pgtest.MustStartForOutage(t)
+	// A cluster of this test's own, since it goes down.
+	pg := pgtest.MustStartPrivate(t)
+	dsn := pg.DSN("postgres")
 	key := s3.CreateUser(t, "user")
 	bucket := s3.CreateBucket(t, key.ID)
 	apiKey := mustOrgCreate(t, "--db", dsn)
@@ -195,13 +197,17 @@ func TestChaos_DatabaseDown(t *testing.T) {
 	// PostgreSQL goes down mid-recording for 20 s, then comes back.
 	time.Sleep(3 * time.Second) // the recordings run a while first
 	before := [2]int64{acked[0].Load(), acked[1].Load()}
-	pg.MustStop(t)
+	if err := pg.Stop(); err != nil {
+		t.Fatalf("stop PostgreSQL: %v", err)
+	}
 	clock.phase.Store(phaseDown)
 	downAt := time.Now()
 	time.Sleep(outage) // the outage itself: its length is the fault
 	clock.phase.Store(phaseAfter)
 	during := [2]int64{acked[0].Load() - before[0], acked[1].Load() - before[1]}
-	pg.MustRestart(t)
+	if err := pg.Restart(); err != nil {
+		t.Fatalf("start PostgreSQL again: %v", err)
+	}
 	t.Logf("PostgreSQL down for %v; ingest acknowledged while it was down: %d and %d bytes", time.Since(downAt).Round(100*time.Millisecond), during[0], during[1])
 	time.Sleep(2 * time.Second) // the recordings run a while after it
 	close(finish)
