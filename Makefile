@@ -21,6 +21,11 @@ deps: ## install the test tools: versitygw (cached), ffmpeg, chromium and Postgr
 test: deps lint ## the whole test suite, with the race detector, against real versitygw, PostgreSQL, ffmpeg and chromium
 	RECSINK_VERSITYGW=$${RECSINK_VERSITYGW:-$$(./scripts/install-versitygw.sh)} $(GO) test -race -timeout 20m ./...
 
+# chaos: the same tests run in `make test` too; this target runs only them, verbosely.
+.PHONY: chaos
+chaos: deps ## the fault tests of issue 10 (also part of make test)
+	RECSINK_VERSITYGW=$${RECSINK_VERSITYGW:-$$(./scripts/install-versitygw.sh)} $(GO) test -race -run 'TestChaos_' -count=1 -v -timeout 10m ./cmd/recsink
+
 lint: ## go vet and gofmt
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi

@@ -29,6 +29,9 @@ type Config struct {
 	MaxIngestMbps  float64
 	SpoolLimit     int64
 	LogLevel       string
+	// S3Timeout, when set, replaces the S3 client's floor for response
+	// headers (s3.Options.ResponseHeaderTimeout, default 15 s); tests only.
+	S3Timeout time.Duration
 	// WebhookMinBackoff is the first wait before a failed webhook delivery
 	// is tried again (tests make it short).
 	WebhookMinBackoff time.Duration
@@ -99,6 +102,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.PublicURL, "public-url", "", "base URL recorders reach this server at, for ingest URLs (default: from the request)")
 	fs.DurationVar(&c.MaxDuration, "max-recording-duration", c.MaxDuration, "recordings stop by themselves after this long")
 	fs.Float64Var(&c.MaxIngestMbps, "max-ingest-mbps", c.MaxIngestMbps, "highest ingest rate of one recording in Mbit/s; sizes the parts so a recording at this rate for the maximum duration fits in S3's 10,000 parts")
+	fs.DurationVar(&c.S3Timeout, "s3-timeout", 0, "tests only: how long an S3 endpoint may take to answer before the attempt is cut (default 15s)")
 	fs.Func("spool-limit", "bytes of the local spool across recordings, with an optional KiB/MiB/GiB suffix (default 10GiB); ingest answers 503 with Retry-After when full", func(s string) error {
 		n, err := parseSize(s)
 		c.SpoolLimit = n

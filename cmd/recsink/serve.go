@@ -131,7 +131,7 @@ func (m *Main) Run(ctx context.Context) error {
 	})
 	m.Service = service.New(service.Config{
 		Store:           m.Store,
-		Storage:         s3.New(s3.Config{AllowEndpoints: cfg.AllowEndpoints, Logger: m.Logger}),
+		Storage:         s3.New(s3.Config{AllowEndpoints: cfg.AllowEndpoints, Logger: m.Logger, Options: s3.Options{ResponseHeaderTimeout: cfg.S3Timeout}}),
 		Box:             box,
 		Spool:           sp,
 		Logger:          m.Logger,
