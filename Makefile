@@ -1,7 +1,7 @@
 # recsink: run `make help` for the targets.
 GO ?= go
 
-.PHONY: help run build test lint bench deps demo fuzz
+.PHONY: help run build test lint bench deps demo fuzz chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -18,11 +18,13 @@ deps: ## install the test tools: versitygw (cached), ffmpeg, chromium and Postgr
 		{ apt-get update && apt-get install -y --no-install-recommends ffmpeg chromium postgresql-15; }
 	@./scripts/install-versitygw.sh >/dev/null
 
-test: deps lint ## the whole test suite, with the race detector, against real versitygw, PostgreSQL, ffmpeg and chromium
+test: deps lint ## the whole test suite: -race against real versitygw, PostgreSQL, ffmpeg and chromium (make chaos included), the memory checks without -race, and the fuzz targets for FUZZTIME each
 	RECSINK_VERSITYGW=$${RECSINK_VERSITYGW:-$$(./scripts/install-versitygw.sh)} $(GO) test -race -timeout 20m ./...
+	# The per-recording heap checks: the race detector would inflate what they measure.
+	$(GO) test -count=1 -run Memory ./spool
+	$(MAKE) fuzz
 
 # chaos: the same tests run in `make test` too; this target runs only them, verbosely.
-.PHONY: chaos
 chaos: deps ## the fault tests of issue 10 (also part of make test)
 	RECSINK_VERSITYGW=$${RECSINK_VERSITYGW:-$$(./scripts/install-versitygw.sh)} $(GO) test -race -run 'TestChaos_' -count=1 -v -timeout 10m ./cmd/recsink
 
