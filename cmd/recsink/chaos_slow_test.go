@@ -224,8 +224,13 @@ func TestChaos_SlowClients(t *testing.T) {
 	if open > 0 || late > 0 {
 		t.Errorf("%d connections still open after %v and %d closed later than %v (read timeout %v)", open, giveUp, late, readTimeout+slack, readTimeout)
 	}
-	if pDuring > max(2*pBefore, pBefore+50*time.Millisecond) {
-		t.Errorf("API p99 %v during the attack, want at most max(2 × %v, %v + 50 ms)", pDuring, pBefore, pBefore)
+	// The bound leaves room for the rest of the suite, which runs beside
+	// this test on CI's two cores and moves p99 by 100 ms or more on its
+	// own (seen: 12 ms before, 162 ms during, with no slow client held
+	// open); a server that waited for the slow clients' bodies or headers
+	// answers nothing for seconds, which this still catches.
+	if pDuring > max(3*pBefore, pBefore+400*time.Millisecond) {
+		t.Errorf("API p99 %v during the attack, want at most max(3 × %v, %v + 400 ms)", pDuring, pBefore, pBefore)
 	}
 }
 
