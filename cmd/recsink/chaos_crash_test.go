@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/recsink/recsink"
-	"github.com/recsink/recsink/internal/s3test"
 )
 
 // trickleBody sends data in 16 KiB pieces with a short pause between them,
@@ -60,20 +59,9 @@ func TestChaos_CrashConsistency(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	rnd := mrand.New(mrand.NewPCG(seed, 10))
 	t.Logf("random seed %d", seed)
-	s3 := s3test.MustStart(t)
 	data := t.TempDir()
-	apiKey := mustOrgCreate(t, "--data", data)
-	p := MustStartProcess(t, s3, data)
-	defer func() {
-		if t.Failed() {
-			t.Logf("recsink log (tail):\n%s", logTail(p.logs.String(), 4000))
-		}
-	}()
-	org := processClient(p, apiKey)
-	key := s3.CreateUser(t, "user")
-	bucket := s3.CreateBucket(t, key.ID)
-	e := &Env{S3: s3, Main: org.m, Org: org, Key: key, Bucket: bucket}
-	org.MustDo(t, 200, "PUT", "/v1/storage", e.Storage(bucket, key))
+	e, p := mustProcessEnv(t, data)
+	s3, org, bucket, apiKey := e.S3, e.Org, e.Bucket, e.Org.Key
 	rec := MustStartRecording(t, org, e.MustMeeting(t, org))
 	sent := randomBytes(t, size)
 

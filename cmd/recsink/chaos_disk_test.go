@@ -15,7 +15,6 @@ import (
 	"time"
 
 	main "github.com/recsink/recsink/cmd/recsink"
-	"github.com/recsink/recsink/internal/s3test"
 )
 
 // mustMountDataDisk mounts a tmpfs of size (such as "48m") on a new temporary
@@ -71,19 +70,8 @@ func TestChaos_FullDisk(t *testing.T) {
 	t.Parallel()
 	const total = 60 * mib
 	data := mustMountDataDisk(t, "48m")
-	s3 := s3test.MustStart(t)
-	apiKey := mustOrgCreate(t, "--data", data)
-	p := MustStartProcess(t, s3, data)
-	defer func() {
-		if t.Failed() {
-			t.Logf("recsink log (tail):\n%s", logTail(p.logs.String(), 4000))
-		}
-	}()
-	org := processClient(p, apiKey)
-	key := s3.CreateUser(t, "user")
-	bucket := s3.CreateBucket(t, key.ID)
-	e := &Env{S3: s3, Main: org.m, Org: org, Key: key, Bucket: bucket}
-	org.MustDo(t, 200, "PUT", "/v1/storage", e.Storage(bucket, key))
+	e, p := mustProcessEnv(t, data)
+	s3, org, bucket, apiKey := e.S3, e.Org, e.Bucket, e.Org.Key
 	meeting := e.MustMeeting(t, org)
 
 	// Every answer the recorder gets is counted; PATCH answers apart.

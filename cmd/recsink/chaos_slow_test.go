@@ -45,7 +45,7 @@ func TestChaos_SlowClients(t *testing.T) {
 		}
 	}
 
-	e, _ := mustProcessEnv(t, flagIf(t, "read-timeout", readTimeout.String())...)
+	e, _ := mustProcessEnv(t, "", flagIf(t, "read-timeout", readTimeout.String())...)
 	meeting := e.MustMeeting(t, e.Org)
 	rec := MustStartRecording(t, e.Org, meeting)
 	addr := strings.TrimPrefix(e.Main.URL(), "http://")
@@ -237,12 +237,19 @@ func TestChaos_SlowClients(t *testing.T) {
 // mustProcessEnv starts versitygw and a recsink process with args (SQLite
 // in its data folder), an organization with its storage saved, and returns
 // the Env (Main.URL is the process's) and the process.
-func mustProcessEnv(tb testing.TB, args ...string) (*Env, *Process) {
+func mustProcessEnv(tb testing.TB, data string, args ...string) (*Env, *Process) {
 	tb.Helper()
 	s3 := MustStartS3(tb)
-	data := tb.TempDir()
+	if data == "" {
+		data = tb.TempDir()
+	}
 	apiKey := mustOrgCreate(tb, "--data", data)
 	p := MustStartProcess(tb, s3, data, args...)
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			tb.Logf("recsink log (tail):\n%s", logTail(p.logs.String(), 4000))
+		}
+	})
 	org := processClient(p, apiKey)
 	key := s3.CreateUser(tb, "user")
 	bucket := s3.CreateBucket(tb, key.ID)
