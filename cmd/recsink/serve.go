@@ -45,6 +45,10 @@ type Main struct {
 	metricsLn     net.Listener
 	// restoreClock undoes Config.ClockOffset at Close.
 	restoreClock func()
+	// stopCleaner ends the retention cleaner; cleanerDone is closed when
+	// it has.
+	stopCleaner func()
+	cleanerDone chan struct{}
 }
 
 // NewMain returns a Main with the default configuration.
@@ -151,6 +155,13 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.Webhooks.Start(context.Background()); err != nil {
 		return err
 	}
+	// History older than --retention is pruned at start and hourly.
+	cctx, stop := context.WithCancel(context.Background())
+	m.stopCleaner, m.cleanerDone = stop, make(chan struct{})
+	go func() {
+		defer close(m.cleanerDone)
+		(&service.Cleaner{Store: m.Store, Retention: cfg.Retention, Logger: m.Logger}).Run(cctx)
+	}()
 
 	api := http.NewServer()
 	api.OrganizationService = m.Service
@@ -245,6 +256,11 @@ func (m *Main) Close() error {
 	}
 	if m.Service != nil {
 		errs = append(errs, m.Service.Close())
+	}
+	if m.stopCleaner != nil {
+		m.stopCleaner()
+		<-m.cleanerDone
+		m.stopCleaner = nil
 	}
 	if m.Webhooks != nil {
 		errs = append(errs, m.Webhooks.Stop())
