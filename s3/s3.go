@@ -75,6 +75,9 @@ type Storage struct {
 
 	mu      sync.Mutex
 	clients map[clientKey]*awss3.Client
+
+	// refused remembers the checksum algorithms each endpoint refused.
+	refused refusedChecksums
 }
 
 var _ recsink.Storage = (*Storage)(nil)
@@ -132,7 +135,14 @@ func (s *Storage) Client(ctx context.Context, dest recsink.Destination, key recs
 		return nil, recsink.FieldErrorf("region", "region is required to open a storage client; check the destination to find it")
 	}
 	secret := key.Secret
-	return &client{s3: s.s3Client(dest, key, regionOrDefault(dest.Region)), bucket: dest.Bucket, secret: func() string { return secret }}, nil
+	return &client{
+		s3:       s.s3Client(dest, key, regionOrDefault(dest.Region)),
+		bucket:   dest.Bucket,
+		endpoint: dest.Endpoint,
+		refused:  &s.refused,
+		tls:      dest.Endpoint == "" || strings.HasPrefix(strings.ToLower(dest.Endpoint), "https://"),
+		secret:   func() string { return secret },
+	}, nil
 }
 
 // allowEndpoint returns an EFORBIDDEN or EINVALID *recsink.Error when

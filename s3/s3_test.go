@@ -231,14 +231,15 @@ func TestClient_MultipartRoundTrip(t *testing.T) {
 	var offset int64
 	for i, size := range sizes {
 		n := int32(i + 1)
-		etag, err := c.UploadPart(ctx, key, id, n, io.NewSectionReader(spool, offset, size), size)
+		part, err := c.UploadPart(ctx, key, id, n, io.NewSectionReader(spool, offset, size), size)
 		if err != nil {
 			t.Fatalf("UploadPart %d: %v", n, err)
 		}
-		parts = append(parts, recsink.Part{Number: n, Offset: offset, Size: size, ETag: etag})
+		part.Offset = offset
+		parts = append(parts, part)
 		offset += size
 	}
-	listed, err := c.ListParts(ctx, key, id)
+	listed, err := c.ListParts(ctx, key, id.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +252,7 @@ func TestClient_MultipartRoundTrip(t *testing.T) {
 		}
 	}
 	// Complete sorts the parts.
-	if err := c.CompleteMultipartUpload(ctx, key, id, []recsink.Part{parts[1], parts[0]}); err != nil {
+	if _, err := c.CompleteMultipartUpload(ctx, key, id, []recsink.Part{parts[1], parts[0]}, ""); err != nil {
 		t.Fatal(err)
 	}
 	size, meta, err := c.HeadObject(ctx, key)
@@ -278,10 +279,10 @@ func TestClient_MultipartRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := c.AbortMultipartUpload(ctx, key, id); err != nil {
+		if err := c.AbortMultipartUpload(ctx, key, id.ID); err != nil {
 			t.Fatal(err)
 		}
-		_, err = c.ListParts(ctx, key, id)
+		_, err = c.ListParts(ctx, key, id.ID)
 		if !errors.As(err, &se) || se.Code != "NoSuchUpload" {
 			t.Errorf("ListParts after abort: %v, want NoSuchUpload", err)
 		}
@@ -341,12 +342,12 @@ func TestClient_UploadPartRetry(t *testing.T) {
 				spool[i] = byte(i % 253)
 			}
 			const off, size = 1000, 300000
-			etag, err := c.UploadPart(context.Background(), "k", "up1", 3, io.NewSectionReader(bytes.NewReader(spool), off, size), size)
+			part, err := c.UploadPart(context.Background(), "k", recsink.Upload{ID: "up1"}, 3, io.NewSectionReader(bytes.NewReader(spool), off, size), size)
 			if err != nil {
 				t.Fatalf("UploadPart: %v", err)
 			}
-			if etag != `"etag-3"` {
-				t.Errorf("etag = %s", etag)
+			if part.ETag != `"etag-3"` {
+				t.Errorf("etag = %s", part.ETag)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -420,7 +421,7 @@ func TestClient_Canceled(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	_, err = c.UploadPart(ctx, "k", "up", 1, strings.NewReader("data"), 4)
+	_, err = c.UploadPart(ctx, "k", recsink.Upload{ID: "up"}, 1, strings.NewReader("data"), 4)
 	var se *recsink.StorageError
 	if !errors.Is(err, context.DeadlineExceeded) || errors.As(err, &se) {
 		t.Errorf("err = %v, want the context's error and no StorageError", err)

@@ -40,7 +40,7 @@ func completeObject(ctx context.Context, client recsink.StorageClient, rec *recs
 		}
 		return client.PutObject(ctx, rec.ObjectKey, rec.Destination.ContentType(), map[string]string{"recording-id": rec.ID}, bytes.NewReader(nil), 0)
 	}
-	err := client.CompleteMultipartUpload(ctx, rec.ObjectKey, rec.UploadID, parts)
+	_, err := client.CompleteMultipartUpload(ctx, rec.ObjectKey, recsink.Upload{ID: rec.UploadID}, parts, "")
 	if err != nil && isNoSuchUpload(err) {
 		// Completed before a crash: the upload is gone and the object is there.
 		if got, _, herr := client.HeadObject(ctx, rec.ObjectKey); herr == nil && got == size {

@@ -74,7 +74,8 @@ func (s *Service) StartRecording(ctx context.Context, orgID, meetingID string) (
 		UpdatedAt:       now,
 	}
 	rec.ObjectKey = s.objectKey(ctx, client, cred.Destination, m.RoomName, rec.ID, now)
-	rec.UploadID, err = client.CreateMultipartUpload(ctx, rec.ObjectKey, cred.Destination.ContentType(), map[string]string{"recording-id": rec.ID})
+	up, err := client.CreateMultipartUpload(ctx, rec.ObjectKey, cred.Destination.ContentType(), map[string]string{"recording-id": rec.ID})
+	rec.UploadID = up.ID
 	if err != nil {
 		return nil, "", fmt.Errorf("start recording: %w", err)
 	}

@@ -146,14 +146,14 @@ func (r *recorder) upload(ctx context.Context, client recsink.StorageClient, n i
 	}
 	defer pr.Close()
 	began := time.Now()
-	etag, err := client.UploadPart(ctx, r.rec.ObjectKey, r.rec.UploadID, n, pr, pr.Size())
+	part, err := client.UploadPart(ctx, r.rec.ObjectKey, recsink.Upload{ID: r.rec.UploadID}, n, pr, pr.Size())
 	if err != nil {
 		r.s.cfg.Observer.UploadFailed(errorLabel(err))
 		return err
 	}
 	r.s.cfg.Observer.PartUploaded(pr.Size(), time.Since(began))
 	offset, _ := r.layout.Part(n)
-	if err := r.s.store.PutPart(r.s.ctx, r.rec.ID, recsink.Part{Number: n, Offset: offset, Size: pr.Size(), ETag: etag}); err != nil {
+	if err := r.s.store.PutPart(r.s.ctx, r.rec.ID, recsink.Part{Number: n, Offset: offset, Size: pr.Size(), ETag: part.ETag}); err != nil {
 		return err
 	}
 	if err := r.file.Release(n); err != nil {
