@@ -168,9 +168,12 @@ type Check struct {
 
 // CheckReport is the result of checking a destination and key.
 type CheckReport struct {
-	OK     bool    `json:"ok"`
-	Region string  `json:"region,omitempty"` // the bucket's region, found or confirmed
-	Checks []Check `json:"checks"`
+	OK     bool   `json:"ok"`
+	Region string `json:"region,omitempty"` // the bucket's region, found or confirmed
+	// Checksum is the full-object checksum that the endpoint took on the
+	// probe multipart upload, as recordings will ask for it; "" for none.
+	Checksum ChecksumAlgorithm `json:"checksum,omitempty"`
+	Checks   []Check           `json:"checks"`
 }
 
 // Part is one confirmed part of a multipart upload.

@@ -107,6 +107,9 @@ func TestStorage_Check(t *testing.T) {
 				if !report.OK || failed != nil {
 					t.Fatalf("report not OK: first failure %+v", failed)
 				}
+				if report.Checksum != recsink.ChecksumCRC64NVME {
+					t.Errorf("Checksum = %q, want CRC64NVME, which versitygw takes", report.Checksum)
+				}
 				if keys := srv.ListObjects(t, d.Bucket, ""); len(keys) != 0 {
 					t.Errorf("probe objects left behind: %v", keys)
 				}
