@@ -85,6 +85,15 @@ func TestCRC64NVME_MatchesSDK(t *testing.T) {
 			t.Fatalf("len %d: %#x, want %#x", n, got, want)
 		}
 	}
+	// Around the four 8 KiB lanes that long inputs are cut into.
+	for _, n := range []int{32<<10 - 1, 32 << 10, 32<<10 + 7, 64<<10 + 9} {
+		if got, want := crc.CRC64NVME.Checksum(buf[:n]), crc64.Checksum(buf[:n], sdk); got != want {
+			t.Fatalf("len %d: %#x, want %#x", n, got, want)
+		}
+		if got, want := crc.CRC64NVME.Update(0x1234, buf[:n]), crc64.Update(0x1234, sdk, buf[:n]); got != want {
+			t.Fatalf("len %d from a running CRC: %#x, want %#x", n, got, want)
+		}
+	}
 	if got, want := crc.CRC64NVME.Checksum(buf), crc64.Checksum(buf, sdk); got != want {
 		t.Fatalf("1 MiB: %#x, want %#x", got, want)
 	}
