@@ -112,7 +112,7 @@ func (e *StorageError) Explain() string {
 		return "The endpoint's name resolves to a private, loopback or link-local address, which this recsink server does not connect to; the operator allows such endpoints with --allow-endpoint."
 	case "BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "XAmzContentChecksumMismatch":
 		if e.Op == "CompleteMultipartUpload" {
-			return "The object S3 assembled did not match the checksum of the bytes recsink sent, so S3 did not complete it; recsink sends the parts again."
+			return "The object S3 assembled did not match the checksum of the bytes recsink sent, so S3 did not complete it: no wrong object was written."
 		}
 		return "The bytes S3 received did not match what recsink sent: they changed on the way, and S3 refused them; recsink sends the part again."
 	case "PreconditionFailed":
@@ -280,7 +280,8 @@ type StorageClient interface {
 	// checksum (S3's base64 form), or, when checksum is "", against the
 	// combination of the parts' checksums and sizes (a part without one
 	// gets S3's, from ListParts): a mismatch is a *StorageError of Code
-	// "BadDigest" and no object. It returns the object's checksum.
+	// "BadDigest" and no object. It returns the object's checksum as S3
+	// reports it, zero when S3 reports none (a server without checksums).
 	// It never replaces an object that already has the key, where the
 	// server honours If-None-Match: then it fails with a *StorageError of
 	// Code "PreconditionFailed".

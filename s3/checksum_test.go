@@ -177,7 +177,7 @@ func TestClient_FullObjectChecksum(t *testing.T) {
 		if !errors.As(err, &se) || se.Code != "BadDigest" || se.Op != "CompleteMultipartUpload" || !se.ChecksumMismatch() || se.Retryable() {
 			t.Fatalf("Complete with a wrong checksum: %v, want a BadDigest StorageError, not retryable", err)
 		}
-		if msg := recsink.ErrorMessage(err); !strings.Contains(msg, "did not match the checksum of the bytes recsink sent") {
+		if msg := recsink.ErrorMessage(err); !strings.Contains(msg, "did not match the checksum of the bytes recsink sent") || !strings.Contains(msg, "no wrong object") {
 			t.Errorf("message = %q", msg)
 		}
 		if ok, err := c.ObjectExists(ctx, key); err != nil || ok {

@@ -3,6 +3,8 @@ package s3_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/recsink/recsink"
+	"github.com/recsink/recsink/internal/crc"
 	"github.com/recsink/recsink/internal/s3test"
 	"github.com/recsink/recsink/s3"
 )
@@ -299,18 +302,26 @@ func TestClient_MultipartRoundTrip(t *testing.T) {
 }
 
 // TestClient_UploadPartRetry proves that the SDK's retries of a part resend
-// the same bytes, after a server error and after a dropped connection.
+// the same bytes, after a server error and after a dropped connection; in
+// an upload with a checksum, with the part's CRC and, over plain HTTP, the
+// payload hash computed in the same read, both right for the bytes.
 func TestClient_UploadPartRetry(t *testing.T) {
 	t.Parallel()
-	for _, fault := range []string{"500", "drop"} {
-		t.Run(fault, func(t *testing.T) {
+	for _, tt := range []struct {
+		fault    string
+		checksum recsink.ChecksumAlgorithm
+	}{{"500", ""}, {"drop", ""}, {"500", recsink.ChecksumCRC64NVME}, {"drop", recsink.ChecksumCRC32C}} {
+		fault := tt.fault
+		t.Run(fault+string(tt.checksum), func(t *testing.T) {
 			t.Parallel()
 			var mu sync.Mutex
 			var bodies [][]byte
+			var headers []http.Header
 			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				body, _ := io.ReadAll(r.Body)
 				mu.Lock()
 				bodies = append(bodies, body)
+				headers = append(headers, r.Header.Clone())
 				n := len(bodies)
 				mu.Unlock()
 				if r.Method != http.MethodPut || r.URL.Query().Get("partNumber") != "3" || r.URL.Query().Get("uploadId") != "up1" {
@@ -345,7 +356,7 @@ func TestClient_UploadPartRetry(t *testing.T) {
 				spool[i] = byte(i % 253)
 			}
 			const off, size = 1000, 300000
-			part, err := c.UploadPart(context.Background(), "k", recsink.Upload{ID: "up1"}, 3, io.NewSectionReader(bytes.NewReader(spool), off, size), size)
+			part, err := c.UploadPart(context.Background(), "k", recsink.Upload{ID: "up1", Checksum: tt.checksum}, 3, io.NewSectionReader(bytes.NewReader(spool), off, size), size)
 			if err != nil {
 				t.Fatalf("UploadPart: %v", err)
 			}
@@ -357,9 +368,21 @@ func TestClient_UploadPartRetry(t *testing.T) {
 			if len(bodies) != 2 {
 				t.Fatalf("server saw %d requests, want 2", len(bodies))
 			}
+			want := spool[off : off+size]
+			sha := sha256.Sum256(want)
 			for i, b := range bodies {
-				if !bytes.Equal(b, spool[off:off+size]) {
+				if !bytes.Equal(b, want) {
 					t.Errorf("attempt %d sent %d bytes, not the part's %d bytes", i+1, len(b), size)
+				}
+				if got := headers[i].Get("X-Amz-Content-Sha256"); got != hex.EncodeToString(sha[:]) {
+					t.Errorf("attempt %d: payload hash %s, want the part's SHA-256", i+1, got)
+				}
+				if tt.checksum == "" {
+					continue
+				}
+				a := crc.ByName(string(tt.checksum))
+				if got := headers[i].Get("X-Amz-Checksum-" + string(tt.checksum)); got != a.Encode(a.Checksum(want)) || got != part.Checksum {
+					t.Errorf("attempt %d: %s header %q, want %q (part says %q)", i+1, tt.checksum, got, a.Encode(a.Checksum(want)), part.Checksum)
 				}
 			}
 		})
