@@ -237,6 +237,17 @@ func (c Checksum) String() string {
 	return string(c.Algorithm) + ":" + c.Value
 }
 
+// PartChecksummer is a part's body that knows its CRC already, taken as
+// its bytes were received (CRCs combine, so a spool can keep one per part
+// at the cost of the CRC alone). UploadPart then sends that CRC and S3
+// checks the bytes read back from disk against the bytes received: end to
+// end, and over TLS without reading the part an extra time for its CRC.
+type PartChecksummer interface {
+	// PartChecksum returns the body's CRC in alg, in S3's form, and false
+	// when it does not have one in alg.
+	PartChecksum(alg ChecksumAlgorithm) (string, bool)
+}
+
 // ObjectInfo is what HeadObject tells about an object.
 type ObjectInfo struct {
 	Size     int64

@@ -475,3 +475,95 @@ func TestClient_ChecksumFallback(t *testing.T) {
 		})
 	}
 }
+
+// knownCRC is a part body that knows its CRC, as a spool that took it at
+// ingest would, and counts the bytes read from it.
+type knownCRC struct {
+	*io.SectionReader
+	alg  recsink.ChecksumAlgorithm
+	sum  string
+	read atomic.Int64
+}
+
+func (k *knownCRC) PartChecksum(alg recsink.ChecksumAlgorithm) (string, bool) {
+	return k.sum, alg == k.alg
+}
+
+func (k *knownCRC) Read(p []byte) (int, error) {
+	n, err := k.SectionReader.Read(p)
+	k.read.Add(int64(n))
+	return n, err
+}
+
+// TestClient_PartChecksumKnown: a body that knows its CRC is sent with it.
+// Over TLS the part is read once, to be sent, and S3 refuses bytes that do
+// not match it; over plain HTTP the read for the payload hash checks the
+// bytes first and nothing is sent when they differ.
+func TestClient_PartChecksumKnown(t *testing.T) {
+	t.Parallel()
+	srv := s3test.MustStart(t)
+	owner := srv.CreateUser(t, "user")
+	bucket := srv.CreateBucket(t, owner.ID)
+	data, bounds := object(7)
+	a := crc.CRC64NVME
+	b := bounds[1]
+	right := a.Encode(a.Checksum(data[b[0] : b[0]+b[1]]))
+	wrong := a.Encode(a.Checksum(data[b[0]:b[0]+b[1]]) ^ 1)
+	for _, tt := range []struct {
+		name      string
+		tls       bool
+		sum       string
+		wantRead  int64  // bytes read from the body
+		wantCode  string // S3's refusal; "" for none
+		wantLocal bool   // refused before sending
+	}{
+		{"TLSRight", true, right, b[1], "", false},
+		{"TLSWrong", true, wrong, b[1], "BadDigest", false},
+		{"HTTPRight", false, right, 2 * b[1], "", false},
+		{"HTTPWrong", false, wrong, b[1], "", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			proxy := newFaultProxy(t, srv.Endpoint, tt.tls)
+			hostPort := strings.TrimPrefix(strings.TrimPrefix(proxy.URL, "https://"), "http://")
+			st := s3.New(s3.Config{AllowEndpoints: []string{hostPort}, HTTPClient: proxy.Client(), MaxAttempts: 1, Logger: slog.New(slog.DiscardHandler)})
+			ctx := context.Background()
+			c, err := st.Client(ctx, recsink.Destination{Bucket: bucket, Endpoint: proxy.URL, Region: "us-east-1", ForcePathStyle: true}, owner)
+			if err != nil {
+				t.Fatal(err)
+			}
+			key := "rec/known-" + tt.name + ".mkv"
+			up, err := c.CreateMultipartUpload(ctx, key, "", nil, recsink.ChecksumCRC64NVME)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := &knownCRC{SectionReader: io.NewSectionReader(bytes.NewReader(data), b[0], b[1]), alg: recsink.ChecksumCRC64NVME, sum: tt.sum}
+			p, err := c.UploadPart(ctx, key, up, 2, body, b[1])
+			if got := body.read.Load(); got != tt.wantRead {
+				t.Errorf("read %d bytes of the body, want %d", got, tt.wantRead)
+			}
+			var se *recsink.StorageError
+			switch {
+			case tt.wantLocal:
+				if err == nil || errors.As(err, &se) || !strings.Contains(err.Error(), "as when they were received") {
+					t.Fatalf("err = %v, want a local mismatch", err)
+				}
+				parts, lerr := c.ListParts(ctx, key, up.ID)
+				if lerr != nil || len(parts) != 0 {
+					t.Errorf("S3 holds %v (%v), want no part", parts, lerr)
+				}
+			case tt.wantCode != "":
+				if !errors.As(err, &se) || se.Code != tt.wantCode {
+					t.Fatalf("err = %v, want %s", err, tt.wantCode)
+				}
+			default:
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p.Checksum != right {
+					t.Errorf("part checksum %s, want %s", p.Checksum, right)
+				}
+			}
+		})
+	}
+}

@@ -58,7 +58,9 @@ func (c *client) CreateMultipartUpload(ctx context.Context, key, contentType str
 // so every attempt sends identical bytes. In an upload with a checksum, one
 // read of the part gives its CRC and, where the payload is signed, the
 // payload's SHA-256; over TLS the payload is not signed, as the CRC that S3
-// verifies stands for it.
+// verifies stands for it. A body that is a recsink.PartChecksummer gives
+// its CRC: over TLS the part is then read only to be sent, and over plain
+// HTTP the read for the payload hash also checks the bytes against it.
 func (c *client) UploadPart(ctx context.Context, key string, up recsink.Upload, number int32, body io.ReadSeeker, size int64) (recsink.Part, error) {
 	fail := func(err error) (recsink.Part, error) {
 		return recsink.Part{}, fmt.Errorf("s3: upload part %d of %s: %w", number, key, err)
@@ -82,17 +84,32 @@ func (c *client) UploadPart(ctx context.Context, key string, up recsink.Upload, 
 	part := recsink.Part{Number: number, Size: size}
 	var opts []func(*awss3.Options)
 	if alg != nil {
-		sum, payloadHash, err := partDigest(sec, alg, !c.tls)
-		if err != nil {
-			return fail(fmt.Errorf("read part: %w", err))
+		known, ok := "", false
+		if pc, is := body.(recsink.PartChecksummer); is {
+			if known, ok = pc.PartChecksum(up.Checksum); ok {
+				if _, err := alg.Decode(known); err != nil {
+					return fail(err)
+				}
+			}
 		}
-		part.Checksum = alg.Encode(sum)
-		setPartChecksum(in, up.Checksum, part.Checksum)
+		if !ok || !c.tls {
+			sum, payloadHash, err := partDigest(sec, alg, !c.tls)
+			if err != nil {
+				return fail(fmt.Errorf("read part: %w", err))
+			}
+			if ok && alg.Encode(sum) != known {
+				return fail(fmt.Errorf("the part's bytes read back have %s %s, not %s as when they were received", alg, alg.Encode(sum), known))
+			}
+			known = alg.Encode(sum)
+			if !c.tls {
+				opts = append(opts, withPayloadHash(payloadHash))
+			}
+		}
 		if c.tls {
 			opts = append(opts, unsignedPayload)
-		} else {
-			opts = append(opts, withPayloadHash(payloadHash))
 		}
+		part.Checksum = known
+		setPartChecksum(in, up.Checksum, part.Checksum)
 	}
 	out, err := c.s3.UploadPart(ctx, in, opts...)
 	if err != nil {
