@@ -1,6 +1,13 @@
 // Package s3 delivers recordings into customers' S3 buckets with
 // aws-sdk-go-v2. It implements recsink.Storage and recsink.StorageClient, and
 // refuses custom endpoints that the operator has not allowed.
+//
+// Multipart uploads carry S3's full-object checksums (checksum.go): each
+// part goes up with its CRC, which S3 checks against the bytes it
+// receives, and the completion with the object's CRC, combined from the
+// parts' (internal/crc), which S3 checks against the object it assembles.
+// An endpoint that refuses CRC64NVME is asked for CRC32C, then CRC32, then
+// none, and remembered.
 package s3
 
 import (
