@@ -109,6 +109,7 @@ func TestAlgorithm_Combine(t *testing.T) {
 	for _, alg := range []*crc.Algorithm{crc.CRC64NVME, crc.CRC32C, crc.CRC32} {
 		t.Run(alg.Name(), func(t *testing.T) {
 			t.Parallel()
+			r := rand.New(rand.NewPCG(7, uint64(alg.Size())))
 			// Edge cases: empty pieces on either side, one byte.
 			for _, split := range [][2]int{{0, 0}, {0, 10}, {10, 0}, {1, 1}, {0, len(data)}, {len(data), 0}} {
 				a, b := data[:split[0]], data[split[0]:split[0]+split[1]]
