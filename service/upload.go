@@ -72,7 +72,7 @@ func (r *recorder) run(ctx context.Context, deadline *time.Timer) {
 				if isCanceled(err) {
 					continue // the lease lapsed: the next attempt waits for a renewal
 				}
-				if r.handle(err, cred, failures) {
+				if r.handle(err, cred, failures, 0) {
 					return
 				}
 				failures, retryAt = r.next(cred, failures)
@@ -90,12 +90,13 @@ func (r *recorder) run(ctx context.Context, deadline *time.Timer) {
 			delete(inflight, res.n)
 			if res.err == nil {
 				failures = 0
+				delete(r.digestRefusals, res.n)
 				r.uploaded()
 			} else if isCanceled(res.err) {
 				// The lease lapsed (or the recorder stops): not S3's failure.
 				// The part goes again once a renewal confirms the lease.
 			} else if ctx.Err() == nil {
-				if r.handle(res.err, res.cred, failures) {
+				if r.handle(res.err, res.cred, failures, res.n) {
 					return
 				}
 				failures, retryAt = r.next(res.cred, failures)
@@ -188,14 +189,14 @@ func (r *recorder) upload(ctx context.Context, client recsink.StorageClient, n i
 	}
 	defer pr.Close()
 	began := time.Now()
-	etag, err := client.UploadPart(wctx, r.rec.ObjectKey, r.rec.UploadID, n, pr, pr.Size())
+	part, err := client.UploadPart(wctx, r.rec.ObjectKey, r.rec.Upload(), n, pr, pr.Size())
 	if err != nil {
 		r.s.cfg.Observer.UploadFailed(errorLabel(err))
 		return err
 	}
 	r.s.cfg.Observer.PartUploaded(pr.Size(), time.Since(began))
 	offset, _ := r.layout.Part(n)
-	if err := r.s.store.PutPart(wctx, r.rec.ID, recsink.Part{Number: n, Offset: offset, Size: pr.Size(), ETag: etag}); err != nil {
+	if err := r.s.store.PutPart(wctx, r.rec.ID, recsink.Part{Number: n, Offset: offset, Size: pr.Size(), ETag: part.ETag, Checksum: part.Checksum}); err != nil {
 		return err
 	}
 	if err := r.file.Release(n); err != nil {
