@@ -1,0 +1,255 @@
+package mkv_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/recsink/recsink/media"
+	"github.com/recsink/recsink/media/internal/mediatest"
+	"github.com/recsink/recsink/media/mkv"
+)
+
+// MustIndex feeds stream through an Indexer in random chunks and returns
+// the index it wrote and its header end.
+func MustIndex(tb testing.TB, stream []byte, seed uint64) (*bytes.Reader, int64) {
+	tb.Helper()
+	var index bytes.Buffer
+	x := mkv.NewIndexer(&index)
+	mediatest.Feed(tb, x, stream, seed)
+	if err := x.Close(); err != nil {
+		tb.Fatalf("Close: %v", err)
+	}
+	if x.Offset() != int64(len(stream)) || x.IndexLen() != int64(index.Len()) {
+		tb.Fatalf("Offset, IndexLen = %d, %d; want %d, %d", x.Offset(), x.IndexLen(), len(stream), index.Len())
+	}
+	return bytes.NewReader(index.Bytes()), x.HeaderEnd()
+}
+
+// MustFinalize indexes stream, holds back its first firstLen bytes (at least
+// the header region) and returns the finished file.
+func MustFinalize(tb testing.TB, stream []byte, firstLen int, seed uint64) []byte {
+	tb.Helper()
+	index, headerEnd := MustIndex(tb, stream, seed)
+	firstLen = min(max(firstLen, int(headerEnd)), len(stream))
+	first, tail, err := mkv.Finalize(stream[:firstLen], index, int64(len(stream)))
+	if err != nil {
+		tb.Fatalf("Finalize: %v", err)
+	}
+	out := append(append(append([]byte(nil), first...), stream[firstLen:]...), tail...)
+	// Only the first part and the tail differ from the stream.
+	if !bytes.Equal(out[len(first):len(first)+len(stream)-firstLen], stream[firstLen:]) {
+		tb.Fatal("bytes after the first part changed")
+	}
+	tb.Logf("first part %d → %d bytes, tail %d bytes", firstLen, len(first), len(tail))
+	return out
+}
+
+// cue is a CuePoint as read back from a finished file.
+type cue struct {
+	time, cluster int64 // cluster: absolute file offset
+}
+
+// readFile parses a finished file the way a player does: it returns the
+// Duration in seconds, the cue points (checking that each points at a
+// Cluster), and whether the SeekHead's Cues entry points at the Cues.
+func readFile(tb testing.TB, b []byte) (dur float64, cues []cue) {
+	tb.Helper()
+	el := func(p int) (id uint32, size int64, n int) {
+		l := 0
+		for m := byte(0x80); l < 4 && b[p]&m == 0; m >>= 1 {
+			l++
+		}
+		l++
+		for _, c := range b[p : p+l] {
+			id = id<<8 | uint32(c)
+		}
+		s := 0
+		for m := byte(0x80); b[p+l]&m == 0; m >>= 1 {
+			s++
+		}
+		s++
+		v := uint64(b[p+l] & (0xFF >> s))
+		for _, c := range b[p+l+1 : p+l+s] {
+			v = v<<8 | uint64(c)
+		}
+		return id, int64(v), l + s
+	}
+	uint := func(d []byte) int64 {
+		var v int64
+		for _, c := range d {
+			v = v<<8 | int64(c)
+		}
+		return v
+	}
+	_, size, n := el(0)
+	p := n + int(size)
+	id, segSize, n := el(p)
+	if id != 0x18538067 {
+		tb.Fatalf("no Segment at %d", p)
+	}
+	seg := p + n
+	if int64(seg)+segSize != int64(len(b)) {
+		tb.Errorf("Segment size %d, file has %d bytes after its header", segSize, len(b)-seg)
+	}
+	scale := 1e6
+	seekCues := int64(-1)
+	for p = seg; p < len(b); {
+		id, size, n := el(p)
+		data := b[p+n : p+n+int(size)]
+		switch id {
+		case 0x114D9B74: // SeekHead
+			for q := 0; q < len(data); {
+				_, ssize, sn := el(p + n + q)
+				seek := data[q+sn : q+sn+int(ssize)]
+				var sid, spos int64
+				for r := 0; r < len(seek); {
+					cid, csize, cn := el(p + n + q + sn + r)
+					v := uint(seek[r+cn : r+cn+int(csize)])
+					if cid == 0x53AB {
+						sid = v
+					} else if cid == 0x53AC {
+						spos = v
+					}
+					r += cn + int(csize)
+				}
+				if sid == 0x1C53BB6B {
+					seekCues = spos
+				}
+				q += sn + int(ssize)
+			}
+		case 0x1549A966: // Info
+			for q := 0; q < len(data); {
+				cid, csize, cn := el(p + n + q)
+				d := data[q+cn : q+cn+int(csize)]
+				switch cid {
+				case 0x2AD7B1:
+					scale = float64(uint(d))
+				case 0x4489:
+					dur = math.Float64frombits(binary.BigEndian.Uint64(d))
+				}
+				q += cn + int(csize)
+			}
+		case 0x1C53BB6B: // Cues
+			if seekCues != int64(p-seg) {
+				tb.Errorf("SeekHead points at Cues at %d, they are at %d", seekCues, p-seg)
+			}
+			for q := 0; q < len(data); {
+				_, psize, pn := el(p + n + q)
+				var c cue
+				for r := q + pn; r < q+pn+int(psize); {
+					cid, csize, cn := el(p + n + r)
+					d := data[r+cn : r+cn+int(csize)]
+					switch cid {
+					case 0xB3:
+						c.time = uint(d)
+					case 0xB7:
+						for s := r + cn; s < r+cn+int(csize); {
+							gid, gsize, gn := el(p + n + s)
+							if gid == 0xF1 {
+								c.cluster = int64(seg) + uint(data[s+gn:s+gn+int(gsize)])
+							}
+							s += gn + int(gsize)
+						}
+					}
+					r += cn + int(csize)
+				}
+				if !bytes.HasPrefix(b[c.cluster:], []byte{0x1F, 0x43, 0xB6, 0x75}) {
+					tb.Errorf("cue at %d points at %d, not a Cluster", c.time, c.cluster)
+				}
+				cues = append(cues, c)
+				q += pn + int(psize)
+			}
+		}
+		if size == (1<<56)-1 { // a Cluster of unknown size: step into it
+			size = 0
+			for q := p + n; q < len(b); {
+				cid, csize, cn := el(q)
+				if cid == 0x1F43B675 || cid == 0x1C53BB6B {
+					break
+				}
+				q += cn + int(csize)
+				size = int64(q - p - n)
+			}
+		}
+		p += n + int(size)
+	}
+	return dur * scale / 1e9, cues
+}
+
+// checkCues fails tb unless there is a cue point at least every maxGap
+// seconds over dur.
+func checkCues(tb testing.TB, cues []cue, dur, maxGap float64) {
+	tb.Helper()
+	if len(cues) == 0 {
+		tb.Fatal("no cue points")
+	}
+	last := 0.0
+	for _, c := range append(cues, cue{time: int64(dur * 1000)}) {
+		if gap := float64(c.time)/1000 - last; gap > maxGap {
+			tb.Errorf("cue gap of %.2fs before %dms", gap, c.time)
+		}
+		last = float64(c.time) / 1000
+	}
+	tb.Logf("%d cue points over %.2fs: one every %.2fs", len(cues), dur, dur/float64(len(cues)))
+}
+
+func TestFinalizeFFmpeg(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		format string
+		kind   media.Kind
+	}{{"matroska", media.Matroska}, {"webm", media.WebM}} {
+		t.Run(tt.format, func(t *testing.T) {
+			t.Parallel()
+			stream := mediatest.MustFFmpeg(t, mediatest.LiveArgs(tt.format, 12)...)
+			if got := media.Sniff(stream[:media.SniffLen]); got != tt.kind {
+				t.Fatalf("Sniff = %v, want %v", got, tt.kind)
+			}
+			if d := mediatest.ProbeDuration(t, stream, "live."+tt.kind.Ext()); !math.IsNaN(d) {
+				t.Fatalf("the live stream already has a duration (%v): ffmpeg's output was seekable", d)
+			}
+			browser := mediatest.MustBrowser(t)
+			for i, firstLen := range []int{0, 100_000, 5 << 20} {
+				t.Run(fmt.Sprintf("First%d", firstLen), func(t *testing.T) {
+					out := MustFinalize(t, stream, firstLen, uint64(i))
+					d := mediatest.ProbeDuration(t, out, "out."+tt.kind.Ext())
+					t.Logf("ffprobe duration %.3f", d)
+					if math.Abs(d-12) > 0.5 {
+						t.Errorf("ffprobe duration %v, want 12±0.5", d)
+					}
+					dur, cues := readFile(t, out)
+					checkCues(t, cues, dur, 5)
+					if i > 0 {
+						return // Chromium once per format is enough for the time it takes
+					}
+					pb := mediatest.CheckPlayback(t, browser, out, tt.kind.ContentType())
+					t.Logf("Chromium: %+v", pb)
+					if math.Abs(pb.Duration-12) > 0.5 || pb.SeekableEnd != pb.Duration {
+						t.Errorf("Chromium duration %v, seekable end %v; want 12±0.5 and equal", pb.Duration, pb.SeekableEnd)
+					}
+					if !pb.Seeked || math.Abs(pb.SeekedAt-pb.Duration/2) > 1 {
+						t.Errorf("Chromium did not seek to the middle: %+v", pb)
+					}
+					if pb.Played <= pb.SeekedAt {
+						t.Errorf("Chromium did not play on from the middle: %+v", pb)
+					}
+				})
+			}
+		})
+	}
+}
+
+func TestLiveStreamIsInfinite(t *testing.T) {
+	// What issue 12 measured, as a baseline: the raw stream has no duration in Chromium.
+	t.Parallel()
+	stream := mediatest.MustFFmpeg(t, mediatest.LiveArgs("webm", 4)...)
+	pb := mediatest.CheckPlayback(t, mediatest.MustBrowser(t), stream, "video/webm")
+	t.Logf("Chromium on the raw live stream: %+v", pb)
+	if !math.IsInf(pb.Duration, 1) {
+		t.Errorf("duration %v, want +Inf", pb.Duration)
+	}
+}
+
