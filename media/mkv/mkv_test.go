@@ -98,6 +98,17 @@ func readFile(tb testing.TB, b []byte) (dur float64, cues []cue) {
 	seekCues := int64(-1)
 	for p = seg; p < len(b); {
 		id, size, n := el(p)
+		if size == (1<<56)-1 { // a Cluster of unknown size: step into it
+			size = 0
+			for q := p + n; q < len(b); {
+				cid, csize, cn := el(q)
+				if cid == 0x1F43B675 || cid == 0x1C53BB6B {
+					break
+				}
+				q += cn + int(csize)
+				size = int64(q - p - n)
+			}
+		}
 		data := b[p+n : p+n+int(size)]
 		switch id {
 		case 0x114D9B74: // SeekHead
@@ -161,17 +172,6 @@ func readFile(tb testing.TB, b []byte) (dur float64, cues []cue) {
 				}
 				cues = append(cues, c)
 				q += pn + int(psize)
-			}
-		}
-		if size == (1<<56)-1 { // a Cluster of unknown size: step into it
-			size = 0
-			for q := p + n; q < len(b); {
-				cid, csize, cn := el(q)
-				if cid == 0x1F43B675 || cid == 0x1C53BB6B {
-					break
-				}
-				q += cn + int(csize)
-				size = int64(q - p - n)
 			}
 		}
 		p += n + int(size)
