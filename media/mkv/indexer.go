@@ -133,6 +133,11 @@ func Resume(checkpoint []byte, index io.Writer) (*Indexer, error) {
 	if err := binary.Read(r, binary.BigEndian, &x.s); err != nil || r.Len() != 0 {
 		return nil, fmt.Errorf("mkv: resume: checkpoint of the wrong size: %w", ErrCorrupt)
 	}
+	st := &x.s
+	if st.St > stFailed || st.N > maxBuf || st.Want > maxBuf || (st.St == stValue && st.N > st.Want) || (st.St == stHeader && st.N >= maxBuf) ||
+		st.Depth > maxDepth || st.NTracks > maxTracks || st.Skip < 0 || st.Off < 0 || st.IndexLen < 0 {
+		return nil, fmt.Errorf("mkv: resume: inconsistent checkpoint: %w", ErrCorrupt)
+	}
 	if x.s.St == stFailed {
 		x.err = ErrCorrupt
 	}
