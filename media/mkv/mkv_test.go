@@ -75,6 +75,9 @@ func readFile(tb testing.TB, b []byte) (dur float64, cues []cue) {
 		for _, c := range b[p+l+1 : p+l+s] {
 			v = v<<8 | uint64(c)
 		}
+		if v == 1<<(7*s)-1 {
+			return id, -1, l + s // unknown size
+		}
 		return id, int64(v), l + s
 	}
 	uint := func(d []byte) int64 {
@@ -98,7 +101,7 @@ func readFile(tb testing.TB, b []byte) (dur float64, cues []cue) {
 	seekCues := int64(-1)
 	for p = seg; p < len(b); {
 		id, size, n := el(p)
-		if size == (1<<56)-1 { // a Cluster of unknown size: step into it
+		if size == -1 { // a Cluster of unknown size: step into it
 			size = 0
 			for q := p + n; q < len(b); {
 				cid, csize, cn := el(q)
@@ -199,12 +202,21 @@ func checkCues(tb testing.TB, cues []cue, dur, maxGap float64) {
 func TestFinalizeFFmpeg(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
-		format string
-		kind   media.Kind
-	}{{"matroska", media.Matroska}, {"webm", media.WebM}} {
-		t.Run(tt.format, func(t *testing.T) {
+		name, format string
+		kind         media.Kind
+		unknown      bool
+	}{
+		{"Matroska", "matroska", media.Matroska, false},
+		{"WebM", "webm", media.WebM, false},
+		// MediaRecorder writes Clusters of unknown size.
+		{"WebMUnknownClusters", "webm", media.WebM, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			stream := mediatest.MustFFmpeg(t, mediatest.LiveArgs(tt.format, 12)...)
+			if tt.unknown {
+				unknownClusters(t, stream)
+			}
 			if got := media.Sniff(stream[:media.SniffLen]); got != tt.kind {
 				t.Fatalf("Sniff = %v, want %v", got, tt.kind)
 			}
@@ -253,3 +265,34 @@ func TestLiveStreamIsInfinite(t *testing.T) {
 	}
 }
 
+
+// unknownClusters sets the size of each Cluster of stream to "unknown", as
+// a live muxer that cannot buffer its clusters writes them.
+func unknownClusters(tb testing.TB, stream []byte) {
+	tb.Helper()
+	n := 0
+	for p := 0; ; {
+		i := bytes.Index(stream[p:], []byte{0x1F, 0x43, 0xB6, 0x75})
+		if i < 0 {
+			break
+		}
+		p += i + 4
+		l := 1
+		for m := byte(0x80); stream[p]&m == 0; m >>= 1 {
+			l++
+		}
+		size := int64(stream[p] & (0xFF >> l))
+		for _, c := range stream[p+1 : p+l] {
+			size = size<<8 | int64(c)
+		}
+		stream[p] |= 0xFF >> l
+		for j := 1; j < l; j++ {
+			stream[p+j] = 0xFF
+		}
+		p += l + int(size)
+		n++
+	}
+	if n < 10 {
+		tb.Fatalf("only %d clusters found", n)
+	}
+}
