@@ -55,9 +55,9 @@ type frame struct {
 }
 
 type track struct {
-	Number  uint64
-	Type    uint8
-	DefDur  uint64 // DefaultDuration in ns
+	Number uint64
+	Type   uint8
+	DefDur uint64 // DefaultDuration in ns
 }
 
 // state is everything the Indexer knows; it has fixed-size fields only so

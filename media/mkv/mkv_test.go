@@ -265,7 +265,6 @@ func TestLiveStreamIsInfinite(t *testing.T) {
 	}
 }
 
-
 // unknownClusters sets the size of each Cluster of stream to "unknown", as
 // a live muxer that cannot buffer its clusters writes them.
 func unknownClusters(tb testing.TB, stream []byte) {
