@@ -113,6 +113,25 @@ func ProbeDuration(tb testing.TB, data []byte, name string) float64 {
 	return d
 }
 
+// ProbeDurationPipe is ProbeDuration with data on ffprobe's standard
+// input: ffprobe cannot seek, so it reports the duration the header holds
+// (mvhd, mehd, the Segment Info) instead of one found by scanning the file.
+func ProbeDurationPipe(tb testing.TB, data []byte) float64 {
+	tb.Helper()
+	path := MustTool(tb, "ffprobe")
+	cmd := exec.Command(path, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", "-i", "pipe:0")
+	cmd.Stdin = bytes.NewReader(data)
+	out, err := cmd.Output()
+	if err != nil {
+		tb.Fatalf("ffprobe pipe:0: %v", err)
+	}
+	d, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+	if err != nil {
+		return math.NaN()
+	}
+	return d
+}
+
 // Feed writes data to w in chunks of random sizes from 1 byte to 64 KiB.
 func Feed(tb testing.TB, w io.Writer, data []byte, seed uint64) {
 	tb.Helper()
@@ -190,7 +209,10 @@ func CheckPlayback(tb testing.TB, ctx context.Context, data []byte, contentType 
 		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
 	})
 	srv := httptest.NewServer(mux)
-	tb.Cleanup(srv.Close)
+	tb.Cleanup(func() {
+		srv.CloseClientConnections() // the browser keeps its connection
+		srv.Close()
+	})
 
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
