@@ -223,6 +223,9 @@ func TestFinalizeFFmpeg(t *testing.T) {
 			if d := mediatest.ProbeDuration(t, stream, "live."+tt.kind.Ext()); !math.IsNaN(d) {
 				t.Fatalf("the live stream already has a duration (%v): ffmpeg's output was seekable", d)
 			}
+			if d := mediatest.ProbeDurationPipe(t, stream); !math.IsNaN(d) {
+				t.Fatalf("the live stream has a duration through a pipe (%v)", d)
+			}
 			browser := mediatest.MustBrowser(t)
 			for i, firstLen := range []int{0, 100_000, 5 << 20} {
 				t.Run(fmt.Sprintf("First%d", firstLen), func(t *testing.T) {
@@ -231,6 +234,9 @@ func TestFinalizeFFmpeg(t *testing.T) {
 					t.Logf("ffprobe duration %.3f", d)
 					if math.Abs(d-12) > 0.5 {
 						t.Errorf("ffprobe duration %v, want 12±0.5", d)
+					}
+					if d := mediatest.ProbeDurationPipe(t, out); math.Abs(d-12) > 0.5 {
+						t.Errorf("ffprobe duration through a pipe %v, want 12±0.5", d)
 					}
 					dur, cues := readFile(t, out)
 					checkCues(t, cues, dur, 5)
