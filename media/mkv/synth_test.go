@@ -279,6 +279,9 @@ func feed30Minutes(tb testing.TB, unknown bool) (heap int64, mallocs uint64, rec
 	runtime.GC()
 	runtime.ReadMemStats(&m1)
 	heap = int64(m1.HeapAlloc) - int64(m0.HeapAlloc)
+	if cp, err := x.MarshalBinary(); err == nil {
+		tb.Logf("the Indexer's state: %d bytes (its checkpoint)", len(cp))
+	}
 	runtime.KeepAlive(x)
 	runtime.KeepAlive(header)
 	runtime.KeepAlive(cluster)

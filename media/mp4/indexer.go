@@ -148,7 +148,7 @@ func Resume(checkpoint []byte, index io.Writer) (*Indexer, error) {
 	}
 	s := &x.s
 	if s.St > stFailed || s.N > maxBuf || s.Want > maxBuf || (s.St == stValue && s.N > s.Want) || (s.St == stHeader && s.N >= 16) ||
-		s.Depth > maxDepth || s.NTracks > maxTracks || int(s.TrackIdx) >= int(s.NTracks) || s.Skip < 0 || s.Off < 0 || s.IndexLen < 0 {
+		s.Depth > maxDepth || s.NTracks > maxTracks || (s.InTraf && (s.TrackIdx < -1 || int(s.TrackIdx) >= int(s.NTracks))) || s.Skip < 0 || s.Off < 0 || s.IndexLen < 0 {
 		return nil, fmt.Errorf("mp4: resume: inconsistent checkpoint: %w", ErrCorrupt)
 	}
 	if s.St == stFailed {
