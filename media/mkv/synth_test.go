@@ -314,3 +314,45 @@ func BenchmarkIndexer30Minutes(b *testing.B) {
 	}
 	b.SetBytes(30 * 60 * 2_000_000 / 8)
 }
+
+// BenchmarkFinalize times Finalize at the stop for a recording of 1 GiB
+// and one of 24 hours, with ffmpeg's live cluster rate (a cluster per 32 KiB
+// at 2 Mbit/s: about 8 a second) and an index file on disk.
+func BenchmarkFinalize(b *testing.B) {
+	for _, bc := range []struct {
+		name     string
+		clusters int
+	}{{"1GiB", 1 << 30 / (32 << 10)}, {"24h", 24 * 3600 * 8}} {
+		b.Run(bc.name, func(b *testing.B) {
+			s := synth{video: true, clusterMs: 125, bytesPerSec: 8}
+			f, err := os.Create(b.TempDir() + "/index")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			x := mkv.NewIndexer(f)
+			header := s.header()
+			x.Write(header)
+			cluster := s.cluster(0)
+			tpos := 12 + 1 + 8
+			for i := range bc.clusters {
+				binary.BigEndian.PutUint64(cluster[tpos:], uint64(i*s.clusterMs))
+				x.Write(cluster)
+			}
+			if err := x.Close(); err != nil {
+				b.Fatal(err)
+			}
+			total := x.Offset()
+			b.ResetTimer()
+			for b.Loop() {
+				first, tail, err := mkv.Finalize(header, f, total)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(len(tail)), "tail-bytes")
+				b.ReportMetric(float64(x.IndexLen()), "index-bytes")
+				_ = first
+			}
+		})
+	}
+}
