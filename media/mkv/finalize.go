@@ -21,7 +21,9 @@ var ErrShortHeader = errors.New("mkv: header region ends inside the segment head
 //     and the Cues. It has the length of header whenever the header's
 //     SeekHead and Void leave room, and otherwise differs by a few bytes.
 //   - tail is a Cues element with a CuePoint for each cluster holding a
-//     video keyframe, or each cluster when the stream has no video.
+//     video keyframe, or each cluster when the stream has no video. When
+//     the stream was cut inside a block, tail starts with what completes it
+//     (see Indexer.Close).
 func Finalize(header []byte, index io.ReaderAt, total int64) (first, tail []byte, err error) {
 	h, err := parseHeader(header)
 	if err != nil {
@@ -36,7 +38,12 @@ func Finalize(header []byte, index io.ReaderAt, total int64) (first, tail []byte
 		nrec    int
 		lastOff int64 = -1
 	)
+	var stop Record // the end record, if any
 	err = ReadIndex(index, func(r Record) error {
+		if r.Flags&FlagEnd != 0 {
+			stop = r
+			return nil
+		}
 		if r.Offset <= lastOff || r.Offset < h.firstCluster || r.Offset >= total {
 			return fmt.Errorf("mkv: finalize: index record of cluster at %d out of order or outside the stream: %w", r.Offset, ErrCorrupt)
 		}
@@ -49,6 +56,25 @@ func Finalize(header []byte, index io.ReaderAt, total int64) (first, tail []byte
 	})
 	if err != nil {
 		return nil, nil, err
+	}
+	// What completes a stream cut inside an element.
+	var pad []byte
+	if stop.Flags&FlagEnd != 0 {
+		if stop.Offset != total {
+			return nil, nil, fmt.Errorf("mkv: finalize: the index ends the stream at %d, not %d: %w", stop.Offset, total, ErrCorrupt)
+		}
+		if stop.Pad < 0 || stop.Pad > 1<<32 {
+			return nil, nil, fmt.Errorf("mkv: finalize: padding of %d bytes: %w", stop.Pad, ErrCorrupt)
+		}
+		pad = make([]byte, stop.Pad)
+		for _, v := range stop.Voids {
+			if v == 1 || v < 0 || v > 1<<32 {
+				return nil, nil, fmt.Errorf("mkv: finalize: Void of %d bytes: %w", v, ErrCorrupt)
+			}
+			if v > 0 {
+				pad = appendVoid(pad, int(v))
+			}
+		}
 	}
 
 	// The new segment header: SeekHead, Info, the other top-level
@@ -70,18 +96,21 @@ func Finalize(header []byte, index io.ReaderAt, total int64) (first, tail []byte
 	}
 	segHdrLen := 4 + 8
 	newSegData := int64(len(h.ebml) + segHdrLen)
-	pad := int(h.firstCluster - newSegData - int64(body))
-	if pad < 2 {
-		pad = 0 // the clusters move by delta
+	void := int(h.firstCluster - newSegData - int64(body))
+	if void < 2 {
+		void = 0 // the clusters move by delta
 	}
-	newFirstCluster := newSegData + int64(body+pad)
+	newFirstCluster := newSegData + int64(body+void)
 	delta := newFirstCluster - h.firstCluster
 
 	// The Cues, with cluster positions in the new layout.
-	cuesAt := total + delta - newSegData
+	cuesAt := total + int64(len(pad)) + delta - newSegData
 	if hasCues {
 		var points []byte
 		err = ReadIndex(index, func(r Record) error {
+			if r.Flags&FlagEnd != 0 {
+				return nil
+			}
 			var t int64
 			var tn uint16
 			switch {
@@ -105,7 +134,7 @@ func Finalize(header []byte, index io.ReaderAt, total int64) (first, tail []byte
 			return nil, nil, err
 		}
 		if len(points) > 0 {
-			tail = appendElem(nil, idCues, points)
+			tail = appendElem(pad, idCues, points)
 		} else {
 			hasCues = false
 			// Keep the SeekHead's length: point the Cues entry at
@@ -138,7 +167,10 @@ func Finalize(header []byte, index io.ReaderAt, total int64) (first, tail []byte
 		}
 	}
 
-	segSize := int64(body+pad) + (int64(len(header)) - h.firstCluster) + (total - int64(len(header))) + int64(len(tail))
+	if tail == nil {
+		tail = pad
+	}
+	segSize := int64(body+void) + (int64(len(header)) - h.firstCluster) + (total - int64(len(header))) + int64(len(tail))
 	first = make([]byte, 0, newFirstCluster+int64(len(header))-h.firstCluster)
 	first = append(first, h.ebml...)
 	first = appendID(first, idSegment)
@@ -149,8 +181,8 @@ func Finalize(header []byte, index io.ReaderAt, total int64) (first, tail []byte
 	for _, o := range h.others {
 		first = append(first, o.raw...)
 	}
-	if pad > 0 {
-		first = appendVoid(first, pad)
+	if void > 0 {
+		first = appendVoid(first, void)
 	}
 	if int64(len(first)) != newFirstCluster {
 		return nil, nil, fmt.Errorf("mkv: finalize: internal error: segment header of %d bytes, want %d", len(first), newFirstCluster)

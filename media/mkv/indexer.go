@@ -228,30 +228,53 @@ func (x *Indexer) Write(p []byte) (int, error) {
 }
 
 // Close tells the Indexer the stream has ended: it writes the record of the
-// last cluster. It returns ErrTruncated when the stream stopped inside an
-// element of known size, where a tail cannot be appended.
+// last cluster and an end record. A stream cut inside a block (a recorder
+// stopped mid-write) is completed there: the end record tells Finalize to
+// fill the rest of the block with zero bytes and its BlockGroup and Cluster
+// with Void elements. Close returns ErrTruncated when that cannot be done (a
+// cut inside an element header, or one byte short of a Cluster's end).
+// Close writes nothing after an error, and must be called once.
 func (x *Indexer) Close() error {
 	if x.err != nil {
 		return x.err
 	}
 	s := &x.s
-	truncated := s.St != stHeader || s.N != 0
+	if s.St == stHeader && s.N != 0 {
+		return ErrTruncated
+	}
 	x.closeEnded()
-	for i := int(s.Depth) - 1; i >= 0; i-- {
-		if s.Stack[i].End != unknownSize {
-			truncated = true
+	end := Record{Offset: s.Off, Flags: FlagEnd}
+	at := s.Off
+	if s.St == stSkip || s.St == stValue {
+		end.Pad = s.Skip + int64(s.Want-s.N)
+		if s.St == stSkip {
+			end.Pad = s.Skip
 		}
+		at += end.Pad
+	}
+	voids := 0
+	for i := int(s.Depth) - 1; i >= 0; i-- {
+		f := s.Stack[i]
+		if f.End == unknownSize || f.ID == idSegment {
+			continue // a Segment's size is rewritten by Finalize
+		}
+		gap := f.End - at
+		switch {
+		case gap == 1 || (gap > 0 && voids == len(end.Voids)) || gap > 1<<32-1:
+			return ErrTruncated
+		case gap > 0:
+			end.Voids[voids] = gap
+			voids++
+		}
+		at = f.End
 	}
 	if s.InCluster {
 		x.endCluster()
 	}
-	if x.err != nil {
-		return x.err
+	if x.err == nil {
+		x.writeRecord(end)
 	}
-	if truncated {
-		return ErrTruncated
-	}
-	return nil
+	return x.err
 }
 
 func (x *Indexer) fail(err error) {
@@ -476,10 +499,15 @@ func (x *Indexer) endCluster() {
 	if s.Cl.Flags&FlagBlocks == 0 {
 		s.Cl.End = s.Cl.Time
 	}
-	s.Cl.marshal(x.rec[:])
+	x.writeRecord(s.Cl)
+}
+
+// writeRecord appends r to the index.
+func (x *Indexer) writeRecord(r Record) {
+	r.marshal(x.rec[:])
 	if _, err := x.w.Write(x.rec[:]); err != nil {
 		x.fail(fmt.Errorf("mkv: write index: %w", err))
 		return
 	}
-	s.IndexLen += RecordSize
+	x.s.IndexLen += RecordSize
 }

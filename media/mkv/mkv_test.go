@@ -3,8 +3,10 @@ package mkv_test
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/recsink/recsink/media"
@@ -299,5 +301,54 @@ func unknownClusters(tb testing.TB, stream []byte) {
 	}
 	if n < 10 {
 		tb.Fatalf("only %d clusters found", n)
+	}
+}
+
+// TestCutFFmpeg stops ffmpeg's live Matroska at random bytes, as a stop
+// through the API while the recorder writes does: the finished files are
+// well-formed, and ffprobe and Chromium read their duration and seek.
+func TestCutFFmpeg(t *testing.T) {
+	t.Parallel()
+	full := mediatest.MustFFmpeg(t, mediatest.LiveArgs("matroska", 12)...)
+	browser := mediatest.MustBrowser(t)
+	r := rand.New(rand.NewPCG(12, 12))
+	var refused int
+	for i := range 12 {
+		cut := len(full)/3 + r.IntN(len(full)*2/3)
+		stream := full[:cut]
+		var index bytes.Buffer
+		x := mkv.NewIndexer(&index)
+		mediatest.Feed(t, x, stream, uint64(i))
+		if err := x.Close(); errors.Is(err, mkv.ErrTruncated) {
+			refused++
+			continue
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		headerEnd := int(x.HeaderEnd())
+		first, tail, err := mkv.Finalize(stream[:headerEnd], bytes.NewReader(index.Bytes()), int64(cut))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := append(append(append([]byte(nil), first...), stream[headerEnd:]...), tail...)
+		if err := checkStructure(out); err != nil {
+			t.Fatalf("cut at %d: %v", cut, err)
+		}
+		dur, cues := readFile(t, out)
+		d := mediatest.ProbeDuration(t, out, "cut.mkv")
+		t.Logf("cut at %d of %d: Duration %.3f, ffprobe %.3f, %d cues, tail %d bytes", cut, len(full), dur, d, len(cues), len(tail))
+		if math.Abs(d-dur) > 0.01 || dur < 12*float64(cut)/float64(len(full))-1.5 {
+			t.Errorf("cut at %d: Duration %v, ffprobe %v", cut, dur, d)
+		}
+		if i == 0 {
+			pb := mediatest.CheckPlayback(t, browser, out, "video/x-matroska")
+			t.Logf("Chromium: %+v", pb)
+			if math.Abs(pb.Duration-dur) > 0.1 || pb.SeekableEnd != pb.Duration || !pb.Seeked {
+				t.Errorf("Chromium: %+v", pb)
+			}
+		}
+	}
+	if refused > 2 {
+		t.Errorf("%d of 12 cuts refused", refused)
 	}
 }
