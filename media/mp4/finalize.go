@@ -30,7 +30,8 @@ var ErrNoRoom = errors.New("mp4: no room in the header for the durations")
 //     udta and free boxes give way to the mehd (a free box fills the rest),
 //     and without room the mehd is left out.
 //   - tail is an mfra box: a tfra per track with an entry for each fragment's
-//     first sync sample, and mfro.
+//     first sync sample, and mfro. When the stream was cut inside an mdat,
+//     tail starts with the zero bytes that complete it (see Indexer.Close).
 func Finalize(header []byte, index io.ReaderAt, total int64) (first, tail []byte, err error) {
 	h, err := parseHeader(header)
 	if err != nil {
@@ -41,7 +42,15 @@ func Finalize(header []byte, index io.ReaderAt, total int64) (first, tail []byte
 	}
 	absolute := false
 	last := int64(-1)
+	var pad []byte
 	err = ReadIndex(index, func(r Record) error {
+		if r.Flags&FlagEnd != 0 {
+			if r.MoofOffset != total || r.Pad < 0 || r.Pad > 1<<40 {
+				return fmt.Errorf("mp4: finalize: the index ends the stream at %d, not %d: %w", r.MoofOffset, total, ErrCorrupt)
+			}
+			pad = make([]byte, r.Pad)
+			return nil
+		}
 		if r.MoofOffset < last || r.MoofOffset < h.firstMoof || r.MoofOffset >= total {
 			return fmt.Errorf("mp4: finalize: index record of moof at %d out of order or outside the stream: %w", r.MoofOffset, ErrCorrupt)
 		}
@@ -79,7 +88,7 @@ func Finalize(header []byte, index io.ReaderAt, total int64) (first, tail []byte
 	// The mfra: a tfra per track, entries in the new layout.
 	entries := make([][]byte, len(h.tracks))
 	err = ReadIndex(index, func(r Record) error {
-		if r.Flags&FlagSync == 0 {
+		if r.Flags&FlagSync == 0 || r.Flags&FlagEnd != 0 {
 			return nil
 		}
 		for i := range h.tracks {
@@ -114,7 +123,9 @@ func Finalize(header []byte, index io.ReaderAt, total int64) (first, tail []byte
 		mfroLen := 16
 		mfro := binary.BigEndian.AppendUint32(make([]byte, 4), uint32(8+len(mfra)+mfroLen))
 		mfra = appendBox(mfra, "mfro", mfro)
-		tail = appendBox(nil, "mfra", mfra)
+		tail = appendBox(pad, "mfra", mfra)
+	} else {
+		tail = pad
 	}
 	return first, tail, nil
 }

@@ -234,28 +234,27 @@ func (x *Indexer) Write(p []byte) (int, error) {
 	return n, x.err
 }
 
-// Close tells the Indexer the stream has ended. It returns ErrTruncated when
-// the stream stopped inside a box.
+// Close tells the Indexer the stream has ended and writes an end record. A
+// stream cut inside an mdat (a recorder stopped mid-write) is completed
+// there: the end record tells Finalize to fill the rest of the mdat with
+// zero bytes. Close returns ErrTruncated for a cut inside a box header or a
+// moof, which cannot be completed. Close writes nothing after an error, and
+// must be called once.
 func (x *Indexer) Close() error {
 	if x.err != nil {
 		return x.err
 	}
 	s := &x.s
-	truncated := s.St != stHeader || s.N != 0
 	x.closeEnded()
-	if s.Depth > 0 {
-		truncated = true
-		if s.InTraf {
-			x.endTraf()
-		}
-	}
-	if x.err != nil {
-		return x.err
-	}
-	if truncated {
+	if (s.St == stHeader && s.N != 0) || s.Depth > 0 {
 		return ErrTruncated
 	}
-	return nil
+	end := Record{MoofOffset: s.Off, Flags: FlagEnd}
+	if s.St == stSkip {
+		end.Pad = s.Skip
+	}
+	x.writeRecord(end)
+	return x.err
 }
 
 func (x *Indexer) fail(err error) {
@@ -569,10 +568,15 @@ func (x *Indexer) endTraf() {
 	if s.TrackIdx >= 0 {
 		s.Tracks[s.TrackIdx].Next = s.Time
 	}
-	s.Tr.marshal(x.rec[:])
+	x.writeRecord(s.Tr)
+}
+
+// writeRecord appends r to the index.
+func (x *Indexer) writeRecord(r Record) {
+	r.marshal(x.rec[:])
 	if _, err := x.w.Write(x.rec[:]); err != nil {
 		x.fail(fmt.Errorf("mp4: write index: %w", err))
 		return
 	}
-	s.IndexLen += RecordSize
+	x.s.IndexLen += RecordSize
 }

@@ -3,9 +3,11 @@ package mp4_test
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/recsink/recsink/media"
@@ -221,7 +223,12 @@ func TestIndexerFFmpeg(t *testing.T) {
 		}
 	}
 	var recs []mp4.Record
-	mp4.ReadIndex(index, func(r mp4.Record) error { recs = append(recs, r); return nil })
+	mp4.ReadIndex(index, func(r mp4.Record) error {
+		if r.Flags&mp4.FlagEnd == 0 {
+			recs = append(recs, r)
+		}
+		return nil
+	})
 	if len(recs) != 2*moofs {
 		t.Fatalf("%d records for %d moofs of 2 tracks", len(recs), moofs)
 	}
@@ -258,5 +265,50 @@ func TestLiveStreamBaseline(t *testing.T) {
 	t.Logf("raw live fMP4: ffprobe duration %v (file), %v (pipe); Chromium %+v", d, dp, pb)
 	if dp > 6 {
 		t.Errorf("ffprobe through a pipe found a duration (%v) in the raw stream's header", dp)
+	}
+}
+
+// TestCutFFmpeg stops ffmpeg's live fMP4 at random bytes, as a stop through
+// the API while the recorder writes does.
+func TestCutFFmpeg(t *testing.T) {
+	t.Parallel()
+	full := mediatest.MustFFmpeg(t, mediatest.LiveArgs("fmp4", 12)...)
+	browser := mediatest.MustBrowser(t)
+	r := rand.New(rand.NewPCG(12, 12))
+	var refused int
+	for i := range 12 {
+		cut := len(full)/3 + r.IntN(len(full)*2/3)
+		stream := full[:cut]
+		var index bytes.Buffer
+		x := mp4.NewIndexer(&index)
+		mediatest.Feed(t, x, stream, uint64(i))
+		if err := x.Close(); errors.Is(err, mp4.ErrTruncated) {
+			refused++
+			continue
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		headerEnd := int(x.HeaderEnd())
+		first, tail, err := mp4.Finalize(stream[:headerEnd], bytes.NewReader(index.Bytes()), int64(cut))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := append(append(append([]byte(nil), first...), stream[headerEnd:]...), tail...)
+		mehd, _ := readFile(t, out)
+		d := mediatest.ProbeDurationPipe(t, out)
+		t.Logf("cut at %d of %d: mehd %.3f, ffprobe (pipe) %.3f, tail %d bytes", cut, len(full), mehd, d, len(tail))
+		if math.Abs(d-mehd) > 0.1 || mehd < 12*float64(cut)/float64(len(full))-1.5 {
+			t.Errorf("cut at %d: mehd %v, ffprobe %v", cut, mehd, d)
+		}
+		if i == 0 {
+			pb := mediatest.CheckPlayback(t, browser, out, "video/mp4")
+			t.Logf("Chromium: %+v", pb)
+			if math.Abs(pb.Duration-mehd) > 0.1 || pb.SeekableEnd != pb.Duration || !pb.Seeked {
+				t.Errorf("Chromium: %+v", pb)
+			}
+		}
+	}
+	if refused > 2 {
+		t.Errorf("%d of 12 cuts refused", refused)
 	}
 }

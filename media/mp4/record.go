@@ -24,19 +24,29 @@ type Record struct {
 	Trun       uint32 // 1-based number of the trun holding the first sync sample
 	Sample     uint32 // 1-based number of the first sync sample in that trun
 	Flags      uint8
+
+	// In the end record (FlagEnd) only: the stream was cut inside a
+	// top-level box (an mdat), and Pad zero bytes complete it. MoofOffset
+	// is then the stream's length.
+	Pad int64
 }
 
 // Record flags.
 const (
 	FlagSync     = 1 << iota // the fragment holds a sync sample
 	FlagAbsolute             // its tfhd has an absolute base-data-offset: the stream's byte positions must not move
+	FlagEnd                  // written by Close: the end of the stream and what completes it
 )
 
 const recordVersion = 1
 
 func (r Record) marshal(b []byte) {
 	binary.BigEndian.PutUint64(b[0:], uint64(r.MoofOffset))
-	binary.BigEndian.PutUint64(b[8:], uint64(r.Time))
+	t := r.Time
+	if r.Flags&FlagEnd != 0 {
+		t = r.Pad // the end record has no time
+	}
+	binary.BigEndian.PutUint64(b[8:], uint64(t))
 	binary.BigEndian.PutUint64(b[16:], uint64(r.SyncTime))
 	binary.BigEndian.PutUint64(b[24:], uint64(r.End))
 	binary.BigEndian.PutUint32(b[32:], r.TrackID)
@@ -61,6 +71,9 @@ func (r *Record) unmarshal(b []byte) error {
 	r.Trun = binary.BigEndian.Uint32(b[40:])
 	r.Sample = binary.BigEndian.Uint32(b[44:])
 	r.Flags = b[48]
+	if r.Flags&FlagEnd != 0 {
+		r.Pad, r.Time = r.Time, 0
+	}
 	return nil
 }
 
