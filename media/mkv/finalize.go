@@ -12,8 +12,8 @@ var ErrShortHeader = errors.New("mkv: header region ends inside the segment head
 
 // Finalize completes a live stream into a seekable file. header is the
 // stream's first bytes (the part held back, at least Indexer.HeaderEnd()
-// bytes), index the records an Indexer wrote for the whole stream, and total
-// the stream's length. The finished file is first, then the stream's bytes
+// bytes), index the records an Indexer wrote for the whole stream (Close
+// included), and total the stream's length. The finished file is first, then the stream's bytes
 // from len(header) to total unchanged, then tail:
 //
 //   - first is header with the Segment's size set, a Duration in the Info, a
@@ -58,17 +58,20 @@ func Finalize(header []byte, index io.ReaderAt, total int64) (first, tail []byte
 		return nil, nil, err
 	}
 	// What completes a stream cut inside an element.
+	if stop.Flags&FlagEnd == 0 {
+		return nil, nil, fmt.Errorf("mkv: finalize: the index has no end record (Indexer.Close): %w", ErrCorrupt)
+	}
 	var pad []byte
-	if stop.Flags&FlagEnd != 0 {
+	{
 		if stop.Offset != total {
 			return nil, nil, fmt.Errorf("mkv: finalize: the index ends the stream at %d, not %d: %w", stop.Offset, total, ErrCorrupt)
 		}
-		if stop.Pad < 0 || stop.Pad > 1<<32 {
+		if stop.Pad < 0 || stop.Pad+stop.Voids[0]+stop.Voids[1] > MaxPad {
 			return nil, nil, fmt.Errorf("mkv: finalize: padding of %d bytes: %w", stop.Pad, ErrCorrupt)
 		}
 		pad = make([]byte, stop.Pad)
 		for _, v := range stop.Voids {
-			if v == 1 || v < 0 || v > 1<<32 {
+			if v == 1 || v < 0 || v > MaxPad {
 				return nil, nil, fmt.Errorf("mkv: finalize: Void of %d bytes: %w", v, ErrCorrupt)
 			}
 			if v > 0 {

@@ -39,6 +39,11 @@ const (
 	maxDepth  = 6  // Segment, Cluster, BlockGroup; Segment, Tracks, TrackEntry
 	maxTracks = 32
 	maxValue  = 8 // longest integer element read
+
+	// MaxPad is the most bytes Close lets Finalize add to complete a
+	// stream cut inside an element; a longer completion (a block declared
+	// larger, which only a damaged stream has) is ErrTruncated.
+	MaxPad = 256 << 20
 )
 
 // What the Indexer is reading.
@@ -233,7 +238,7 @@ func (x *Indexer) Write(p []byte) (int, error) {
 // fill the rest of the block with zero bytes and its BlockGroup and Cluster
 // with Void elements. Close returns ErrTruncated when that cannot be done (a
 // cut inside an element header, or one byte short of a Cluster's end).
-// Close writes nothing after an error, and must be called once.
+// Close writes nothing after an error. Call it once, before Finalize.
 func (x *Indexer) Close() error {
 	if x.err != nil {
 		return x.err
@@ -251,6 +256,9 @@ func (x *Indexer) Close() error {
 			end.Pad = s.Skip
 		}
 		at += end.Pad
+		if end.Pad > MaxPad {
+			return ErrTruncated
+		}
 	}
 	voids := 0
 	for i := int(s.Depth) - 1; i >= 0; i-- {
@@ -260,13 +268,16 @@ func (x *Indexer) Close() error {
 		}
 		gap := f.End - at
 		switch {
-		case gap == 1 || (gap > 0 && voids == len(end.Voids)) || gap > 1<<32-1:
+		case gap == 1 || (gap > 0 && voids == len(end.Voids)) || f.End-s.Off > MaxPad:
 			return ErrTruncated
 		case gap > 0:
 			end.Voids[voids] = gap
 			voids++
 		}
 		at = f.End
+	}
+	if s.InGroup && s.GroupSeen {
+		x.block(s.GroupTrack, s.GroupTime, !s.GroupRef, s.GroupDur) // its Block is completed
 	}
 	if s.InCluster {
 		x.endCluster()
@@ -321,13 +332,11 @@ func (x *Indexer) element(id uint32, size int64, start int64) {
 		for s.Depth > 0 && s.Stack[s.Depth-1].End == unknownSize && s.Stack[s.Depth-1].ID != idSegment {
 			x.pop()
 		}
-		if id == idSegment || id == idEBML {
+		if (id == idSegment || id == idEBML) && s.SegData != 0 {
 			// A second stream chained after the first is not something
 			// this package finalizes.
-			if s.SegData != 0 {
-				x.fail(fmt.Errorf("mkv: second %s at %d: %w", map[bool]string{true: "Segment", false: "EBML header"}[id == idSegment], start, ErrCorrupt))
-				return
-			}
+			x.fail(fmt.Errorf("mkv: second EBML header or Segment at %d: %w", start, ErrCorrupt))
+			return
 		}
 	}
 	var parent uint32

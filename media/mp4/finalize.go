@@ -20,7 +20,8 @@ var ErrNoRoom = errors.New("mp4: no room in the header for the durations")
 // Finalize completes a live fragmented MP4 stream into a file players handle
 // like a finished one. header is the stream's first bytes (the part held
 // back, at least Indexer.HeaderEnd() bytes), index the records an Indexer
-// wrote for the whole stream, and total the stream's length. The finished
+// wrote for the whole stream (Close included), and total the stream's
+// length. The finished
 // file is first, then the stream's bytes from len(header) to total
 // unchanged, then tail:
 //
@@ -45,10 +46,10 @@ func Finalize(header []byte, index io.ReaderAt, total int64) (first, tail []byte
 	var pad []byte
 	err = ReadIndex(index, func(r Record) error {
 		if r.Flags&FlagEnd != 0 {
-			if r.MoofOffset != total || r.Pad < 0 || r.Pad > 1<<40 {
+			if r.MoofOffset != total || r.Pad < 0 || r.Pad > MaxPad {
 				return fmt.Errorf("mp4: finalize: the index ends the stream at %d, not %d: %w", r.MoofOffset, total, ErrCorrupt)
 			}
-			pad = make([]byte, r.Pad)
+			pad = make([]byte, r.Pad) // not nil: the end record was read
 			return nil
 		}
 		if r.MoofOffset < last || r.MoofOffset < h.firstMoof || r.MoofOffset >= total {
@@ -63,6 +64,9 @@ func Finalize(header []byte, index io.ReaderAt, total int64) (first, tail []byte
 	})
 	if err != nil {
 		return nil, nil, err
+	}
+	if pad == nil {
+		return nil, nil, fmt.Errorf("mp4: finalize: the index has no end record (Indexer.Close): %w", ErrCorrupt)
 	}
 	var movieDur uint64
 	for i := range h.tracks {

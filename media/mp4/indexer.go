@@ -37,6 +37,10 @@ const (
 	maxBuf    = 32 // a box header (16) or a tfhd (32)
 	maxDepth  = 4  // moof, traf, trun; moov, mvex, trex
 	maxTracks = 16
+
+	// MaxPad is the most bytes Close lets Finalize add to complete an mdat
+	// cut short; a longer completion is ErrTruncated.
+	MaxPad = 256 << 20
 )
 
 // What the Indexer is reading.
@@ -238,8 +242,8 @@ func (x *Indexer) Write(p []byte) (int, error) {
 // stream cut inside an mdat (a recorder stopped mid-write) is completed
 // there: the end record tells Finalize to fill the rest of the mdat with
 // zero bytes. Close returns ErrTruncated for a cut inside a box header or a
-// moof, which cannot be completed. Close writes nothing after an error, and
-// must be called once.
+// moof, which cannot be completed. Close writes nothing after an error.
+// Call it once, before Finalize.
 func (x *Indexer) Close() error {
 	if x.err != nil {
 		return x.err
@@ -251,7 +255,9 @@ func (x *Indexer) Close() error {
 	}
 	end := Record{MoofOffset: s.Off, Flags: FlagEnd}
 	if s.St == stSkip {
-		end.Pad = s.Skip
+		if end.Pad = s.Skip; end.Pad > MaxPad {
+			return ErrTruncated
+		}
 	}
 	x.writeRecord(end)
 	return x.err
