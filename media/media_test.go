@@ -1,6 +1,7 @@
 package media_test
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/recsink/recsink/media"
@@ -49,4 +50,17 @@ func FuzzSniff(f *testing.F) {
 	f.Add([]byte{0x1A, 0x45, 0xDF, 0xA3, 0x88, 0x42, 0x82, 0x84, 'w', 'e', 'b', 'm'})
 	f.Add([]byte("\x00\x00\x00\x24ftypisom"))
 	f.Fuzz(func(t *testing.T, b []byte) { media.Sniff(b) })
+}
+
+func TestUnsupported(t *testing.T) {
+	t.Parallel()
+	if _, err := media.NewIndexer(media.Unknown, nil); !errors.Is(err, media.ErrUnsupported) {
+		t.Errorf("NewIndexer(Unknown) = %v, want ErrUnsupported", err)
+	}
+	if _, err := media.Resume(media.Unknown, nil, nil); !errors.Is(err, media.ErrUnsupported) {
+		t.Errorf("Resume(Unknown) = %v, want ErrUnsupported", err)
+	}
+	if _, _, err := media.Finalize(media.Unknown, nil, nil, 0); !errors.Is(err, media.ErrUnsupported) {
+		t.Errorf("Finalize(Unknown) = %v, want ErrUnsupported", err)
+	}
 }
