@@ -30,6 +30,16 @@ func FuzzIndexer(f *testing.F) {
 				t.Fatalf("Resume of own checkpoint: %v", err)
 			}
 		}
+		// A damaged stream may declare a huge element and stop in it:
+		// completing it is correct but slow to fuzz.
+		var pad int64
+		mkv.ReadIndex(bytes.NewReader(index.Bytes()), func(r mkv.Record) error {
+			pad = max(pad, r.Pad+r.Voids[0]+r.Voids[1])
+			return nil
+		})
+		if pad > 1<<20 {
+			return
+		}
 		n := min(int(x.HeaderEnd())+int(firstLen), len(stream))
 		first, tail, err := mkv.Finalize(stream[:n], bytes.NewReader(index.Bytes()), int64(len(stream)))
 		if err != nil {

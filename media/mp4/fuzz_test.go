@@ -25,6 +25,16 @@ func FuzzIndexer(f *testing.F) {
 				t.Fatalf("Resume of own checkpoint: %v", err)
 			}
 		}
+		// A damaged stream may declare a huge element and stop in it:
+		// completing it is correct but slow to fuzz.
+		var pad int64
+		mp4.ReadIndex(bytes.NewReader(index.Bytes()), func(r mp4.Record) error {
+			pad = max(pad, r.Pad)
+			return nil
+		})
+		if pad > 1<<20 {
+			return
+		}
 		n := min(int(x.HeaderEnd())+int(firstLen), len(stream))
 		mp4.Finalize(stream[:n], bytes.NewReader(index.Bytes()), int64(len(stream)))
 	})
