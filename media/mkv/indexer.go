@@ -115,7 +115,7 @@ func NewIndexer(index io.Writer) *Indexer {
 
 const checkpointMagic = "mkvidx1\n"
 
-// MarshalBinary returns the Indexer's checkpoint: a few hundred bytes that
+// MarshalBinary returns the Indexer's checkpoint: under 1 KB that
 // Resume turns back into an Indexer at Offset() with IndexLen() bytes of
 // index written.
 func (x *Indexer) MarshalBinary() ([]byte, error) {

@@ -15,12 +15,12 @@ const RecordSize = 32
 // Record is what the index holds about one cluster. Times are in the
 // segment's TimecodeScale units (milliseconds with the default scale).
 type Record struct {
-	Offset   int64 // stream offset of the Cluster element's first byte
-	Time     int64 // the Cluster's Timecode
-	End      int64 // the latest end of a block in the cluster: its time plus its duration when known
-	KeyTime  int64 // time of the first video keyframe (Flags&FlagKey), else of the first block
-	KeyTrack uint16
-	Flags    uint8
+	Offset   int64  // stream offset of the Cluster element's first byte
+	Time     int64  // the Cluster's Timecode
+	End      int64  // the latest end of a block in the cluster: its time plus its duration when known
+	KeyTime  int64  // time of the first video keyframe (Flags&FlagKey), else of the first block
+	KeyTrack uint16 // track number of that keyframe or block
+	Flags    uint8  // FlagKey, FlagBlocks, FlagEnd
 
 	// In the end record (FlagEnd) only: the stream was cut inside an
 	// element, and Pad zero bytes, then a Void element of Voids[0] bytes

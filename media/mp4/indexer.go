@@ -29,8 +29,9 @@ import (
 // stored byte-identical, unfinalized.
 var ErrCorrupt = errors.New("mp4: not a well-formed fragmented MP4 stream")
 
-// ErrTruncated reports a stream that stopped inside a box: a tail appended
-// to it would be read as part of that box.
+// ErrTruncated reports a stream that stopped where Close cannot complete it
+// (inside a moof or a box header): a tail appended to it would be read as
+// part of the box cut short.
 var ErrTruncated = errors.New("mp4: stream ends inside a box")
 
 const (
@@ -127,7 +128,7 @@ func NewIndexer(index io.Writer) *Indexer {
 
 const checkpointMagic = "mp4idx1\n"
 
-// MarshalBinary returns the Indexer's checkpoint: a few hundred bytes that
+// MarshalBinary returns the Indexer's checkpoint: under 1 KB that
 // Resume turns back into an Indexer at Offset() with IndexLen() bytes of
 // index written.
 func (x *Indexer) MarshalBinary() ([]byte, error) {

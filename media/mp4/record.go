@@ -23,7 +23,7 @@ type Record struct {
 	Traf       uint32 // 1-based number of the traf in the moof
 	Trun       uint32 // 1-based number of the trun holding the first sync sample
 	Sample     uint32 // 1-based number of the first sync sample in that trun
-	Flags      uint8
+	Flags      uint8  // FlagSync, FlagAbsolute, FlagEnd
 
 	// In the end record (FlagEnd) only: the stream was cut inside a
 	// top-level box (an mdat), and Pad zero bytes complete it. MoofOffset
