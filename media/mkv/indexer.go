@@ -30,8 +30,9 @@ import (
 // byte-identical, unfinalized.
 var ErrCorrupt = errors.New("mkv: not a well-formed Matroska stream")
 
-// ErrTruncated reports a stream that stopped inside an element of known
-// size: a tail appended to it would be read as part of that element.
+// ErrTruncated reports a stream that stopped where Close cannot complete it
+// (inside an element header): a tail appended to it would be read as part
+// of the element cut short.
 var ErrTruncated = errors.New("mkv: stream ends inside an element")
 
 const (
