@@ -202,7 +202,6 @@ type header struct {
 	others       []rawElem
 	firstCluster int64 // offset of the first Cluster, or len(header)
 	video        bool
-	firstTrack   uint16 // the first track's number, for Cues of a stream without video
 }
 
 type rawElem struct {
@@ -318,38 +317,28 @@ func wellFormed(b []byte) bool {
 	return true
 }
 
-// readTracks notes whether the Tracks hold a video track, and the first
-// track's number.
+// readTracks notes whether the Tracks hold a video track.
 func (h *header) readTracks(b []byte) {
-	first := true
 	for len(b) > 0 {
 		id, size, n := readHeader(b)
 		if n <= 0 || size < 0 || int64(len(b)-n) < size {
 			return
 		}
 		if id == idTrackEntry {
-			var num, typ uint64
+			var typ uint64
 			e := b[n : n+int(size)]
 			for len(e) > 0 {
 				cid, csize, cn := readHeader(e)
 				if cn <= 0 || csize < 0 || int64(len(e)-cn) < csize {
 					break
 				}
-				if csize <= 8 {
-					switch cid {
-					case idTrackNumber:
-						num = readUint(e[cn : cn+int(csize)])
-					case idTrackType:
-						typ = readUint(e[cn : cn+int(csize)])
-					}
+				if cid == idTrackType && csize <= 8 {
+					typ = readUint(e[cn : cn+int(csize)])
 				}
 				e = e[cn+int(csize):]
 			}
 			if typ == trackVideo {
 				h.video = true
-			}
-			if first {
-				h.firstTrack, first = uint16(num), false
 			}
 		}
 		b = b[n+int(size):]

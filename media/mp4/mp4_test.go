@@ -312,3 +312,39 @@ func TestCutFFmpeg(t *testing.T) {
 		t.Errorf("%d of 12 cuts refused", refused)
 	}
 }
+
+// TestResumeFFmpeg crashes the Indexer at random bytes of ffmpeg's live fMP4
+// and resumes it from its checkpoint: the index comes out the same as
+// without the crash.
+func TestResumeFFmpeg(t *testing.T) {
+	t.Parallel()
+	stream := mediatest.MustFFmpeg(t, mediatest.LiveArgs("fmp4+default_base_moof", 6)...)
+	want, _ := MustIndex(t, stream, 1)
+	all := make([]byte, want.Size())
+	want.ReadAt(all, 0)
+	r := rand.New(rand.NewPCG(6, 6))
+	for range 20 {
+		cut := r.IntN(len(stream))
+		var index bytes.Buffer
+		x := mp4.NewIndexer(&index)
+		mediatest.Feed(t, x, stream[:cut], uint64(cut))
+		cp, err := x.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		x.Write(stream[cut:min(cut+100_000, len(stream))]) // written before the crash, lost with it
+		kept := new(bytes.Buffer)
+		y, err := mp4.Resume(cp, kept)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept.Write(index.Bytes()[:y.IndexLen()])
+		mediatest.Feed(t, y, stream[y.Offset():], 2)
+		if err := y.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(kept.Bytes(), all) {
+			t.Fatalf("crash at %d: resumed index differs", cut)
+		}
+	}
+}
