@@ -19,7 +19,8 @@ var ErrShortHeader = errors.New("mkv: header region ends inside the segment head
 //   - first is header with the Segment's size set, a Duration in the Info, a
 //     SeekHead pointing at the Info, the Tracks, the other top-level elements
 //     and the Cues. It has the length of header whenever the header's
-//     SeekHead and Void leave room, and otherwise differs by a few bytes.
+//     SeekHead and Void leave room, and is otherwise a few bytes longer,
+//     never shorter (a first part keeps S3's minimum part size).
 //   - tail is a Cues element with a CuePoint for each cluster holding a
 //     video keyframe, or each cluster when the stream has no video. When
 //     the stream was cut inside a block, tail starts with what completes it
@@ -100,8 +101,11 @@ func Finalize(header []byte, index io.ReaderAt, total int64) (first, tail []byte
 	segHdrLen := 4 + 8
 	newSegData := int64(len(h.ebml) + segHdrLen)
 	void := int(h.firstCluster - newSegData - int64(body))
-	if void < 2 {
+	switch {
+	case void < 0:
 		void = 0 // the clusters move by delta
+	case void == 1:
+		void = 2 // the smallest Void: first grows by a byte rather than shrink below an S3 part's minimum
 	}
 	newFirstCluster := newSegData + int64(body+void)
 	delta := newFirstCluster - h.firstCluster

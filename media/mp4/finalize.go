@@ -29,7 +29,8 @@ var ErrNoRoom = errors.New("mp4: no room in the header for the durations")
 //     and a mehd (fragment duration) in mvex. When the fragments address
 //     their data by absolute offsets, first keeps header's length: the moov's
 //     udta and free boxes give way to the mehd (a free box fills the rest),
-//     and without room the mehd is left out.
+//     and without room the mehd is left out. Otherwise first is a few bytes
+//     longer, never shorter.
 //   - tail is an mfra box: a tfra per track with an entry for each fragment's
 //     first sync sample, and mfro. When the stream was cut inside an mdat,
 //     tail starts with the zero bytes that complete it (see Indexer.Close).
