@@ -37,7 +37,7 @@ func (r *recorder) complete(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return r.finishUploaded(ctx, client, size, r.file.SHA256(), sum)
+	return r.finishUploaded(ctx, client, size, size, r.file.SHA256(), sum)
 }
 
 // completeObject completes the multipart upload, or writes an empty object
@@ -77,7 +77,8 @@ func emptyChecksum(alg recsink.ChecksumAlgorithm) recsink.Checksum {
 	return recsink.Checksum{Algorithm: alg, Type: "FULL_OBJECT", Value: a.Encode(0)}
 }
 
-// finishUploaded records the recording as uploaded, with its size, the
+// finishUploaded records the recording as uploaded, with the bytes
+// received, the object's size (more when the recording was finalized), the
 // SHA-256 of the bytes the recorder sent and the checksum S3 verified.
 // An object that S3 completed against a full-object checksum is known to
 // be exactly the bytes recsink sent; without one (an endpoint that takes
@@ -85,11 +86,11 @@ func emptyChecksum(alg recsink.ChecksumAlgorithm) recsink.Checksum {
 // HEAD) is the key's last use, so it comes before the state that lets go
 // of the key: once the row reads uploaded, any node may report the key
 // drained.
-func (r *recorder) finishUploaded(ctx context.Context, client recsink.StorageClient, size int64, sha string, sum recsink.Checksum) error {
+func (r *recorder) finishUploaded(ctx context.Context, client recsink.StorageClient, received, size int64, sha string, sum recsink.Checksum) error {
 	key := r.rec.ObjectKey
 	if sum.IsZero() {
 		if got, _, err := client.HeadObject(ctx, key); err == nil && got != size {
-			r.fail(ctx, fmt.Sprintf("the object in the bucket has %d bytes where %d were received", got, size))
+			r.fail(ctx, fmt.Sprintf("the object in the bucket has %d bytes where %d were sent", got, size))
 			return nil
 		} else if err != nil {
 			r.event(recsink.EventUploaded, "could not check the object's size: %s", recsink.ErrorMessage(err))
@@ -103,8 +104,8 @@ func (r *recorder) finishUploaded(ctx context.Context, client recsink.StorageCli
 		rec.SizeBytes = &size
 		rec.SHA256 = sha
 		rec.Checksum = sum.String()
-		rec.BytesReceived = size
-		rec.BytesUploaded = size
+		rec.BytesReceived = received
+		rec.BytesUploaded = received
 		rec.LastError = ""
 		// The event goes into the outbox before the state is saved: after a
 		// crash in between, the completion is done again and the event, with
@@ -122,7 +123,7 @@ func (r *recorder) finishUploaded(ctx context.Context, client recsink.StorageCli
 	if !sum.IsZero() {
 		verified = "checksum " + sum.String() + " verified by S3"
 	}
-	r.event(recsink.EventUploaded, "object complete: s3://%s/%s, %d bytes, sha256 %s, %s", rec.Destination.Bucket, rec.ObjectKey, size, sha, verified)
+	r.event(recsink.EventUploaded, "object complete: s3://%s/%s, %d bytes (%d received), sha256 %s, %s", rec.Destination.Bucket, rec.ObjectKey, size, received, sha, verified)
 	r.retire()
 	r.s.cfg.Observer.RecordingFinished(recsink.RecordingUploaded)
 	r.s.checkDrained(rec.OrgID, rec.CredentialID)
@@ -135,6 +136,7 @@ func (r *recorder) retire() {
 	if r.file == nil {
 		return // taken over from another node: the spool is there
 	}
+	r.closeFinalizer()
 	r.file.Close()
 	if err := r.s.cfg.Spool.Remove(r.rec.ID); err != nil {
 		r.s.log.Error("remove spool", "recording", r.rec.ID, "err", err)

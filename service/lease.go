@@ -461,5 +461,5 @@ func (r *recorder) completeFromBucket(ctx context.Context, parts []recsink.Part)
 	if err != nil {
 		return err
 	}
-	return r.finishUploaded(ctx, r.client, rec.BytesReceived, rec.SHA256, sum)
+	return r.finishUploaded(ctx, r.client, rec.BytesReceived, sumParts(parts), rec.SHA256, sum)
 }

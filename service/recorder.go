@@ -49,6 +49,13 @@ type recorder struct {
 	// digestRefusals counts, per part, the checksum mismatches in a row;
 	// only the upload loop touches it.
 	digestRefusals map[int32]int
+	// fin finalizes a Matroska, WebM or MP4 stream at the stop (nil: the
+	// object is the bytes received); finDecided is set once the first
+	// bytes were looked at; fz holds the finalized parts once sent. Only
+	// the upload loop touches them.
+	fin        *finalizer
+	finDecided bool
+	fz         *finalized
 	cred           *recsink.Credential
 	client         recsink.StorageClient
 	refused        map[string]bool // credentials S3 refused since the last save

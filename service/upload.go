@@ -21,6 +21,7 @@ type partResult struct {
 // the lease was lost). A recording picked up by Open first asks S3 which
 // parts it already holds.
 func (r *recorder) run(ctx context.Context, deadline *time.Timer) {
+	defer r.closeFinalizer()
 	if res := r.resumed; res != nil {
 		r.resumed = nil
 		r.reconcile(ctx, res.known)
@@ -45,7 +46,9 @@ func (r *recorder) run(ctx context.Context, deadline *time.Timer) {
 	for {
 		ready := !time.Now().Before(retryAt)
 		if ready {
-			for _, n := range r.file.CompleteParts() {
+			r.decideFinalize()
+			r.feedIndex()
+			for _, n := range r.uploadable() {
 				if len(inflight) >= r.s.cfg.PartConcurrency {
 					break
 				}
@@ -58,11 +61,22 @@ func (r *recorder) run(ctx context.Context, deadline *time.Timer) {
 				inflight[n] = cred
 				go func() { results <- partResult{n: n, cred: cred, err: r.upload(ctx, client, n)} }()
 			}
-			if r.stopped() && len(inflight) == 0 && len(r.file.CompleteParts()) == 0 {
+			if r.stopped() && len(inflight) == 0 && len(r.uploadable()) == 0 {
 				r.mu.Lock()
-				cred := r.cred.ID
+				cred, client := r.cred.ID, r.client
 				r.mu.Unlock()
-				err := r.complete(ctx)
+				var err error
+				switch {
+				case r.fin != nil && r.fz == nil:
+					r.fz, err = r.finalize(ctx, client)
+					if err == nil {
+						continue // finalized, or abandoned: then part 1 goes up as it is
+					}
+				case r.fz != nil:
+					err = r.completeFinalized(ctx, r.fz)
+				default:
+					err = r.complete(ctx)
+				}
 				if err == nil || ctx.Err() != nil {
 					return
 				}

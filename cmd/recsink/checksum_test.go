@@ -49,22 +49,28 @@ func headChecksum(tb testing.TB, s3 *s3test.Server, key recsink.AccessKey, bucke
 func checkChecksums(tb testing.TB, e *Env, rec map[string]any, data []byte) string {
 	tb.Helper()
 	got, _ := rec["checksum"].(string)
-	alg, value, ok := strings.Cut(got, ":")
-	if !ok {
+	if _, _, ok := strings.Cut(got, ":"); !ok {
 		tb.Fatalf("recording reports checksum %q, want ALGORITHM:value", got)
 	}
 	if head := headChecksum(tb, e.S3, e.Key, e.Bucket, rec["objectKey"].(string)); head != got {
 		tb.Errorf("head-object --checksum-mode ENABLED says %q; the recording reports %q", head, got)
 	}
-	a := crc.ByName(alg)
-	if a == nil || a.Encode(a.Checksum(data)) != value {
-		tb.Errorf("recording's checksum %q is not the %s of the bytes sent", got, alg)
-	}
+	checkCRC(tb, got, data)
 	sum := sha256.Sum256(data)
 	if rec["sha256"] != hex.EncodeToString(sum[:]) {
 		tb.Errorf("sha256 %v, want %x", rec["sha256"], sum)
 	}
 	return got
+}
+
+// checkCRC checks that checksum, "ALGORITHM:value", is the CRC of data.
+func checkCRC(tb testing.TB, checksum string, data []byte) {
+	tb.Helper()
+	alg, value, _ := strings.Cut(checksum, ":")
+	a := crc.ByName(alg)
+	if a == nil || a.Encode(a.Checksum(data)) != value {
+		tb.Errorf("checksum %q is not the %s of the object's %d bytes", checksum, alg, len(data))
+	}
 }
 
 // TestRecording_FullObjectChecksum: a recording of three parts is completed
