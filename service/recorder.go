@@ -53,15 +53,15 @@ type recorder struct {
 	// object is the bytes received); finDecided is set once the first
 	// bytes were looked at; fz holds the finalized parts once sent. Only
 	// the upload loop touches them.
-	fin        *finalizer
-	finDecided bool
-	fz         *finalized
-	cred           *recsink.Credential
-	client         recsink.StorageClient
-	refused        map[string]bool // credentials S3 refused since the last save
-	appending      *appendCall     // the latest ingest request, running or waiting
-	appendCancel   context.CancelFunc
-	lastLog        time.Time
+	fin          *finalizer
+	finDecided   bool
+	fz           *finalized
+	cred         *recsink.Credential
+	client       recsink.StorageClient
+	refused      map[string]bool // credentials S3 refused since the last save
+	appending    *appendCall     // the latest ingest request, running or waiting
+	appendCancel context.CancelFunc
+	lastLog      time.Time
 	// stopSaved is set once the stop is saved and its event written: the
 	// object is completed only then, so that the history reads in order.
 	stopSaved bool
