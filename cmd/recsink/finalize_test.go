@@ -24,6 +24,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/recsink/recsink"
+	"github.com/recsink/recsink/internal/s3test"
 )
 
 // liveArgs are ffmpeg's arguments for live test media with no end (no -t):
@@ -290,4 +291,93 @@ func checkPlayback(tb testing.TB, ctx context.Context, data []byte, contentType 
 	}
 	return playback{Duration: inf(raw.Duration), SeekableEnd: inf(raw.SeekableEnd), Seeked: raw.Seeked, SeekedAt: raw.SeekedAt,
 		Played: raw.Played, Error: raw.Error, Ranges: int(ranges.Load())}
+}
+
+// liveMatroska returns about 12 MiB of Matroska as a live recorder writes
+// it: ffmpeg writing to a pipe cannot go back, so it has no duration and no
+// Cues.
+func liveMatroska(t *testing.T) []byte {
+	t.Helper()
+	var args []string
+	for _, a := range liveArgs("matroska") {
+		switch {
+		case a == "-re":
+			continue // as fast as it encodes
+		case strings.HasPrefix(a, "testsrc2=") || strings.HasPrefix(a, "sine="):
+			a += ":duration=16" // the source ends; ffmpeg is not told the length
+		}
+		args = append(args, a)
+	}
+	out, err := exec.Command(requireTool(t, "ffmpeg"), append(args, "pipe:1")...).Output()
+	if err != nil {
+		t.Fatalf("ffmpeg: %v", err)
+	}
+	if header, _ := probeFormatDuration(t, out, "mkv"); header != "N/A" {
+		t.Fatalf("the live stream already has a duration: %s", header)
+	}
+	return out
+}
+
+// TestRecording_SIGKILLWhileFirstPartHeld: recsink is killed with SIGKILL
+// while part 1 of a live Matroska recording is held back in the spool and
+// part 2 is already in the bucket. After the restart the recorder resumes
+// at the durable offset, the index resumes from its checkpoint, and the
+// stop finalizes the object: ffprobe and Chromium report its duration.
+func TestRecording_SIGKILLWhileFirstPartHeld(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("encodes 16 s of media")
+	}
+	media := liveMatroska(t)
+	if len(media) < 11*mib {
+		t.Fatalf("ffmpeg made only %d bytes; want over 11 MiB", len(media))
+	}
+	s3 := s3test.MustStart(t)
+	key := s3.CreateUser(t, "user")
+	bucket := s3.CreateBucket(t, key.ID)
+	data := t.TempDir()
+	apiKey := mustOrgCreate(t, "--data", data)
+	p := MustStartProcess(t, s3, data)
+	m := &TestMain{S3: s3}
+	org := &Client{m: m, Key: apiKey}
+	m.url = p.URL()
+	e := &Env{S3: s3, Main: m, Org: org, Key: key, Bucket: bucket}
+	org.MustDo(t, 200, "PUT", "/v1/storage", e.Storage(bucket, key))
+	rec := MustStartRecording(t, org, e.MustMeeting(t, org))
+
+	rec.MustPut(t, media[:11*mib]) // parts 1 and 2 complete
+	waitUploaded(t, org, rec.ID, 5*mib)
+	if got := s3.ListObjects(t, bucket, ""); len(got) != 0 {
+		t.Fatalf("objects before the stop: %v", got)
+	}
+	p.Kill()
+
+	p = MustStartProcess(t, s3, data)
+	m.url = p.URL()
+	rec.IngestURL = p.URL() + "/v1/recordings/" + rec.ID + "/ingest"
+	offset := rec.Offset(t)
+	if offset != 11*mib {
+		t.Fatalf("offset after SIGKILL %d, want %d", offset, 11*mib)
+	}
+	rec.MustPut(t, media[offset:])
+	org.MustDo(t, 200, "POST", "/v1/recordings/"+rec.ID+"/stop", nil)
+	out := WaitState(t, org, rec.ID, recsink.RecordingUploaded, 60*time.Second)
+	object := s3.GetObject(t, bucket, rec.ObjectKey)
+	sum := sha256.Sum256(media)
+	if out["sha256"] != hex.EncodeToString(sum[:]) || out["sizeBytes"] != float64(len(object)) {
+		t.Errorf("recording sha256 %v size %v; want %x and the object's %d bytes", out["sha256"], out["sizeBytes"], sum, len(object))
+	}
+	if !bytes.Contains(object, media[5*mib:]) {
+		t.Error("the object does not hold the recorder's bytes after part 1 unchanged")
+	}
+	checkObjectChecksum(t, e, out, object)
+	header, dur := probeFormatDuration(t, object, "mkv")
+	if d, err := strconv.ParseFloat(header, 64); err != nil || math.Abs(d-dur) > 0.5 {
+		t.Errorf("after SIGKILL: ffprobe format=duration %q, media %.3f s", header, dur)
+	}
+	pb := checkPlayback(t, mustBrowser(t), object, "video/x-matroska")
+	if math.Abs(pb.Duration-dur) > 0.5 || pb.SeekableEnd != pb.Duration || !pb.Seeked || pb.Error != "" {
+		t.Errorf("after SIGKILL, Chromium: %+v; want duration %.3f s ±0.5, seekable to it, seeked", pb, dur)
+	}
+	t.Logf("killed with part 1 held and part 2 in the bucket; finalized after the restart: ffprobe %s s (media %.3f s), Chromium %+v", header, dur, pb)
 }
