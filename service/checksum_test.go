@@ -52,6 +52,7 @@ func TestChecksum_Reported(t *testing.T) {
 	t.Parallel()
 	store := MustOpenStore(t)
 	s3 := newFakeS3()
+	s3.checksums = true
 	s3.badDigest[2] = 2 // part 2 arrives changed twice, then intact
 	n := MustOpenNode(t, store, s3, "node-1", func(c *service.Config) { c.RetryMax = 10 * time.Millisecond })
 	orgID, meetingID := MustSetUp(t, n, "AKIASUM")
@@ -97,6 +98,7 @@ func TestChecksum_Refused(t *testing.T) {
 	t.Run("Part", func(t *testing.T) {
 		t.Parallel()
 		s3 := newFakeS3()
+		s3.checksums = true
 		s3.badDigest[1] = 1000
 		n := MustOpenNode(t, MustOpenStore(t), s3, "node-1", func(c *service.Config) { c.RetryMax = 10 * time.Millisecond })
 		orgID, meetingID := MustSetUp(t, n, "AKIAPART")
@@ -112,6 +114,7 @@ func TestChecksum_Refused(t *testing.T) {
 	t.Run("Complete", func(t *testing.T) {
 		t.Parallel()
 		s3 := newFakeS3()
+		s3.checksums = true
 		s3.completeDigest = true
 		n := MustOpenNode(t, MustOpenStore(t), s3, "node-1", nil)
 		orgID, meetingID := MustSetUp(t, n, "AKIACOMPLETE")
