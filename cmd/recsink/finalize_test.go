@@ -35,6 +35,9 @@ func liveArgs(format string) []string {
 		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-f", "lavfi", "-i", "sine=frequency=440",
 		"-vf", "noise=alls=30:allf=t"}
 	switch format {
+	case "fmp4":
+		return append(in, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "25",
+			"-b:v", "6M", "-maxrate", "6M", "-bufsize", "3M", "-c:a", "aac", "-movflags", "frag_keyframe+empty_moov", "-f", "mp4")
 	case "webm":
 		return append(in, "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "6M", "-g", "25",
 			"-c:a", "libopus", "-f", "webm")
@@ -111,21 +114,39 @@ func probeFormatDuration(t *testing.T, data []byte, ext string) (string, float64
 // ended by SIGINT; the object has a duration that ffprobe prints and that
 // Chromium reports, seekable to the end, and Chromium seeks to the middle.
 func TestRecording_LiveMatroskaFinalized(t *testing.T) {
-	testLiveFinalized(t, "matroska", "mkv")
+	testLiveFinalized(t, "matroska", "mkv", recsink.FormatMKV, "video/x-matroska")
 }
 
 // TestRecording_LiveWebMFinalized: the same for live WebM (VP8 + Opus),
 // stored under the mkv file format (WebM is Matroska).
 func TestRecording_LiveWebMFinalized(t *testing.T) {
-	testLiveFinalized(t, "webm", "webm")
+	testLiveFinalized(t, "webm", "webm", recsink.FormatMKV, "video/x-matroska")
 }
 
-func testLiveFinalized(t *testing.T, format, ext string) {
+// TestRecording_LiveFMP4Finalized: the same for live fragmented MP4
+// (-movflags frag_keyframe+empty_moov) into a destination of fileFormat
+// mp4: the object gets its durations and an mfra.
+func TestRecording_LiveFMP4Finalized(t *testing.T) {
+	testLiveFinalized(t, "fmp4", "mp4", recsink.FormatMP4, "video/mp4")
+}
+
+// mustFormatEnv is an Env whose organization's storage has fileFormat
+// format, and a meeting.
+func mustFormatEnv(t *testing.T, format string) (*Env, string) {
+	t.Helper()
+	e := MustEnv(t)
+	body := e.Storage(e.Bucket+"/recordings", e.Key)
+	body["fileFormat"] = format
+	e.Org.MustDo(t, 200, "PUT", "/v1/storage", body)
+	return e, e.MustMeeting(t, e.Org)
+}
+
+func testLiveFinalized(t *testing.T, format, ext, fileFormat, contentType string) {
 	t.Parallel()
 	if testing.Short() {
 		t.Skip("streams 15 s of live media")
 	}
-	e, meeting := mustRecordingEnv(t)
+	e, meeting := mustFormatEnv(t, fileFormat)
 	rec := MustStartRecording(t, e.Org, meeting)
 	sent := streamLive(t, rec, format, 15*time.Second)
 	stop := time.Now()
@@ -158,7 +179,7 @@ func testLiveFinalized(t *testing.T, format, ext string) {
 	}
 	t.Logf("ffprobe format=duration: %s s (as sent: %s); media %.3f s", header, before, media)
 
-	pb := checkPlayback(t, mustBrowser(t), object, "video/x-matroska")
+	pb := checkPlayback(t, mustBrowser(t), object, contentType)
 	t.Logf("Chromium: %+v", pb)
 	if math.Abs(pb.Duration-media) > 0.5 || pb.SeekableEnd != pb.Duration || !pb.Seeked || pb.Error != "" {
 		t.Errorf("Chromium: duration %v, seekable.end(0) %v, seeked %v, error %q; want %.3f s ±0.5, seekable to it, seeked",
@@ -380,4 +401,32 @@ func TestRecording_SIGKILLWhileFirstPartHeld(t *testing.T) {
 		t.Errorf("after SIGKILL, Chromium: %+v; want duration %.3f s ±0.5, seekable to it, seeked", pb, dur)
 	}
 	t.Logf("killed with part 1 held and part 2 in the bucket; finalized after the restart: ffprobe %s s (media %.3f s), Chromium %+v", header, dur, pb)
+}
+
+// TestRecording_ContainerMismatch: WebM sent to a destination whose file
+// format is mp4 is refused at its first bytes with 415, naming the
+// container found and the file format; nothing is kept.
+func TestRecording_ContainerMismatch(t *testing.T) {
+	t.Parallel()
+	webm, err := os.ReadFile("../../media/testdata/live.webm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, meeting := mustFormatEnv(t, recsink.FormatMP4)
+	rec := MustStartRecording(t, e.Org, meeting)
+	req, _ := http.NewRequest("PUT", rec.IngestURL, bytes.NewReader(webm))
+	req.Header.Set("Authorization", "Bearer "+rec.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnsupportedMediaType || !bytes.Contains(body, []byte("webm")) || !bytes.Contains(body, []byte(`\"mp4\"`)) {
+		t.Errorf("WebM into fileFormat mp4: %d %s; want 415 naming webm and mp4", resp.StatusCode, body)
+	}
+	if off := resp.Header.Get("Upload-Offset"); off != "0" || rec.Offset(t) != 0 {
+		t.Errorf("Upload-Offset %q, HEAD %d; want 0: nothing kept", off, rec.Offset(t))
+	}
+	t.Logf("%d %s", resp.StatusCode, bytes.TrimSpace(body))
 }
