@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/recsink/recsink"
 	"github.com/recsink/recsink/media"
@@ -348,32 +349,56 @@ func (r *recorder) finalize(ctx context.Context, client recsink.StorageClient) (
 	header, first, tail := f.header, f.first, f.tail
 	last := r.file.PartCount()
 	out := &finalized{size: total - int64(len(header)) + int64(len(first)) + int64(len(tail))}
-	send := func(n int32, offset int64, body io.ReadSeeker, size int64) error {
-		p, err := r.uploadBody(ctx, client, n, body, size)
-		if err != nil {
-			return err
-		}
-		p.Offset = offset
-		out.parts = append(out.parts, p)
-		return nil
+	type upload struct {
+		n      int32
+		offset int64
+		body   io.ReadSeeker
+		size   int64
 	}
+	var ups []upload
 	if last == 1 {
 		// One part: the whole file.
 		whole := append(append([]byte(nil), first...), tail...)
-		return out, send(1, 0, bytes.NewReader(whole), int64(len(whole)))
-	}
-	if err := send(1, 0, bytes.NewReader(first), int64(len(first))); err != nil {
-		return nil, err
-	}
-	if lp, err := r.file.Part(last); err == nil {
+		ups = append(ups, upload{1, 0, bytes.NewReader(whole), int64(len(whole))})
+	} else if lp, err := r.file.Part(last); err == nil {
 		defer lp.Close()
 		off, _ := r.layout.Part(last)
 		body := io.NewSectionReader(concatReaderAt{lp.SectionReader, lp.Size(), bytes.NewReader(tail)}, 0, lp.Size()+int64(len(tail)))
-		return out, send(last, off, body, body.Size())
+		ups = append(ups, upload{1, 0, bytes.NewReader(first), int64(len(first))}, upload{last, off, body, body.Size()})
+	} else {
+		// The last part went up before the stop (the stream ended on a
+		// part boundary), so it is full size: the tail is a part of its own.
+		ups = append(ups, upload{1, 0, bytes.NewReader(first), int64(len(first))}, upload{last + 1, total, bytes.NewReader(tail), int64(len(tail))})
 	}
-	// The last part went up before the stop (the stream ended on a part
-	// boundary), so it is full size: the tail is a part of its own.
-	return out, send(last+1, total, bytes.NewReader(tail), int64(len(tail)))
+	// The parts go up side by side: the stop waits for the slower only.
+	parts := make([]recsink.Part, len(ups))
+	errs := make([]error, len(ups))
+	var wg sync.WaitGroup
+	for i, u := range ups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p, err := r.uploadBody(ctx, client, u.n, u.body, u.size)
+			p.Offset = u.offset
+			parts[i], errs[i] = p, err
+		}()
+	}
+	wg.Wait()
+	if err := firstError(errs); err != nil {
+		return nil, err
+	}
+	out.parts = parts
+	return out, nil
+}
+
+// firstError returns the first non-nil error: the one handle() looks at.
+func firstError(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // concatReaderAt reads a followed by b: the last part's bytes from the spool

@@ -430,3 +430,31 @@ func TestRecording_ContainerMismatch(t *testing.T) {
 	}
 	t.Logf("%d %s", resp.StatusCode, bytes.TrimSpace(body))
 }
+
+// TestRecording_FinalizeOnPartBoundary: a Matroska stream that stops
+// exactly at the end of part 2, cut inside a cluster, after part 2 is in
+// the bucket: the tail goes up as a part of its own (the last part may be
+// small, part 2 is full size), and the object plays with its duration.
+func TestRecording_FinalizeOnPartBoundary(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("encodes 16 s of media")
+	}
+	media := liveMatroska(t)[:10*mib]
+	e, meeting := mustRecordingEnv(t)
+	rec := MustStartRecording(t, e.Org, meeting)
+	rec.MustPut(t, media)
+	waitUploaded(t, e.Org, rec.ID, 5*mib)
+	e.Org.MustDo(t, 200, "POST", "/v1/recordings/"+rec.ID+"/stop", nil)
+	out := WaitState(t, e.Org, rec.ID, recsink.RecordingUploaded, 60*time.Second)
+	object := e.S3.GetObject(t, e.Bucket, rec.ObjectKey)
+	if !bytes.Contains(object, media[5*mib:]) || out["sizeBytes"] != float64(len(object)) || out["bytesReceived"] != float64(len(media)) {
+		t.Errorf("object of %d bytes, recording %v %v; want part 2 unchanged, the object's size and %d bytes received", len(object), out["sizeBytes"], out["bytesReceived"], len(media))
+	}
+	checkObjectChecksum(t, e, out, object)
+	header, dur := probeFormatDuration(t, object, "mkv")
+	if d, err := strconv.ParseFloat(header, 64); err != nil || math.Abs(d-dur) > 0.5 {
+		t.Errorf("ffprobe format=duration %q, media %.3f s", header, dur)
+	}
+	t.Logf("stream of exactly two parts, cut mid-cluster: object %d bytes (%d more), ffprobe %s s, media %.3f s", len(object), len(object)-len(media), header, dur)
+}
