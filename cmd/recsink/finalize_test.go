@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -154,8 +155,8 @@ func testLiveFinalized(t *testing.T, format, ext, fileFormat, contentType string
 	out := WaitState(t, e.Org, rec.ID, recsink.RecordingUploaded, 60*time.Second)
 	took := time.Since(stop)
 	object := e.S3.GetObject(t, e.Bucket, rec.ObjectKey)
-	t.Logf("ffmpeg sent %d bytes (%d parts of 5 MiB); object %d bytes; stop to uploaded %s (polled every 50 ms)",
-		len(sent), (len(sent)+5<<20-1)/(5<<20), len(object), took.Round(time.Millisecond))
+	t.Logf("ffmpeg sent %d bytes (%d parts of 5 MiB); object %d bytes; stop to uploaded %s (polled every 50 ms), %s between the stopped and uploaded events",
+		len(sent), (len(sent)+5<<20-1)/(5<<20), len(object), took.Round(time.Millisecond), eventGap(t, out, recsink.EventStopped, recsink.EventUploaded))
 
 	// What the recorder sent is what the recording says it received.
 	sum := sha256.Sum256(sent)
@@ -457,4 +458,27 @@ func TestRecording_FinalizeOnPartBoundary(t *testing.T) {
 		t.Errorf("ffprobe format=duration %q, media %.3f s", header, dur)
 	}
 	t.Logf("stream of exactly two parts, cut mid-cluster: object %d bytes (%d more), ffprobe %s s, media %.3f s", len(object), len(object)-len(media), header, dur)
+}
+
+// eventGap returns the time between the recording's first events of types
+// from and to, as the server recorded them.
+func eventGap(t *testing.T, rec map[string]any, from, to string) time.Duration {
+	t.Helper()
+	var a, b time.Time
+	evs, _ := rec["events"].([]any)
+	for _, ev := range evs {
+		m, _ := ev.(map[string]any)
+		at, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(m["time"]))
+		switch {
+		case m["type"] == from && a.IsZero():
+			a = at
+		case m["type"] == to && b.IsZero():
+			b = at
+		}
+	}
+	if a.IsZero() || b.IsZero() {
+		t.Logf("events %s and %s not both found in %v", from, to, evs)
+		return 0
+	}
+	return b.Sub(a).Round(time.Millisecond)
 }
