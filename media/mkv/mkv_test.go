@@ -40,6 +40,9 @@ func MustFinalize(tb testing.TB, stream []byte, firstLen int, seed uint64) []byt
 	if err != nil {
 		tb.Fatalf("Finalize: %v", err)
 	}
+	if len(first) < firstLen {
+		tb.Fatalf("first part shrank from %d to %d bytes", firstLen, len(first))
+	}
 	out := append(append(append([]byte(nil), first...), stream[firstLen:]...), tail...)
 	// Only the first part and the tail differ from the stream.
 	if !bytes.Equal(out[len(first):len(first)+len(stream)-firstLen], stream[firstLen:]) {

@@ -500,3 +500,49 @@ func checkStructure(b []byte) error {
 	_, err = walk(p+seg.n, len(b), seg.id)
 	return err
 }
+
+// TestFirstPartLength puts Voids of every size from 9 to 209 bytes in the
+// header, as muxers reserve room there: the new first part takes the room
+// and keeps the header's length, or grows; it never shrinks, since S3
+// refuses a first part under 5 MiB.
+func TestFirstPartLength(t *testing.T) {
+	t.Parallel()
+	s := synth{video: true, clusterMs: 500, bytesPerSec: 4000}
+	var same int
+	for n := 0; n <= 200; n++ {
+		void := append([]byte{0xEC, 0x01, 0, 0, 0, 0, 0, 0, byte(n)}, make([]byte, n)...)
+		v := len(void)
+		header := append(s.header(), void...)
+		stream := append([]byte(nil), header...)
+		for i := range 3 {
+			stream = append(stream, s.cluster(i)...)
+		}
+		var index bytes.Buffer
+		x := mkv.NewIndexer(&index)
+		x.Write(stream)
+		if err := x.Close(); err != nil {
+			t.Fatal(err)
+		}
+		first, tail, err := mkv.Finalize(stream[:len(header)], bytes.NewReader(index.Bytes()), int64(len(stream)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(first) < len(header) {
+			t.Errorf("Void of %d bytes: first part %d bytes, header %d", v, len(first), len(header))
+		}
+		if len(first) == len(header) {
+			same++
+		}
+		out := append(append(append([]byte(nil), first...), stream[len(header):]...), tail...)
+		if err := checkStructure(out); err != nil {
+			t.Fatalf("Void of %d bytes: %v", v, err)
+		}
+		if _, cues := readFile(t, out); len(cues) != 3 {
+			t.Errorf("Void of %d bytes: %d cues", v, len(cues))
+		}
+	}
+	t.Logf("the first part kept its length with %d of 201 Void sizes", same)
+	if same == 0 {
+		t.Error("the header's Void was never used")
+	}
+}

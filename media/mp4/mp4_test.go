@@ -41,6 +41,9 @@ func MustFinalize(tb testing.TB, stream []byte, firstLen int, seed uint64) (out 
 	if err != nil {
 		tb.Fatalf("Finalize: %v", err)
 	}
+	if len(first) < firstLen {
+		tb.Fatalf("first part shrank from %d to %d bytes", firstLen, len(first))
+	}
 	out = append(append(append([]byte(nil), first...), stream[firstLen:]...), tail...)
 	if !bytes.Equal(out[len(first):len(first)+len(stream)-firstLen], stream[firstLen:]) {
 		tb.Fatal("bytes after the first part changed")
