@@ -119,13 +119,15 @@ func (r *recorder) finishUploaded(ctx context.Context, client recsink.StorageCli
 	} else if err != nil {
 		return err
 	}
+	// Counted as soon as it is saved: a client that sees the state
+	// uploaded sees it counted (the event and the spool's removal follow).
+	r.s.cfg.Observer.RecordingFinished(recsink.RecordingUploaded)
 	verified := "no checksum verified by S3"
 	if !sum.IsZero() {
 		verified = "checksum " + sum.String() + " verified by S3"
 	}
 	r.event(recsink.EventUploaded, "object complete: s3://%s/%s, %d bytes (%d received), sha256 %s, %s", rec.Destination.Bucket, rec.ObjectKey, size, received, sha, verified)
 	r.retire()
-	r.s.cfg.Observer.RecordingFinished(recsink.RecordingUploaded)
 	r.s.checkDrained(rec.OrgID, rec.CredentialID)
 	return nil
 }
