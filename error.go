@@ -15,6 +15,7 @@ const (
 	EFORBIDDEN    = "forbidden"    // authenticated but not allowed (refused endpoint)
 	EDESTINATION  = "destination"  // the customer's bucket or key refused: theirs, not ours
 	EUNAVAILABLE  = "unavailable"  // try again later (spool full)
+	EUNSUPPORTED  = "unsupported"  // media of a container the destination does not take (415)
 	EINTERNAL     = "internal"     // our fault; detail is logged, never shown
 )
 

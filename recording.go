@@ -45,6 +45,10 @@ type Recording struct {
 	Destination Destination `json:"-"`
 	ObjectKey   string      `json:"objectKey"`
 	UploadID    string      `json:"-"`
+	// ChecksumAlgorithm is the full-object checksum the multipart upload
+	// asked S3 for at start (ChecksumNone when the endpoint takes none):
+	// every part and the completion carry it, whichever node continues.
+	ChecksumAlgorithm ChecksumAlgorithm `json:"-"`
 	// PartSize is the spool layout's base part size, fixed at start so that
 	// part boundaries survive a restart with other settings.
 	PartSize int64 `json:"-"`
@@ -57,8 +61,12 @@ type Recording struct {
 	BytesUploaded   int64      `json:"bytesUploaded"`
 	SizeBytes       *int64     `json:"sizeBytes"`
 	SHA256          string     `json:"sha256,omitempty"`
-	LastError       string     `json:"lastError,omitempty"`
-	UpdatedAt       time.Time  `json:"-"`
+	// Checksum is the object's full-object checksum as S3 verified and
+	// reports it, "ALGORITHM:base64" ("CRC64NVME:..."), once it is
+	// complete; what `head-object --checksum-mode ENABLED` prints.
+	Checksum  string    `json:"checksum,omitempty"`
+	LastError string    `json:"lastError,omitempty"`
+	UpdatedAt time.Time `json:"-"`
 	// Owner is the node that runs the recording; it is changed only by
 	// LeaseStore, never by UpdateRecording.
 	Owner Owner `json:"-"`
@@ -119,4 +127,10 @@ type RecordingFilter struct {
 	State    string
 	Cursor   string
 	Limit    int
+}
+
+// Upload returns the recording's multipart upload: its ID and the
+// full-object checksum it asked for.
+func (r *Recording) Upload() Upload {
+	return Upload{ID: r.UploadID, Checksum: r.ChecksumAlgorithm}
 }

@@ -64,7 +64,22 @@ func (e *StorageError) Retryable() bool {
 	case "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable":
 		return true
 	}
+	if e.ChecksumMismatch() && (e.Op == "UploadPart" || e.Op == "PutObject") {
+		// The bytes changed on the way; the same bytes, sent again, pass.
+		return true
+	}
 	return e.StatusCode == 0 || e.StatusCode >= 500 || e.StatusCode == 429
+}
+
+// ChecksumMismatch reports whether S3 refused a request because the bytes
+// it received, or the object it assembled, did not match the checksum or
+// the payload hash recsink sent.
+func (e *StorageError) ChecksumMismatch() bool {
+	switch e.Code {
+	case "BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "XAmzContentChecksumMismatch":
+		return true
+	}
+	return false
 }
 
 // Explain returns one plain sentence that says what went wrong and how to fix
@@ -95,6 +110,11 @@ func (e *StorageError) Explain() string {
 		return fmt.Sprintf("the storage endpoint accepted the connection but did not answer within %d s", int64(math.Ceil(e.Deadline.Seconds())))
 	case "AddressRefused":
 		return "The endpoint's name resolves to a private, loopback or link-local address, which this recsink server does not connect to; the operator allows such endpoints with --allow-endpoint."
+	case "BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "XAmzContentChecksumMismatch":
+		if e.Op == "CompleteMultipartUpload" {
+			return "The object S3 assembled did not match the checksum of the bytes recsink sent, so S3 did not complete it: no wrong object was written."
+		}
+		return "The bytes S3 received did not match what recsink sent: they changed on the way, and S3 refused them; recsink sends the part again."
 	case "PreconditionFailed":
 		return "Another object already has this name in the bucket; recsink does not replace it."
 	}
@@ -148,9 +168,12 @@ type Check struct {
 
 // CheckReport is the result of checking a destination and key.
 type CheckReport struct {
-	OK     bool    `json:"ok"`
-	Region string  `json:"region,omitempty"` // the bucket's region, found or confirmed
-	Checks []Check `json:"checks"`
+	OK     bool   `json:"ok"`
+	Region string `json:"region,omitempty"` // the bucket's region, found or confirmed
+	// Checksum is the full-object checksum that the endpoint took on the
+	// probe multipart upload, as recordings will ask for it; "" for none.
+	Checksum ChecksumAlgorithm `json:"checksum,omitempty"`
+	Checks   []Check           `json:"checks"`
 }
 
 // Part is one confirmed part of a multipart upload.
@@ -159,6 +182,77 @@ type Part struct {
 	Offset int64  `json:"offset"`
 	Size   int64  `json:"size"`
 	ETag   string `json:"etag"`
+	// Checksum is the part's CRC in its upload's algorithm, in S3's form
+	// (base64 of the big-endian CRC); "" in an upload without checksums.
+	// S3 verified it when it took the part, and the object's full checksum
+	// is combined from the parts' checksums at completion.
+	Checksum string `json:"checksum,omitempty"`
+}
+
+// ChecksumAlgorithm names a CRC that S3 verifies as the full-object
+// checksum of a multipart upload (x-amz-checksum-type FULL_OBJECT).
+type ChecksumAlgorithm string
+
+// The full-object checksums S3 defines. ChecksumNone is an upload without
+// any: the endpoint takes none, or the caller asked for none.
+const (
+	ChecksumNone      ChecksumAlgorithm = ""
+	ChecksumCRC64NVME ChecksumAlgorithm = "CRC64NVME"
+	ChecksumCRC32C    ChecksumAlgorithm = "CRC32C"
+	ChecksumCRC32     ChecksumAlgorithm = "CRC32"
+)
+
+// FullObjectChecksums is the order in which recordings ask for a
+// full-object checksum: CRC64NVME, S3's default for every object since
+// 2025, then the two CRC32s that S3-compatible servers often have.
+var FullObjectChecksums = []ChecksumAlgorithm{ChecksumCRC64NVME, ChecksumCRC32C, ChecksumCRC32}
+
+// Upload is a multipart upload: S3's upload ID and the algorithm of the
+// full-object checksum that S3 verifies when it is completed. Both must be
+// kept for the upload's whole life: every part and the completion need
+// the algorithm, whichever key or process continues the upload.
+type Upload struct {
+	ID       string            `json:"id"`
+	Checksum ChecksumAlgorithm `json:"checksum,omitempty"`
+}
+
+// Checksum is an object's checksum as S3 reports it, the same as
+// `aws s3api head-object --checksum-mode ENABLED` prints.
+type Checksum struct {
+	Algorithm ChecksumAlgorithm `json:"algorithm"`
+	// Type is "FULL_OBJECT" (a CRC of the whole object's bytes) or
+	// "COMPOSITE" (a checksum of the parts' checksums, "value-N").
+	Type  string `json:"type"`
+	Value string `json:"value"` // base64 of the big-endian CRC
+}
+
+// IsZero reports whether S3 reported no checksum.
+func (c Checksum) IsZero() bool { return c.Value == "" }
+
+// String returns "ALGORITHM:value", or "" when there is none.
+func (c Checksum) String() string {
+	if c.IsZero() {
+		return ""
+	}
+	return string(c.Algorithm) + ":" + c.Value
+}
+
+// PartChecksummer is a part's body that knows its CRC already, taken as
+// its bytes were received (CRCs combine, so a spool can keep one per part
+// at the cost of the CRC alone). UploadPart then sends that CRC and S3
+// checks the bytes read back from disk against the bytes received: end to
+// end, and over TLS without reading the part an extra time for its CRC.
+type PartChecksummer interface {
+	// PartChecksum returns the body's CRC in alg, in S3's form, and false
+	// when it does not have one in alg.
+	PartChecksum(alg ChecksumAlgorithm) (string, bool)
+}
+
+// ObjectInfo is what HeadObject tells about an object.
+type ObjectInfo struct {
+	Size     int64
+	Metadata map[string]string // S3 returns the keys in lower case
+	Checksum Checksum          // zero when the object has none S3 reports
 }
 
 // Storage opens clients for customers' S3 destinations. Implemented by the s3
@@ -177,24 +271,42 @@ type Storage interface {
 // StorageClient does the S3 operations of one recording with one key. Errors
 // from S3 are *StorageError.
 type StorageClient interface {
-	CreateMultipartUpload(ctx context.Context, key, contentType string, metadata map[string]string) (uploadID string, err error)
-	// UploadPart sends size bytes of body; body is seekable so that retries resend identical bytes.
-	UploadPart(ctx context.Context, key, uploadID string, number int32, body io.ReadSeeker, size int64) (etag string, err error)
+	// CreateMultipartUpload starts a multipart upload of key with the first
+	// full-object checksum of checksums that the endpoint accepts (try
+	// FullObjectChecksums), or without one when it accepts none of them or
+	// none is asked for. The returned Upload says which.
+	CreateMultipartUpload(ctx context.Context, key, contentType string, metadata map[string]string, checksums ...ChecksumAlgorithm) (Upload, error)
+	// UploadPart sends size bytes of body as part number of upload, in any
+	// order of numbers; sending a number again replaces that part. body is
+	// seekable so that retries resend identical bytes. When the upload has a
+	// checksum, the part carries its CRC, computed in the same pass as the
+	// request's signature, and S3 refuses the part (BadDigest) when the bytes
+	// it received do not match. The returned Part has Number, Size, ETag and
+	// Checksum; its Offset is the caller's.
+	UploadPart(ctx context.Context, key string, upload Upload, number int32, body io.ReadSeeker, size int64) (Part, error)
+	// ListParts returns the parts S3 holds, with the checksums S3 verified.
 	ListParts(ctx context.Context, key, uploadID string) ([]Part, error)
-	// CompleteMultipartUpload never replaces an object that already has
-	// the key, where the server honours If-None-Match: then it fails with a
-	// *StorageError of Code "PreconditionFailed".
-	CompleteMultipartUpload(ctx context.Context, key, uploadID string, parts []Part) error
+	// CompleteMultipartUpload assembles the object from parts, given in any
+	// order. When the upload has a checksum, S3 verifies the object against
+	// checksum (S3's base64 form), or, when checksum is "", against the
+	// combination of the parts' checksums and sizes (a part without one
+	// gets S3's, from ListParts): a mismatch is a *StorageError of Code
+	// "BadDigest" and no object. It returns the object's checksum as S3
+	// reports it, zero when S3 reports none (a server without checksums).
+	// It never replaces an object that already has the key, where the
+	// server honours If-None-Match: then it fails with a *StorageError of
+	// Code "PreconditionFailed".
+	CompleteMultipartUpload(ctx context.Context, key string, upload Upload, parts []Part, checksum string) (Checksum, error)
 	AbortMultipartUpload(ctx context.Context, key, uploadID string) error
 	PutObject(ctx context.Context, key, contentType string, metadata map[string]string, body io.ReadSeeker, size int64) error
 	HeadObject(ctx context.Context, key string) (size int64, metadata map[string]string, err error)
+	// StatObject is HeadObject with the object's checksum (checksum mode
+	// enabled), as head-object --checksum-mode ENABLED shows it.
+	StatObject(ctx context.Context, key string) (ObjectInfo, error)
 	// ObjectExists reports whether key names an object. It says false only
 	// when S3 answers 404: any other failure, 403 included, is an error, so
 	// that a name is never taken as free on a guess.
 	ObjectExists(ctx context.Context, key string) (bool, error)
-	// ReplaceMetadata sets the object's user metadata (a copy onto itself,
-	// up to 5 GiB).
-	ReplaceMetadata(ctx context.Context, key, contentType string, metadata map[string]string) error
 	DeleteObject(ctx context.Context, key string) error
 }
 

@@ -152,6 +152,7 @@ func (v *recordingView) recording() *recsink.Recording {
 		BytesUploaded: v.BytesUploaded,
 		SizeBytes:     v.SizeBytes,
 		SHA256:        v.SHA256,
+		Checksum:      v.Checksum,
 		LastError:     v.LastError,
 	}
 }

@@ -33,6 +33,7 @@ var codes = map[string]int{
 	recsink.ECONFLICT:     http.StatusConflict,
 	recsink.EDESTINATION:  http.StatusUnprocessableEntity,
 	recsink.EUNAVAILABLE:  http.StatusServiceUnavailable,
+	recsink.EUNSUPPORTED:  http.StatusUnsupportedMediaType,
 	recsink.EINTERNAL:     http.StatusInternalServerError,
 }
 

@@ -33,6 +33,7 @@ type recordingView struct {
 	BytesUploaded int64                     `json:"bytesUploaded"`
 	SizeBytes     *int64                    `json:"sizeBytes"`
 	SHA256        string                    `json:"sha256,omitempty"`
+	Checksum      string                    `json:"checksum,omitempty"`
 	Bucket        string                    `json:"bucket"`
 	ObjectKey     string                    `json:"objectKey"`
 	FileFormat    string                    `json:"fileFormat"`
@@ -67,6 +68,7 @@ func newRecordingView(rec *recsink.Recording) recordingView {
 		BytesUploaded: rec.BytesUploaded,
 		SizeBytes:     rec.SizeBytes,
 		SHA256:        rec.SHA256,
+		Checksum:      rec.Checksum,
 		Bucket:        rec.Destination.BucketPath(),
 		ObjectKey:     rec.ObjectKey,
 		FileFormat:    rec.Destination.FileFormat,

@@ -15,7 +15,7 @@ const recordingColumns = `seq, id, org_id, meeting_id, room_name, state, credent
 	provider, bucket, prefix, region, endpoint, force_path_style, file_format,
 	object_key, upload_id, ingest_token_hash, start_date, end_date, stop_reason,
 	bytes_received, bytes_uploaded, size_bytes, sha256, last_error, updated_at,
-	owner_node, owner_url, lease_epoch, lease_expires_at`
+	owner_node, owner_url, lease_epoch, lease_expires_at, checksum_algorithm, checksum`
 
 // holdingStates are the states in which a recording holds its credential,
 // as an SQL list.
@@ -40,16 +40,16 @@ func (db *DB) CreateRecording(ctx context.Context, r *recsink.Recording, ttl tim
 			provider, bucket, prefix, region, endpoint, force_path_style, file_format,
 			object_key, upload_id, ingest_token_hash, start_date, end_date, stop_reason,
 			bytes_received, bytes_uploaded, size_bytes, sha256, last_error, updated_at,
-			owner_node, owner_url, lease_epoch, lease_expires_at)
+			owner_node, owner_url, lease_epoch, lease_expires_at, checksum_algorithm, checksum)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
 			$16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, now(),
-			$27, $28, 1, now() + $29::float8 * interval '1 second')
+			$27, $28, 1, now() + $29::float8 * interval '1 second', $30, $31)
 		RETURNING updated_at, lease_expires_at`,
 		r.ID, r.OrgID, r.MeetingID, r.RoomName, r.State, r.CredentialID, r.AccessKeyID, r.PartSize,
 		d.Provider, d.Bucket, d.Prefix, d.Region, d.Endpoint, d.ForcePathStyle, d.FileFormat,
 		r.ObjectKey, r.UploadID, blob(r.IngestTokenHash), r.StartDate, r.EndDate, r.StopReason,
 		r.BytesReceived, r.BytesUploaded, r.SizeBytes, r.SHA256, r.LastError,
-		r.Owner.Node, r.Owner.URL, ttl.Seconds()).Scan(&updatedAt, &expires)
+		r.Owner.Node, r.Owner.URL, ttl.Seconds(), string(r.ChecksumAlgorithm), r.Checksum).Scan(&updatedAt, &expires)
 	switch {
 	case isUnique(err) && constraint(err) == objectKeyIndex:
 		return errObjectTaken(r)
@@ -117,7 +117,7 @@ func (db *DB) UpdateRecording(ctx context.Context, r *recsink.Recording) error {
 			provider = $4, bucket = $5, prefix = $6, region = $7, endpoint = $8, force_path_style = $9, file_format = $10,
 			object_key = $11, upload_id = $12, end_date = $13, stop_reason = $14,
 			bytes_received = $15, bytes_uploaded = $16, size_bytes = $17, sha256 = $18, last_error = $19,
-			updated_at = now()
+			checksum_algorithm = $24, checksum = $25, updated_at = now()
 		WHERE org_id = $20 AND id = $21 AND owner_node = $22 AND lease_epoch = $23
 			AND (state || '`+sqlstore.TransitionSeparator+`' || $1::text) IN `+transitions+`
 			AND NOT (end_date IS NOT NULL AND $13::timestamptz IS NULL)
@@ -127,7 +127,7 @@ func (db *DB) UpdateRecording(ctx context.Context, r *recsink.Recording) error {
 		d.Provider, d.Bucket, d.Prefix, d.Region, d.Endpoint, d.ForcePathStyle, d.FileFormat,
 		r.ObjectKey, r.UploadID, r.EndDate, r.StopReason,
 		r.BytesReceived, r.BytesUploaded, r.SizeBytes, r.SHA256, r.LastError,
-		r.OrgID, r.ID, r.Owner.Node, r.Owner.Epoch).Scan(&updatedAt)
+		r.OrgID, r.ID, r.Owner.Node, r.Owner.Epoch, string(r.ChecksumAlgorithm), r.Checksum).Scan(&updatedAt)
 	switch {
 	case isNoRows(err):
 		return db.refusedUpdate(ctx, r)
@@ -267,7 +267,7 @@ func scanRecording(row pgx.Row) (*recsink.Recording, int64, error) {
 		&d.Provider, &d.Bucket, &d.Prefix, &d.Region, &d.Endpoint, &d.ForcePathStyle, &d.FileFormat,
 		&r.ObjectKey, &r.UploadID, &r.IngestTokenHash, &r.StartDate, &r.EndDate, &r.StopReason,
 		&r.BytesReceived, &r.BytesUploaded, &r.SizeBytes, &r.SHA256, &r.LastError, &r.UpdatedAt,
-		&r.Owner.Node, &r.Owner.URL, &r.Owner.Epoch, &r.Owner.LeaseExpiresAt); err != nil {
+		&r.Owner.Node, &r.Owner.URL, &r.Owner.Epoch, &r.Owner.LeaseExpiresAt, &r.ChecksumAlgorithm, &r.Checksum); err != nil {
 		return nil, 0, err
 	}
 	return &r, seq, nil
@@ -305,10 +305,10 @@ func (db *DB) ListRecordingEvents(ctx context.Context, recordingID string) ([]re
 // number; an unknown recording is ENOTFOUND.
 func (db *DB) PutPart(ctx context.Context, recordingID string, p recsink.Part) error {
 	_, err := db.pool.Exec(ctx, `
-		INSERT INTO recording_parts (recording_id, number, byte_offset, size, etag) VALUES ($1, $2, $3, $4, $5)
+		INSERT INTO recording_parts (recording_id, number, byte_offset, size, etag, checksum) VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (recording_id, number) DO UPDATE SET
-			byte_offset = excluded.byte_offset, size = excluded.size, etag = excluded.etag`,
-		recordingID, p.Number, p.Offset, p.Size, p.ETag)
+			byte_offset = excluded.byte_offset, size = excluded.size, etag = excluded.etag, checksum = excluded.checksum`,
+		recordingID, p.Number, p.Offset, p.Size, p.ETag, p.Checksum)
 	if isForeignKey(err) {
 		return notFound("recording")
 	} else if err != nil {
@@ -322,9 +322,9 @@ func (db *DB) PutPart(ctx context.Context, recordingID string, p recsink.Part) e
 func (db *DB) ListParts(ctx context.Context, recordingID string) ([]recsink.Part, error) {
 	ps, err := queryAll(ctx, db.pool, func(row pgx.Row) (recsink.Part, error) {
 		var p recsink.Part
-		err := row.Scan(&p.Number, &p.Offset, &p.Size, &p.ETag)
+		err := row.Scan(&p.Number, &p.Offset, &p.Size, &p.ETag, &p.Checksum)
 		return p, err
-	}, `SELECT number, byte_offset, size, etag FROM recording_parts WHERE recording_id = $1 ORDER BY number`, recordingID)
+	}, `SELECT number, byte_offset, size, etag, checksum FROM recording_parts WHERE recording_id = $1 ORDER BY number`, recordingID)
 	if err != nil {
 		return nil, errorf("postgres: list parts of recording %s: %w", recordingID, err)
 	}

@@ -166,12 +166,15 @@ func (r *checker) run(ctx context.Context) error {
 		return nil
 	}
 
+	// The probe upload asks for the full-object checksums recordings ask
+	// for: the report says which one the endpoint takes, and the refusals
+	// are remembered for the recordings' uploads.
 	probe = r.probeKey()
-	mp, err := r.s3.CreateMultipartUpload(ctx, &awss3.CreateMultipartUploadInput{
+	mp, err := createUpload(ctx, r.s3, &r.s.refused, r.dest.Endpoint, r.key.Secret, &awss3.CreateMultipartUploadInput{
 		Bucket:      aws.String(r.dest.Bucket),
 		Key:         aws.String(probe),
 		ContentType: aws.String(r.dest.ContentType()),
-	}, checkOptions)
+	}, recsink.FullObjectChecksums, checkOptions)
 	create, err := r.result(ctx, "CreateMultipartUpload", err)
 	if err != nil {
 		return err
@@ -179,11 +182,12 @@ func (r *checker) run(ctx context.Context) error {
 	if !r.add("CreateMultipartUpload", create) {
 		return nil
 	}
+	r.report.Checksum = mp.Checksum
 
 	_, err = r.s3.AbortMultipartUpload(ctx, &awss3.AbortMultipartUploadInput{
 		Bucket:   aws.String(r.dest.Bucket),
 		Key:      aws.String(probe),
-		UploadId: mp.UploadId,
+		UploadId: aws.String(mp.ID),
 	}, checkOptions)
 	abort, err := r.result(ctx, "AbortMultipartUpload", err)
 	if err != nil {
@@ -200,7 +204,10 @@ func (r *checker) result(ctx context.Context, op string, err error) (*recsink.St
 	if err == nil {
 		return nil, nil
 	}
-	serr := storageError(ctx, op, err, r.key.Secret)
+	serr := err
+	if _, done := err.(*recsink.StorageError); !done {
+		serr = storageError(ctx, op, err, r.key.Secret)
+	}
 	var se *recsink.StorageError
 	switch {
 	case errors.As(serr, &se):

@@ -19,8 +19,11 @@ import (
 
 // client does the S3 operations of one recording in one bucket with one key.
 type client struct {
-	s3     *awss3.Client
-	bucket string
+	s3       *awss3.Client
+	bucket   string
+	endpoint string            // the destination's custom endpoint, "" for AWS
+	refused  *refusedChecksums // the Storage's, shared by its clients
+	tls      bool              // the endpoint is reached over TLS
 	// secret returns the access secret, to take it out of error texts. A
 	// func, so that printing a client cannot print the secret.
 	secret func() string
@@ -33,40 +36,87 @@ func (c *client) fail(ctx context.Context, op string, err error) error {
 
 var _ recsink.StorageClient = (*client)(nil)
 
-// CreateMultipartUpload starts a multipart upload of key and returns its ID.
-func (c *client) CreateMultipartUpload(ctx context.Context, key, contentType string, metadata map[string]string) (string, error) {
-	out, err := c.s3.CreateMultipartUpload(ctx, &awss3.CreateMultipartUploadInput{
+// CreateMultipartUpload starts a multipart upload of key with the first
+// full-object checksum of checksums that the endpoint takes, or none.
+// Endpoints that refuse one are remembered, so that later uploads ask them
+// for the next one at once.
+func (c *client) CreateMultipartUpload(ctx context.Context, key, contentType string, metadata map[string]string, checksums ...recsink.ChecksumAlgorithm) (recsink.Upload, error) {
+	up, err := createUpload(ctx, c.s3, c.refused, c.endpoint, c.secret(), &awss3.CreateMultipartUploadInput{
 		Bucket:      aws.String(c.bucket),
 		Key:         aws.String(key),
 		ContentType: nonEmpty(contentType),
 		Metadata:    metadata,
-	})
+	}, checksums)
 	if err != nil {
-		return "", fmt.Errorf("s3: create multipart upload of %s: %w", key, c.fail(ctx, "CreateMultipartUpload", err))
+		return recsink.Upload{}, fmt.Errorf("s3: create multipart upload of %s: %w", key, err)
 	}
-	return aws.ToString(out.UploadId), nil
+	return up, nil
 }
 
 // UploadPart sends size bytes of body, from its current position, as part
 // number of the upload. The SDK seeks body back to that position on a retry,
-// so every attempt sends identical bytes.
-func (c *client) UploadPart(ctx context.Context, key, uploadID string, number int32, body io.ReadSeeker, size int64) (string, error) {
+// so every attempt sends identical bytes. In an upload with a checksum, one
+// read of the part gives its CRC and, where the payload is signed, the
+// payload's SHA-256; over TLS the payload is not signed, as the CRC that S3
+// verifies stands for it. A body that is a recsink.PartChecksummer gives
+// its CRC: over TLS the part is then read only to be sent, and over plain
+// HTTP the read for the payload hash also checks the bytes against it.
+func (c *client) UploadPart(ctx context.Context, key string, up recsink.Upload, number int32, body io.ReadSeeker, size int64) (recsink.Part, error) {
+	fail := func(err error) (recsink.Part, error) {
+		return recsink.Part{}, fmt.Errorf("s3: upload part %d of %s: %w", number, key, err)
+	}
+	alg, err := crcOf(up.Checksum)
+	if err != nil {
+		return fail(err)
+	}
 	sec, err := newSection(body, size)
 	if err != nil {
-		return "", fmt.Errorf("s3: upload part %d of %s: %w", number, key, err)
+		return fail(err)
 	}
-	out, err := c.s3.UploadPart(ctx, &awss3.UploadPartInput{
+	in := &awss3.UploadPartInput{
 		Bucket:        aws.String(c.bucket),
 		Key:           aws.String(key),
-		UploadId:      aws.String(uploadID),
+		UploadId:      aws.String(up.ID),
 		PartNumber:    aws.Int32(number),
 		Body:          sec,
 		ContentLength: aws.Int64(size),
-	})
-	if err != nil {
-		return "", fmt.Errorf("s3: upload part %d of %s: %w", number, key, c.fail(ctx, "UploadPart", err))
 	}
-	return aws.ToString(out.ETag), nil
+	part := recsink.Part{Number: number, Size: size}
+	var opts []func(*awss3.Options)
+	if alg != nil {
+		known, ok := "", false
+		if pc, is := body.(recsink.PartChecksummer); is {
+			if known, ok = pc.PartChecksum(up.Checksum); ok {
+				if _, err := alg.Decode(known); err != nil {
+					return fail(err)
+				}
+			}
+		}
+		if !ok || !c.tls {
+			sum, payloadHash, err := partDigest(sec, alg, !c.tls)
+			if err != nil {
+				return fail(fmt.Errorf("read part: %w", err))
+			}
+			if ok && alg.Encode(sum) != known {
+				return fail(fmt.Errorf("the part's bytes read back have %s %s, not %s as when they were received", alg, alg.Encode(sum), known))
+			}
+			known = alg.Encode(sum)
+			if !c.tls {
+				opts = append(opts, withPayloadHash(payloadHash))
+			}
+		}
+		if c.tls {
+			opts = append(opts, unsignedPayload)
+		}
+		part.Checksum = known
+		setPartChecksum(in, up.Checksum, part.Checksum)
+	}
+	out, err := c.s3.UploadPart(ctx, in, opts...)
+	if err != nil {
+		return fail(c.fail(ctx, "UploadPart", err))
+	}
+	part.ETag = aws.ToString(out.ETag)
+	return part, nil
 }
 
 // ListParts returns every part of the upload that S3 holds, sorted by
@@ -86,9 +136,10 @@ func (c *client) ListParts(ctx context.Context, key, uploadID string) ([]recsink
 		}
 		for _, p := range out.Parts {
 			parts = append(parts, recsink.Part{
-				Number: aws.ToInt32(p.PartNumber),
-				Size:   aws.ToInt64(p.Size),
-				ETag:   aws.ToString(p.ETag),
+				Number:   aws.ToInt32(p.PartNumber),
+				Size:     aws.ToInt64(p.Size),
+				ETag:     aws.ToString(p.ETag),
+				Checksum: checksumOf("", p.ChecksumCRC64NVME, p.ChecksumCRC32C, p.ChecksumCRC32).Value,
 			})
 		}
 		if !aws.ToBool(out.IsTruncated) {
@@ -112,27 +163,94 @@ func (c *client) ListParts(ctx context.Context, key, uploadID string) ([]recsink
 // CompleteMultipartUpload assembles the object from parts, sorted by number
 // as S3 requires. It never replaces an object that has the key meanwhile
 // (If-None-Match: *, which AWS honours since 2024), and gives the endpoint
-// time to assemble the object before it must answer.
-func (c *client) CompleteMultipartUpload(ctx context.Context, key, uploadID string, parts []recsink.Part) error {
+// time to assemble the object before it must answer. In an upload with a
+// checksum it sends every part's CRC and the object's, checksum or the
+// parts' CRCs combined in number order, and S3 completes the object only
+// when its bytes match.
+func (c *client) CompleteMultipartUpload(ctx context.Context, key string, up recsink.Upload, parts []recsink.Part, checksum string) (recsink.Checksum, error) {
+	fail := func(err error) (recsink.Checksum, error) {
+		return recsink.Checksum{}, fmt.Errorf("s3: complete multipart upload of %s: %w", key, err)
+	}
+	alg, err := crcOf(up.Checksum)
+	if err != nil {
+		return fail(err)
+	}
+	if alg == nil && checksum != "" {
+		return fail(errors.New("a full-object checksum was given for an upload without one"))
+	}
 	sorted := slices.Clone(parts)
 	slices.SortFunc(sorted, func(a, b recsink.Part) int { return int(a.Number) - int(b.Number) })
+	if alg != nil {
+		if sorted, err = c.partChecksums(ctx, key, up.ID, sorted); err != nil {
+			return fail(err)
+		}
+	}
 	completed := make([]types.CompletedPart, len(sorted))
 	var size int64
+	var full uint64
 	for i, p := range sorted {
 		completed[i] = types.CompletedPart{PartNumber: aws.Int32(p.Number), ETag: aws.String(p.ETag)}
 		size += p.Size
+		if alg != nil {
+			v, err := alg.Decode(p.Checksum)
+			if err != nil {
+				return fail(fmt.Errorf("part %d: %w", p.Number, err))
+			}
+			full = alg.Combine(full, v, p.Size)
+			setCompletedChecksum(&completed[i], up.Checksum, p.Checksum)
+		}
 	}
-	_, err := c.s3.CompleteMultipartUpload(withWork(ctx, size), &awss3.CompleteMultipartUploadInput{
+	in := &awss3.CompleteMultipartUploadInput{
 		Bucket:          aws.String(c.bucket),
 		Key:             aws.String(key),
-		UploadId:        aws.String(uploadID),
+		UploadId:        aws.String(up.ID),
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: completed},
 		IfNoneMatch:     aws.String("*"),
-	})
-	if err != nil {
-		return fmt.Errorf("s3: complete multipart upload of %s: %w", key, c.fail(ctx, "CompleteMultipartUpload", err))
 	}
-	return nil
+	if alg != nil {
+		if checksum == "" {
+			checksum = alg.Encode(full)
+		}
+		if _, err := alg.Decode(checksum); err != nil {
+			return fail(err)
+		}
+		setFullChecksum(in, up.Checksum, checksum)
+	}
+	out, err := c.s3.CompleteMultipartUpload(withWork(ctx, size), in)
+	if err != nil {
+		return fail(c.fail(ctx, "CompleteMultipartUpload", err))
+	}
+	// Only what S3 reports: a server that ignores checksums reports none,
+	// and then none was verified.
+	return checksumOf(out.ChecksumType, out.ChecksumCRC64NVME, out.ChecksumCRC32C, out.ChecksumCRC32), nil
+}
+
+// partChecksums returns parts with each one's checksum, taking those that
+// the caller does not have from S3's ListParts: S3 verified each against
+// the CRC that recsink sent with the part.
+func (c *client) partChecksums(ctx context.Context, key, uploadID string, parts []recsink.Part) ([]recsink.Part, error) {
+	if !slices.ContainsFunc(parts, func(p recsink.Part) bool { return p.Checksum == "" }) {
+		return parts, nil
+	}
+	listed, err := c.ListParts(ctx, key, uploadID)
+	if err != nil {
+		return nil, err
+	}
+	byNumber := make(map[int32]recsink.Part, len(listed))
+	for _, p := range listed {
+		byNumber[p.Number] = p
+	}
+	for i, p := range parts {
+		if p.Checksum != "" {
+			continue
+		}
+		l, ok := byNumber[p.Number]
+		if !ok || l.Checksum == "" || l.ETag != p.ETag {
+			return nil, fmt.Errorf("part %d has no checksum, and S3 lists none for it", p.Number)
+		}
+		parts[i].Checksum = l.Checksum
+	}
+	return parts, nil
 }
 
 // AbortMultipartUpload discards the upload and the parts S3 holds for it.
@@ -171,14 +289,33 @@ func (c *client) PutObject(ctx context.Context, key, contentType string, metadat
 // HeadObject returns the size and the user metadata of key. S3 returns
 // metadata keys in lower case.
 func (c *client) HeadObject(ctx context.Context, key string) (int64, map[string]string, error) {
+	info, err := c.head(ctx, key, "")
+	return info.Size, info.Metadata, err
+}
+
+// StatObject returns the size, the user metadata and the checksum of key,
+// asked with checksum mode enabled as head-object --checksum-mode ENABLED.
+// HeadObject and ObjectExists do not ask for the checksum: on AWS, the
+// checksum of an object encrypted with a KMS key also needs kms:Decrypt,
+// which a key may lack, and a name must not look taken for that.
+func (c *client) StatObject(ctx context.Context, key string) (recsink.ObjectInfo, error) {
+	return c.head(ctx, key, types.ChecksumModeEnabled)
+}
+
+func (c *client) head(ctx context.Context, key string, mode types.ChecksumMode) (recsink.ObjectInfo, error) {
 	out, err := c.s3.HeadObject(ctx, &awss3.HeadObjectInput{
-		Bucket: aws.String(c.bucket),
-		Key:    aws.String(key),
+		Bucket:       aws.String(c.bucket),
+		Key:          aws.String(key),
+		ChecksumMode: mode,
 	})
 	if err != nil {
-		return 0, nil, fmt.Errorf("s3: head object %s: %w", key, c.fail(ctx, "HeadObject", err))
+		return recsink.ObjectInfo{}, fmt.Errorf("s3: head object %s: %w", key, c.fail(ctx, "HeadObject", err))
 	}
-	return aws.ToInt64(out.ContentLength), out.Metadata, nil
+	return recsink.ObjectInfo{
+		Size:     aws.ToInt64(out.ContentLength),
+		Metadata: out.Metadata,
+		Checksum: checksumOf(out.ChecksumType, out.ChecksumCRC64NVME, out.ChecksumCRC32C, out.ChecksumCRC32),
+	}, nil
 }
 
 // ObjectExists reports whether key names an object: false only on a 404
@@ -194,29 +331,6 @@ func (c *client) ObjectExists(ctx context.Context, key string) (bool, error) {
 		return false, nil
 	}
 	return false, err
-}
-
-// ReplaceMetadata sets key's user metadata with a copy of the object onto
-// itself inside the bucket (no bytes pass through recsink). S3 copies in one
-// request only up to 5 GiB. The object's size, asked first, gives the
-// endpoint time to copy it before it must answer.
-func (c *client) ReplaceMetadata(ctx context.Context, key, contentType string, metadata map[string]string) error {
-	size, _, err := c.HeadObject(ctx, key)
-	if err != nil {
-		return fmt.Errorf("s3: replace metadata of %s: %w", key, err)
-	}
-	_, err = c.s3.CopyObject(withWork(ctx, size), &awss3.CopyObjectInput{
-		Bucket:            aws.String(c.bucket),
-		Key:               aws.String(key),
-		CopySource:        aws.String(url.PathEscape(c.bucket) + "/" + escapeKey(key)),
-		MetadataDirective: types.MetadataDirectiveReplace,
-		ContentType:       nonEmpty(contentType),
-		Metadata:          metadata,
-	})
-	if err != nil {
-		return fmt.Errorf("s3: replace metadata of %s: %w", key, c.fail(ctx, "CopyObject", err))
-	}
-	return nil
 }
 
 // escapeKey escapes each segment of an object key for x-amz-copy-source.

@@ -77,7 +77,7 @@ func TestClient_CompleteNeverReplaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := []byte("the recording")
-	etag, err := c.UploadPart(ctx, key, id, 1, bytes.NewReader(body), int64(len(body)))
+	part, err := c.UploadPart(ctx, key, id, 1, bytes.NewReader(body), int64(len(body)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestClient_CompleteNeverReplaces(t *testing.T) {
 	if err := c.PutObject(ctx, key, "", nil, strings.NewReader("someone else's"), 14); err != nil {
 		t.Fatal(err)
 	}
-	err = c.CompleteMultipartUpload(ctx, key, id, []recsink.Part{{Number: 1, Size: int64(len(body)), ETag: etag}})
+	_, err = c.CompleteMultipartUpload(ctx, key, id, []recsink.Part{part}, "")
 	var se *recsink.StorageError
 	if !errors.As(err, &se) || se.Code != "PreconditionFailed" || se.StatusCode != 412 {
 		t.Fatalf("CompleteMultipartUpload onto a taken key = %v, want a 412 PreconditionFailed StorageError", err)
@@ -100,7 +100,7 @@ func TestClient_CompleteNeverReplaces(t *testing.T) {
 	if err := c.DeleteObject(ctx, key); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.CompleteMultipartUpload(ctx, key, id, []recsink.Part{{Number: 1, Size: int64(len(body)), ETag: etag}}); err != nil {
+	if _, err := c.CompleteMultipartUpload(ctx, key, id, []recsink.Part{part}, ""); err != nil {
 		t.Fatalf("CompleteMultipartUpload onto a free key: %v", err)
 	}
 	if got := srv.GetObject(t, bucket, key); !bytes.Equal(got, body) {

@@ -1,6 +1,13 @@
 // Package s3 delivers recordings into customers' S3 buckets with
 // aws-sdk-go-v2. It implements recsink.Storage and recsink.StorageClient, and
 // refuses custom endpoints that the operator has not allowed.
+//
+// Multipart uploads carry S3's full-object checksums (checksum.go): each
+// part goes up with its CRC, which S3 checks against the bytes it
+// receives, and the completion with the object's CRC, combined from the
+// parts' (internal/crc), which S3 checks against the object it assembles.
+// An endpoint that refuses CRC64NVME is asked for CRC32C, then CRC32, then
+// none, and remembered.
 package s3
 
 import (
@@ -75,6 +82,9 @@ type Storage struct {
 
 	mu      sync.Mutex
 	clients map[clientKey]*awss3.Client
+
+	// refused remembers the checksum algorithms each endpoint refused.
+	refused refusedChecksums
 }
 
 var _ recsink.Storage = (*Storage)(nil)
@@ -132,7 +142,14 @@ func (s *Storage) Client(ctx context.Context, dest recsink.Destination, key recs
 		return nil, recsink.FieldErrorf("region", "region is required to open a storage client; check the destination to find it")
 	}
 	secret := key.Secret
-	return &client{s3: s.s3Client(dest, key, regionOrDefault(dest.Region)), bucket: dest.Bucket, secret: func() string { return secret }}, nil
+	return &client{
+		s3:       s.s3Client(dest, key, regionOrDefault(dest.Region)),
+		bucket:   dest.Bucket,
+		endpoint: dest.Endpoint,
+		refused:  &s.refused,
+		tls:      dest.Endpoint == "" || strings.HasPrefix(strings.ToLower(dest.Endpoint), "https://"),
+		secret:   func() string { return secret },
+	}, nil
 }
 
 // allowEndpoint returns an EFORBIDDEN or EINVALID *recsink.Error when

@@ -3,6 +3,8 @@ package s3_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/recsink/recsink"
+	"github.com/recsink/recsink/internal/crc"
 	"github.com/recsink/recsink/internal/s3test"
 	"github.com/recsink/recsink/s3"
 )
@@ -106,6 +109,9 @@ func TestStorage_Check(t *testing.T) {
 			if tt.want.name == "" {
 				if !report.OK || failed != nil {
 					t.Fatalf("report not OK: first failure %+v", failed)
+				}
+				if report.Checksum != recsink.ChecksumCRC64NVME {
+					t.Errorf("Checksum = %q, want CRC64NVME, which versitygw takes", report.Checksum)
 				}
 				if keys := srv.ListObjects(t, d.Bucket, ""); len(keys) != 0 {
 					t.Errorf("probe objects left behind: %v", keys)
@@ -231,14 +237,15 @@ func TestClient_MultipartRoundTrip(t *testing.T) {
 	var offset int64
 	for i, size := range sizes {
 		n := int32(i + 1)
-		etag, err := c.UploadPart(ctx, key, id, n, io.NewSectionReader(spool, offset, size), size)
+		part, err := c.UploadPart(ctx, key, id, n, io.NewSectionReader(spool, offset, size), size)
 		if err != nil {
 			t.Fatalf("UploadPart %d: %v", n, err)
 		}
-		parts = append(parts, recsink.Part{Number: n, Offset: offset, Size: size, ETag: etag})
+		part.Offset = offset
+		parts = append(parts, part)
 		offset += size
 	}
-	listed, err := c.ListParts(ctx, key, id)
+	listed, err := c.ListParts(ctx, key, id.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +258,7 @@ func TestClient_MultipartRoundTrip(t *testing.T) {
 		}
 	}
 	// Complete sorts the parts.
-	if err := c.CompleteMultipartUpload(ctx, key, id, []recsink.Part{parts[1], parts[0]}); err != nil {
+	if _, err := c.CompleteMultipartUpload(ctx, key, id, []recsink.Part{parts[1], parts[0]}, ""); err != nil {
 		t.Fatal(err)
 	}
 	size, meta, err := c.HeadObject(ctx, key)
@@ -278,10 +285,10 @@ func TestClient_MultipartRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := c.AbortMultipartUpload(ctx, key, id); err != nil {
+		if err := c.AbortMultipartUpload(ctx, key, id.ID); err != nil {
 			t.Fatal(err)
 		}
-		_, err = c.ListParts(ctx, key, id)
+		_, err = c.ListParts(ctx, key, id.ID)
 		if !errors.As(err, &se) || se.Code != "NoSuchUpload" {
 			t.Errorf("ListParts after abort: %v, want NoSuchUpload", err)
 		}
@@ -295,18 +302,26 @@ func TestClient_MultipartRoundTrip(t *testing.T) {
 }
 
 // TestClient_UploadPartRetry proves that the SDK's retries of a part resend
-// the same bytes, after a server error and after a dropped connection.
+// the same bytes, after a server error and after a dropped connection; in
+// an upload with a checksum, with the part's CRC and, over plain HTTP, the
+// payload hash computed in the same read, both right for the bytes.
 func TestClient_UploadPartRetry(t *testing.T) {
 	t.Parallel()
-	for _, fault := range []string{"500", "drop"} {
-		t.Run(fault, func(t *testing.T) {
+	for _, tt := range []struct {
+		fault    string
+		checksum recsink.ChecksumAlgorithm
+	}{{"500", ""}, {"drop", ""}, {"500", recsink.ChecksumCRC64NVME}, {"drop", recsink.ChecksumCRC32C}} {
+		fault := tt.fault
+		t.Run(fault+string(tt.checksum), func(t *testing.T) {
 			t.Parallel()
 			var mu sync.Mutex
 			var bodies [][]byte
+			var headers []http.Header
 			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				body, _ := io.ReadAll(r.Body)
 				mu.Lock()
 				bodies = append(bodies, body)
+				headers = append(headers, r.Header.Clone())
 				n := len(bodies)
 				mu.Unlock()
 				if r.Method != http.MethodPut || r.URL.Query().Get("partNumber") != "3" || r.URL.Query().Get("uploadId") != "up1" {
@@ -341,21 +356,33 @@ func TestClient_UploadPartRetry(t *testing.T) {
 				spool[i] = byte(i % 253)
 			}
 			const off, size = 1000, 300000
-			etag, err := c.UploadPart(context.Background(), "k", "up1", 3, io.NewSectionReader(bytes.NewReader(spool), off, size), size)
+			part, err := c.UploadPart(context.Background(), "k", recsink.Upload{ID: "up1", Checksum: tt.checksum}, 3, io.NewSectionReader(bytes.NewReader(spool), off, size), size)
 			if err != nil {
 				t.Fatalf("UploadPart: %v", err)
 			}
-			if etag != `"etag-3"` {
-				t.Errorf("etag = %s", etag)
+			if part.ETag != `"etag-3"` {
+				t.Errorf("etag = %s", part.ETag)
 			}
 			mu.Lock()
 			defer mu.Unlock()
 			if len(bodies) != 2 {
 				t.Fatalf("server saw %d requests, want 2", len(bodies))
 			}
+			want := spool[off : off+size]
+			sha := sha256.Sum256(want)
 			for i, b := range bodies {
-				if !bytes.Equal(b, spool[off:off+size]) {
+				if !bytes.Equal(b, want) {
 					t.Errorf("attempt %d sent %d bytes, not the part's %d bytes", i+1, len(b), size)
+				}
+				if got := headers[i].Get("X-Amz-Content-Sha256"); got != hex.EncodeToString(sha[:]) {
+					t.Errorf("attempt %d: payload hash %s, want the part's SHA-256", i+1, got)
+				}
+				if tt.checksum == "" {
+					continue
+				}
+				a := crc.ByName(string(tt.checksum))
+				if got := headers[i].Get("X-Amz-Checksum-" + string(tt.checksum)); got != a.Encode(a.Checksum(want)) || got != part.Checksum {
+					t.Errorf("attempt %d: %s header %q, want %q (part says %q)", i+1, tt.checksum, got, a.Encode(a.Checksum(want)), part.Checksum)
 				}
 			}
 		})
@@ -420,7 +447,7 @@ func TestClient_Canceled(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	_, err = c.UploadPart(ctx, "k", "up", 1, strings.NewReader("data"), 4)
+	_, err = c.UploadPart(ctx, "k", recsink.Upload{ID: "up"}, 1, strings.NewReader("data"), 4)
 	var se *recsink.StorageError
 	if !errors.Is(err, context.DeadlineExceeded) || errors.As(err, &se) {
 		t.Errorf("err = %v, want the context's error and no StorageError", err)

@@ -152,7 +152,7 @@ func TestClient_HangingEndpoint(t *testing.T) {
 		return "HeadObject", err
 	}
 	upload := func(ctx context.Context, c recsink.StorageClient) (string, error) {
-		_, err := c.UploadPart(ctx, "k", "up", 1, bytes.NewReader(part), int64(len(part)))
+		_, err := c.UploadPart(ctx, "k", recsink.Upload{ID: "up"}, 1, bytes.NewReader(part), int64(len(part)))
 		return "UploadPart", err
 	}
 	for _, tt := range []struct {
@@ -310,16 +310,13 @@ func TestClient_TightDeadlinesOnRealServer(t *testing.T) {
 	var parts []recsink.Part
 	for i := range 2 {
 		n, off, size := int32(i+1), int64(i)*6<<20, int64(6<<20)
-		etag, err := c.UploadPart(ctx, "big.mkv", id, n, bytes.NewReader(data[off:off+size]), size)
+		part, err := c.UploadPart(ctx, "big.mkv", id, n, bytes.NewReader(data[off:off+size]), size)
 		if err != nil {
 			t.Fatalf("UploadPart %d: %v", n, err)
 		}
-		parts = append(parts, recsink.Part{Number: n, Offset: off, Size: size, ETag: etag})
+		parts = append(parts, part)
 	}
-	if err := c.CompleteMultipartUpload(ctx, "big.mkv", id, parts); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.ReplaceMetadata(ctx, "big.mkv", "video/x-matroska", map[string]string{"sha256": "x"}); err != nil {
+	if _, err := c.CompleteMultipartUpload(ctx, "big.mkv", id, parts, ""); err != nil {
 		t.Fatal(err)
 	}
 	if got := srv.GetObject(t, bucket, "big.mkv"); !bytes.Equal(got, data) {

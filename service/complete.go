@@ -5,14 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/recsink/recsink"
+	"github.com/recsink/recsink/internal/crc"
 )
 
-// complete finishes the multipart upload (or writes an empty object), checks
-// the object's size and records the recording as uploaded. It writes to S3
-// only under a valid lease.
+// complete finishes the multipart upload (or writes an empty object) and
+// records the recording as uploaded. It writes to S3 only under a valid
+// lease.
 func (r *recorder) complete(ctx context.Context) error {
 	r.mu.Lock()
 	client, rec := r.client, r.rec
@@ -32,57 +32,69 @@ func (r *recorder) complete(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	err = completeObject(wctx, client, &rec, parts, size)
+	sum, err := completeObject(wctx, client, &rec, parts, size)
 	done()
 	if err != nil {
 		return err
 	}
-	return r.finishUploaded(ctx, client, size, r.file.SHA256())
+	return r.finishUploaded(ctx, client, size, size, r.file.SHA256(), sum)
 }
 
 // completeObject completes the multipart upload, or writes an empty object
 // when there are no parts: S3 refuses to complete an upload without parts.
-func completeObject(ctx context.Context, client recsink.StorageClient, rec *recsink.Recording, parts []recsink.Part, size int64) error {
+// It returns the object's checksum as S3 reports it. When the upload asked
+// for a full-object checksum, the completion sends the CRC combined from
+// the parts' CRCs (each verified by S3 when it took the part), and S3
+// assembles the object only when its bytes match it: a mismatch is
+// BadDigest and no object.
+func completeObject(ctx context.Context, client recsink.StorageClient, rec *recsink.Recording, parts []recsink.Part, size int64) (recsink.Checksum, error) {
 	if len(parts) == 0 {
 		if err := client.AbortMultipartUpload(ctx, rec.ObjectKey, rec.UploadID); err != nil && !isNoSuchUpload(err) {
-			return err
+			return recsink.Checksum{}, err
 		}
-		return client.PutObject(ctx, rec.ObjectKey, rec.Destination.ContentType(), map[string]string{"recording-id": rec.ID}, bytes.NewReader(nil), 0)
+		if err := client.PutObject(ctx, rec.ObjectKey, rec.Destination.ContentType(), map[string]string{"recording-id": rec.ID}, bytes.NewReader(nil), 0); err != nil {
+			return recsink.Checksum{}, err
+		}
+		return emptyChecksum(rec.ChecksumAlgorithm), nil
 	}
-	err := client.CompleteMultipartUpload(ctx, rec.ObjectKey, rec.UploadID, parts)
+	sum, err := client.CompleteMultipartUpload(ctx, rec.ObjectKey, rec.Upload(), parts, "")
 	if err != nil && isNoSuchUpload(err) {
 		// Completed before a crash: the upload is gone and the object is there.
-		if got, _, herr := client.HeadObject(ctx, rec.ObjectKey); herr == nil && got == size {
-			return nil
+		if info, herr := client.StatObject(ctx, rec.ObjectKey); herr == nil && info.Size == size {
+			return info.Checksum, nil
 		}
 	}
-	return err
+	return sum, err
 }
 
-// finishUploaded checks the object's size, adds its checksum to its
-// metadata and records the recording as uploaded, with its size and SHA-256.
-// The metadata copy is the key's last use, so it comes before the state
-// that lets go of the key: once the row reads uploaded, any node may report
-// the key drained.
-func (r *recorder) finishUploaded(ctx context.Context, client recsink.StorageClient, size int64, sum string) error {
-	key := r.rec.ObjectKey
-	if got, _, err := client.HeadObject(ctx, key); err == nil && got != size {
-		r.fail(ctx, fmt.Sprintf("the object in the bucket has %d bytes where %d were received", got, size))
-		return nil
-	} else if err != nil {
-		r.event(recsink.EventUploaded, "could not check the object's size: %s", recsink.ErrorMessage(err))
+// emptyChecksum is the checksum of an empty object: the CRC of no bytes
+// is 0 in every algorithm.
+func emptyChecksum(alg recsink.ChecksumAlgorithm) recsink.Checksum {
+	a := crc.ByName(string(alg))
+	if a == nil {
+		return recsink.Checksum{}
 	}
-	if !r.copied {
-		wctx, done, err := r.leaseCtx(ctx)
-		if err != nil {
-			return err
+	return recsink.Checksum{Algorithm: alg, Type: "FULL_OBJECT", Value: a.Encode(0)}
+}
+
+// finishUploaded records the recording as uploaded, with the bytes
+// received, the object's size (more when the recording was finalized), the
+// SHA-256 of the bytes the recorder sent and the checksum S3 verified.
+// An object that S3 completed against a full-object checksum is known to
+// be exactly the bytes recsink sent; without one (an endpoint that takes
+// none), its size is checked with HeadObject. The completion (or that
+// HEAD) is the key's last use, so it comes before the state that lets go
+// of the key: once the row reads uploaded, any node may report the key
+// drained.
+func (r *recorder) finishUploaded(ctx context.Context, client recsink.StorageClient, received, size int64, sha string, sum recsink.Checksum) error {
+	key := r.rec.ObjectKey
+	if sum.IsZero() {
+		if got, _, err := client.HeadObject(ctx, key); err == nil && got != size {
+			r.fail(ctx, fmt.Sprintf("the object in the bucket has %d bytes where %d were sent", got, size))
+			return nil
+		} else if err != nil {
+			r.event(recsink.EventUploaded, "could not check the object's size: %s", recsink.ErrorMessage(err))
 		}
-		err = r.addChecksumMetadata(wctx, client, r.snapshot(), size, sum)
-		done()
-		if err != nil {
-			return err // canceled: the lease lapsed, or the service closes
-		}
-		r.copied = true // not again when only the save below is retried
 	}
 	rec, err := r.transition(ctx, func(rec *recsink.Recording) error {
 		if rec.Finished() {
@@ -90,9 +102,10 @@ func (r *recorder) finishUploaded(ctx context.Context, client recsink.StorageCli
 		}
 		rec.State = recsink.RecordingUploaded
 		rec.SizeBytes = &size
-		rec.SHA256 = sum
-		rec.BytesReceived = size
-		rec.BytesUploaded = size
+		rec.SHA256 = sha
+		rec.Checksum = sum.String()
+		rec.BytesReceived = received
+		rec.BytesUploaded = received
 		rec.LastError = ""
 		// The event goes into the outbox before the state is saved: after a
 		// crash in between, the completion is done again and the event, with
@@ -106,41 +119,16 @@ func (r *recorder) finishUploaded(ctx context.Context, client recsink.StorageCli
 	} else if err != nil {
 		return err
 	}
-	r.event(recsink.EventUploaded, "object complete: s3://%s/%s, %d bytes, sha256 %s", rec.Destination.Bucket, rec.ObjectKey, size, sum)
-	r.retire()
+	// Counted as soon as it is saved: a client that sees the state
+	// uploaded sees it counted (the event and the spool's removal follow).
 	r.s.cfg.Observer.RecordingFinished(recsink.RecordingUploaded)
+	verified := "no checksum verified by S3"
+	if !sum.IsZero() {
+		verified = "checksum " + sum.String() + " verified by S3"
+	}
+	r.event(recsink.EventUploaded, "object complete: s3://%s/%s, %d bytes (%d received), sha256 %s, %s", rec.Destination.Bucket, rec.ObjectKey, size, received, sha, verified)
+	r.retire()
 	r.s.checkDrained(rec.OrgID, rec.CredentialID)
-	return nil
-}
-
-// maxCopySize is the largest object S3 copies in one request; copyTimeout
-// bounds the copy (S3 copies inside the bucket at hundreds of MB/s).
-const (
-	maxCopySize = 5 << 30
-	copyTimeout = 2 * time.Minute
-)
-
-// addChecksumMetadata adds the SHA-256 to the object's metadata. A multipart
-// upload fixes metadata at its start, before the checksum is known, so the
-// object is copied onto itself inside the bucket. Best effort: a refusal
-// (the key lacks s3:GetObject, the copy timed out) is an event, not a
-// failure of the recording. Only a cancellation is returned.
-func (r *recorder) addChecksumMetadata(ctx context.Context, client recsink.StorageClient, rec *recsink.Recording, size int64, sum string) error {
-	if size > maxCopySize {
-		r.event(recsink.EventUploaded, "the object is over 5 GiB: its SHA-256 is in the recording and the webhook, not in the object's metadata")
-		return nil
-	}
-	meta := map[string]string{"recording-id": rec.ID, "sha256": sum}
-	cctx, cancel := context.WithTimeout(ctx, copyTimeout)
-	defer cancel()
-	err := client.ReplaceMetadata(cctx, rec.ObjectKey, rec.Destination.ContentType(), meta)
-	switch {
-	case err == nil:
-	case ctx.Err() != nil:
-		return ctx.Err()
-	default:
-		r.event(recsink.EventUploaded, "could not add the SHA-256 to the object's metadata: %s", recsink.ErrorMessage(err))
-	}
 	return nil
 }
 
@@ -150,6 +138,7 @@ func (r *recorder) retire() {
 	if r.file == nil {
 		return // taken over from another node: the spool is there
 	}
+	r.closeFinalizer()
 	r.file.Close()
 	if err := r.s.cfg.Spool.Remove(r.rec.ID); err != nil {
 		r.s.log.Error("remove spool", "recording", r.rec.ID, "err", err)

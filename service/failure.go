@@ -9,9 +9,9 @@ import (
 	"github.com/recsink/recsink"
 )
 
-// handle reacts to a failed upload or completion and reports whether the
-// recording is over (failed for good).
-func (r *recorder) handle(err error, credID string, failures int) (fatal bool) {
+// handle reacts to a failed upload of part (0 for the completion) and
+// reports whether the recording is over (failed for good).
+func (r *recorder) handle(err error, credID string, failures int, part int32) (fatal bool) {
 	var se *recsink.StorageError
 	if !errors.As(err, &se) {
 		r.logRateLimited("upload", err)
@@ -19,6 +19,26 @@ func (r *recorder) handle(err error, credID string, failures int) (fatal bool) {
 		return false
 	}
 	switch {
+	case se.ChecksumMismatch() && se.Op == "CompleteMultipartUpload":
+		// S3 assembled an object whose bytes do not match the CRC combined
+		// from the parts it verified one by one, and kept nothing. The
+		// parts' bytes have left the spool, so sending them again is not
+		// possible: say so rather than write an object we cannot vouch for.
+		r.fail(r.ctx, fmt.Sprintf("S3 did not complete the object: %s The parts in the bucket do not add up to the bytes recsink sent, so the recording is not completed.", se.Explain()))
+		return true
+	case se.ChecksumMismatch() && part > 0:
+		// The bytes changed on the way (a bad proxy, NIC or disk): the
+		// spool's bytes go again, identical, a few times before giving up.
+		if r.digestRefusals == nil {
+			r.digestRefusals = map[int32]int{}
+		}
+		r.digestRefusals[part]++
+		if n := r.digestRefusals[part]; n >= maxDigestRefusals {
+			r.fail(r.ctx, fmt.Sprintf("S3 refused part %d %d times in a row because the bytes it received did not match the checksum of the bytes recsink sent: something on the way to the bucket changes data. No wrong object was written; the recording's bytes stay in recsink's spool.", part, n))
+			return true
+		}
+		r.logRateLimited("upload", err)
+		r.setError(se.Explain())
 	case se.Code == "NoSuchUpload":
 		r.fail(r.ctx, fmt.Sprintf("the multipart upload was removed from the bucket (a lifecycle rule or someone aborted it); %s", se.Explain()))
 		return true
@@ -37,6 +57,12 @@ func (r *recorder) handle(err error, credID string, failures int) (fatal bool) {
 	}
 	return false
 }
+
+// maxDigestRefusals is how many times in a row one part may be refused for
+// a checksum mismatch before the recording is failed: a part that never
+// arrives intact means a path that corrupts data, which retrying does not
+// mend.
+const maxDigestRefusals = 5
 
 // stuckAfter is how many failed attempts in a row make a recording blocked
 // when S3 does not answer (with backoff, about 2 s).

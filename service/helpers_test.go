@@ -2,12 +2,14 @@ package service_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/recsink/recsink"
+	"github.com/recsink/recsink/internal/crc"
 	"github.com/recsink/recsink/service"
 	"github.com/recsink/recsink/spool"
 	"github.com/recsink/recsink/sqlite"
@@ -149,15 +152,24 @@ func (s *spyStore) writeCount(id string) int {
 // seq orders what the fakes see: S3 calls and queued events.
 var seq atomic.Int64
 
-// fakeS3 is an in-memory S3 that keeps sizes, not bytes.
+// fakeS3 is an in-memory S3 that keeps sizes, not bytes. With checksums
+// set, its multipart uploads take a full-object CRC64NVME, as S3 does, and
+// it keeps each part's CRC (off by default: a CRC of every part costs time
+// under -race that timing tests do not allow for).
 type fakeS3 struct {
+	checksums bool
 	// lastUse is the seq of each access key's last S3 call.
 	lastUse sync.Map // key ID → int64
 	mu      sync.Mutex
-	objects map[string]int64 // key → size
-	uploads map[string]map[int32]int64
-	refused map[string]bool // access key IDs S3 refuses
-	next    int
+	objects map[string]fakeObject // key → size and checksum
+	uploads map[string]map[int32]recsink.Part
+	// badDigest counts, per part number, the UploadParts still to be
+	// refused with BadDigest (bytes changed on the way); completeDigest
+	// refuses every completion with BadDigest.
+	badDigest      map[int32]int
+	completeDigest bool
+	refused        map[string]bool // access key IDs S3 refuses
+	next           int
 	// refusals counts the UploadParts refused.
 	refusals atomic.Int64
 	// partDelay, if set, returns how long an UploadPart takes.
@@ -165,8 +177,17 @@ type fakeS3 struct {
 }
 
 func newFakeS3() *fakeS3 {
-	return &fakeS3{objects: map[string]int64{}, uploads: map[string]map[int32]int64{}, refused: map[string]bool{}}
+	return &fakeS3{objects: map[string]fakeObject{}, uploads: map[string]map[int32]recsink.Part{}, refused: map[string]bool{},
+		badDigest: map[int32]int{}}
 }
+
+type fakeObject struct {
+	size     int64
+	checksum recsink.Checksum
+}
+
+// fakeCRC is the full-object checksum the fake S3 takes.
+var fakeCRC = crc.ByName("CRC64NVME")
 
 func (f *fakeS3) refuse(keyID string, refused bool) {
 	f.mu.Lock()
@@ -230,44 +251,61 @@ func (c *fakeClient) wrote(key string) {
 	}
 }
 
-func (c *fakeClient) CreateMultipartUpload(_ context.Context, key, _ string, _ map[string]string) (string, error) {
+func (c *fakeClient) CreateMultipartUpload(_ context.Context, key, _ string, _ map[string]string, checksums ...recsink.ChecksumAlgorithm) (recsink.Upload, error) {
 	c.wrote(key)
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
 	c.s.next++
 	id := fmt.Sprintf("upload-%d", c.s.next)
-	c.s.uploads[id] = map[int32]int64{}
-	return id, nil
+	c.s.uploads[id] = map[int32]recsink.Part{}
+	up := recsink.Upload{ID: id}
+	if c.s.checksums && len(checksums) > 0 && checksums[0] == recsink.ChecksumCRC64NVME {
+		up.Checksum = recsink.ChecksumCRC64NVME
+	}
+	return up, nil
 }
 
-func (c *fakeClient) UploadPart(ctx context.Context, key, uploadID string, n int32, body io.ReadSeeker, size int64) (string, error) {
+func (c *fakeClient) UploadPart(ctx context.Context, key string, up recsink.Upload, n int32, body io.ReadSeeker, size int64) (recsink.Part, error) {
 	c.wrote(key)
 	c.s.mu.Lock()
 	refused, delay := c.s.refused[c.keyID], c.s.partDelay
 	c.s.mu.Unlock()
 	if refused {
 		c.s.refusals.Add(1)
-		return "", &recsink.StorageError{Op: "UploadPart", Code: "InvalidAccessKeyId", StatusCode: 403}
+		return recsink.Part{}, &recsink.StorageError{Op: "UploadPart", Code: "InvalidAccessKeyId", StatusCode: 403}
 	}
 	if delay != nil {
 		select {
 		case <-time.After(delay()):
 		case <-ctx.Done():
-			return "", &recsink.StorageError{Op: "UploadPart", Err: ctx.Err()}
+			return recsink.Part{}, &recsink.StorageError{Op: "UploadPart", Err: ctx.Err()}
 		}
 	}
-	got, err := io.Copy(io.Discard, body)
+	h := fakeCRC.New()
+	var w io.Writer = io.Discard
+	if up.Checksum != recsink.ChecksumNone {
+		w = h
+	}
+	got, err := io.Copy(w, body)
 	if err != nil || got != size {
-		return "", fmt.Errorf("read part %d: %d of %d bytes: %v", n, got, size, err)
+		return recsink.Part{}, fmt.Errorf("read part %d: %d of %d bytes: %v", n, got, size, err)
 	}
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
-	parts, ok := c.s.uploads[uploadID]
-	if !ok {
-		return "", &recsink.StorageError{Op: "UploadPart", Code: "NoSuchUpload", StatusCode: 404}
+	if c.s.badDigest[n] > 0 {
+		c.s.badDigest[n]--
+		return recsink.Part{}, &recsink.StorageError{Op: "UploadPart", Code: "BadDigest", StatusCode: 400}
 	}
-	parts[n] = size
-	return fmt.Sprintf(`"etag-%d"`, n), nil
+	parts, ok := c.s.uploads[up.ID]
+	if !ok {
+		return recsink.Part{}, &recsink.StorageError{Op: "UploadPart", Code: "NoSuchUpload", StatusCode: 404}
+	}
+	p := recsink.Part{Number: n, Size: size, ETag: fmt.Sprintf(`"etag-%d"`, n)}
+	if up.Checksum != recsink.ChecksumNone {
+		p.Checksum = fakeCRC.Encode(h.Sum64())
+	}
+	parts[n] = p
+	return p, nil
 }
 
 func (c *fakeClient) ListParts(_ context.Context, _, uploadID string) ([]recsink.Part, error) {
@@ -275,33 +313,48 @@ func (c *fakeClient) ListParts(_ context.Context, _, uploadID string) ([]recsink
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
 	var out []recsink.Part
-	for n, size := range c.s.uploads[uploadID] {
-		out = append(out, recsink.Part{Number: n, Size: size, ETag: fmt.Sprintf(`"etag-%d"`, n)})
+	for _, p := range c.s.uploads[uploadID] {
+		out = append(out, p)
 	}
 	return out, nil
 }
 
-func (c *fakeClient) CompleteMultipartUpload(_ context.Context, key, uploadID string, parts []recsink.Part) error {
+func (c *fakeClient) CompleteMultipartUpload(_ context.Context, key string, up recsink.Upload, parts []recsink.Part, checksum string) (recsink.Checksum, error) {
 	c.wrote(key)
 	if c.v != nil && c.v.completeFails.Load() {
-		return &recsink.StorageError{Op: "CompleteMultipartUpload", Code: "ServiceUnavailable", StatusCode: 503}
+		return recsink.Checksum{}, &recsink.StorageError{Op: "CompleteMultipartUpload", Code: "ServiceUnavailable", StatusCode: 503}
 	}
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
-	held, ok := c.s.uploads[uploadID]
+	held, ok := c.s.uploads[up.ID]
 	if !ok {
-		return &recsink.StorageError{Op: "CompleteMultipartUpload", Code: "NoSuchUpload", StatusCode: 404}
+		return recsink.Checksum{}, &recsink.StorageError{Op: "CompleteMultipartUpload", Code: "NoSuchUpload", StatusCode: 404}
 	}
+	if c.s.completeDigest {
+		return recsink.Checksum{}, &recsink.StorageError{Op: "CompleteMultipartUpload", Code: "BadDigest", StatusCode: 400}
+	}
+	sorted := slices.Clone(parts)
+	slices.SortFunc(sorted, func(a, b recsink.Part) int { return int(a.Number - b.Number) })
 	var size int64
-	for _, p := range parts {
-		if held[p.Number] != p.Size {
-			return &recsink.StorageError{Op: "CompleteMultipartUpload", Code: "InvalidPart", StatusCode: 400}
+	var full uint64
+	for _, p := range sorted {
+		if held[p.Number].Size != p.Size {
+			return recsink.Checksum{}, &recsink.StorageError{Op: "CompleteMultipartUpload", Code: "InvalidPart", StatusCode: 400}
 		}
+		v, _ := fakeCRC.Decode(held[p.Number].Checksum)
+		full = fakeCRC.Combine(full, v, p.Size)
 		size += p.Size
 	}
-	c.s.objects[key] = size
-	delete(c.s.uploads, uploadID)
-	return nil
+	var sum recsink.Checksum
+	if up.Checksum != recsink.ChecksumNone {
+		sum = recsink.Checksum{Algorithm: up.Checksum, Type: "FULL_OBJECT", Value: fakeCRC.Encode(full)}
+		if checksum != "" && checksum != sum.Value {
+			return recsink.Checksum{}, &recsink.StorageError{Op: "CompleteMultipartUpload", Code: "BadDigest", StatusCode: 400}
+		}
+	}
+	c.s.objects[key] = fakeObject{size: size, checksum: sum}
+	delete(c.s.uploads, up.ID)
+	return sum, nil
 }
 
 func (c *fakeClient) AbortMultipartUpload(_ context.Context, key, uploadID string) error {
@@ -316,7 +369,7 @@ func (c *fakeClient) PutObject(_ context.Context, key, _ string, _ map[string]st
 	c.wrote(key)
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
-	c.s.objects[key] = size
+	c.s.objects[key] = fakeObject{size: size}
 	return nil
 }
 
@@ -324,11 +377,22 @@ func (c *fakeClient) HeadObject(_ context.Context, key string) (int64, map[strin
 	c.used()
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
-	size, ok := c.s.objects[key]
+	o, ok := c.s.objects[key]
 	if !ok {
 		return 0, nil, &recsink.StorageError{Op: "HeadObject", StatusCode: 404}
 	}
-	return size, nil, nil
+	return o.size, nil, nil
+}
+
+func (c *fakeClient) StatObject(_ context.Context, key string) (recsink.ObjectInfo, error) {
+	c.used()
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	o, ok := c.s.objects[key]
+	if !ok {
+		return recsink.ObjectInfo{}, &recsink.StorageError{Op: "HeadObject", StatusCode: 404}
+	}
+	return recsink.ObjectInfo{Size: o.size, Checksum: o.checksum}, nil
 }
 
 func (c *fakeClient) ObjectExists(ctx context.Context, key string) (bool, error) {
@@ -338,11 +402,6 @@ func (c *fakeClient) ObjectExists(ctx context.Context, key string) (bool, error)
 		return false, nil
 	}
 	return err == nil, err
-}
-
-func (c *fakeClient) ReplaceMetadata(_ context.Context, key, _ string, _ map[string]string) error {
-	c.wrote(key)
-	return nil
 }
 
 func (c *fakeClient) DeleteObject(_ context.Context, key string) error {
@@ -365,11 +424,21 @@ type notes struct {
 	calls   map[string]int           // "type id" → EnqueueOnce calls
 	at      map[string]int64         // "type id" → seq of the first call
 	waiters map[string]chan struct{} // "type id" → closed at the first call
+	data    map[string]any           // "type subject" → the last event's data as JSON
 }
 
-func (n *notes) EnqueueOnce(_ context.Context, _, id, typ string, _ any) error {
+func (n *notes) EnqueueOnce(_ context.Context, _, id, typ string, data any) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.data == nil {
+		n.data = map[string]any{}
+	}
+	var m map[string]any
+	b, _ := json.Marshal(data)
+	_ = json.Unmarshal(b, &m)
+	if rid, ok := m["recordingId"].(string); ok {
+		n.data[typ+" "+rid] = m
+	}
 	if n.calls == nil {
 		n.calls = map[string]int{}
 	}
@@ -408,6 +477,15 @@ func (n *notes) seqOf(typ, id string) int64 {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.at[typ+" "+id]
+}
+
+// has reports whether the last event of type typ about recording id has
+// field equal to want.
+func (n *notes) has(typ, id, field, want string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	m, _ := n.data[typ+" "+id].(map[string]any)
+	return m[field] == want
 }
 
 func (n *notes) count(typ, id string) int {

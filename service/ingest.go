@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/recsink/recsink"
+	"github.com/recsink/recsink/media"
 )
 
 // ingestRecorder finds the running recording that token opens.
@@ -100,7 +102,20 @@ func (s *Service) Append(ctx context.Context, id, token string, offset int64, bo
 	r.mu.Unlock()
 	before := r.file.Offset()
 	cr := &cancelableReader{ctx: call.ctx, r: body}
-	n, err := r.file.Append(call.ctx, cr, offset)
+	var in io.Reader = cr
+	if before == 0 && offset <= 0 { // -1: a PUT, at the end
+		// The first bytes tell the container: one that the object's name
+		// and Content-Type (fixed at start by the file format) would
+		// misstate is refused before a byte is kept.
+		br := bufio.NewReader(cr)
+		head, _ := br.Peek(media.SniffLen)
+		if err := checkContainer(r.rec.Destination.FileFormat, media.Sniff(head)); err != nil {
+			cr.close()
+			return 0, err
+		}
+		in = br
+	}
+	n, err := r.file.Append(call.ctx, in, offset)
 	cr.close()
 	if n > before {
 		s.cfg.Observer.Received(n - before)
@@ -111,6 +126,22 @@ func (s *Service) Append(ctx context.Context, id, token string, offset int64, bo
 		return n, r.cutOff(call, n)
 	}
 	return n, err
+}
+
+// checkContainer refuses media of a container that the destination's file
+// format does not name: Matroska or WebM under mp4, MP4 under mkv. Unknown
+// content is taken and stored as it is.
+func checkContainer(format string, kind media.Kind) error {
+	if kind == media.Unknown || formatMatches(format, kind) {
+		return nil
+	}
+	want, other := "Matroska or WebM", recsink.FormatMP4
+	if format == recsink.FormatMP4 {
+		want, other = "MP4", recsink.FormatMKV
+	}
+	return &recsink.Error{Code: recsink.EUNSUPPORTED, Message: fmt.Sprintf(
+		"the media is %s (%s), but the destination's fileFormat is %q, which takes %s: send %s, or set fileFormat to %q for new recordings",
+		kind, kind.ContentType(), format, want, want, other)}
 }
 
 // appendCall is one ingest request on a recording.

@@ -49,23 +49,23 @@ func (f *fakeStorage) uploaded() []int32 {
 
 type stubClient struct{ f *fakeStorage }
 
-func (c stubClient) CreateMultipartUpload(context.Context, string, string, map[string]string) (string, error) {
-	return "upload-1", nil
+func (c stubClient) CreateMultipartUpload(context.Context, string, string, map[string]string, ...recsink.ChecksumAlgorithm) (recsink.Upload, error) {
+	return recsink.Upload{ID: "upload-1"}, nil
 }
 
-func (c stubClient) UploadPart(ctx context.Context, key, uploadID string, n int32, body io.ReadSeeker, size int64) (string, error) {
+func (c stubClient) UploadPart(ctx context.Context, key string, up recsink.Upload, n int32, body io.ReadSeeker, size int64) (recsink.Part, error) {
 	if c.f.uploadPart != nil {
 		if err := c.f.uploadPart(ctx, n); err != nil {
-			return "", err
+			return recsink.Part{}, err
 		}
 	}
 	if _, err := io.Copy(io.Discard, body); err != nil {
-		return "", err
+		return recsink.Part{}, err
 	}
 	c.f.mu.Lock()
 	c.f.uploads = append(c.f.uploads, n)
 	c.f.mu.Unlock()
-	return `"etag"`, nil
+	return recsink.Part{Number: n, Size: size, ETag: `"etag"`}, nil
 }
 
 func (c stubClient) ListParts(ctx context.Context, key, uploadID string) ([]recsink.Part, error) {
@@ -76,8 +76,8 @@ func (c stubClient) ListParts(ctx context.Context, key, uploadID string) ([]recs
 	return nil, nil
 }
 
-func (c stubClient) CompleteMultipartUpload(context.Context, string, string, []recsink.Part) error {
-	return nil
+func (c stubClient) CompleteMultipartUpload(context.Context, string, recsink.Upload, []recsink.Part, string) (recsink.Checksum, error) {
+	return recsink.Checksum{}, nil
 }
 func (c stubClient) AbortMultipartUpload(context.Context, string, string) error { return nil }
 func (c stubClient) PutObject(context.Context, string, string, map[string]string, io.ReadSeeker, int64) error {
@@ -86,11 +86,11 @@ func (c stubClient) PutObject(context.Context, string, string, map[string]string
 func (c stubClient) HeadObject(context.Context, string) (int64, map[string]string, error) {
 	return 0, nil, &recsink.StorageError{Op: "HeadObject", StatusCode: 404, Err: errors.New("not found")}
 }
-func (c stubClient) ObjectExists(context.Context, string) (bool, error) { return false, nil }
-func (c stubClient) ReplaceMetadata(context.Context, string, string, map[string]string) error {
-	return nil
+func (c stubClient) StatObject(context.Context, string) (recsink.ObjectInfo, error) {
+	return recsink.ObjectInfo{}, &recsink.StorageError{Op: "HeadObject", StatusCode: 404, Err: errors.New("not found")}
 }
-func (c stubClient) DeleteObject(context.Context, string) error { return nil }
+func (c stubClient) ObjectExists(context.Context, string) (bool, error) { return false, nil }
+func (c stubClient) DeleteObject(context.Context, string) error         { return nil }
 
 // env is what services of one test share: a database, a spool folder and
 // the master key.

@@ -456,10 +456,10 @@ func (r *recorder) completeFromBucket(ctx context.Context, parts []recsink.Part)
 	if err != nil {
 		return err
 	}
-	err = completeObject(wctx, r.client, &rec, parts, rec.BytesReceived)
+	sum, err := completeObject(wctx, r.client, &rec, parts, rec.BytesReceived)
 	done()
 	if err != nil {
 		return err
 	}
-	return r.finishUploaded(ctx, r.client, rec.BytesReceived, rec.SHA256)
+	return r.finishUploaded(ctx, r.client, rec.BytesReceived, sumParts(parts), rec.SHA256, sum)
 }

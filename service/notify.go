@@ -39,18 +39,21 @@ func (nopObserver) RecordingFinished(string)          {}
 
 // recordingEvent is the data of a recording.* webhook event.
 type recordingEvent struct {
-	RecordingID string     `json:"recordingId"`
-	MeetingID   string     `json:"meetingId"`
-	RoomName    string     `json:"roomName"`
-	State       string     `json:"state"`
-	Filename    string     `json:"filename"`
-	Bucket      string     `json:"bucket"`
-	ObjectKey   string     `json:"objectKey"`
-	AccessKeyID string     `json:"accessKeyId"`
-	SizeBytes   *int64     `json:"sizeBytes,omitempty"`
-	SHA256      string     `json:"sha256,omitempty"`
-	StartDate   time.Time  `json:"startDate"`
-	EndDate     *time.Time `json:"endDate,omitempty"`
+	RecordingID string `json:"recordingId"`
+	MeetingID   string `json:"meetingId"`
+	RoomName    string `json:"roomName"`
+	State       string `json:"state"`
+	Filename    string `json:"filename"`
+	Bucket      string `json:"bucket"`
+	ObjectKey   string `json:"objectKey"`
+	AccessKeyID string `json:"accessKeyId"`
+	SizeBytes   *int64 `json:"sizeBytes,omitempty"`
+	SHA256      string `json:"sha256,omitempty"`
+	// Checksum is the object's full-object checksum that S3 verified,
+	// "CRC64NVME:base64", as head-object --checksum-mode ENABLED shows it.
+	Checksum  string     `json:"checksum,omitempty"`
+	StartDate time.Time  `json:"startDate"`
+	EndDate   *time.Time `json:"endDate,omitempty"`
 	// Reason says in plain words what went wrong, for failed and blocked.
 	Reason string `json:"reason,omitempty"`
 	// BytesReceived and BytesUploaded tell how far behind a blocked
@@ -72,7 +75,7 @@ func (r *recorder) notifyAs(rec *recsink.Recording, typ, reason string) {
 	data := recordingEvent{
 		RecordingID: rec.ID, MeetingID: rec.MeetingID, RoomName: rec.RoomName, State: rec.State,
 		Filename: path.Base(rec.ObjectKey), Bucket: rec.Destination.Bucket, ObjectKey: rec.ObjectKey,
-		AccessKeyID: rec.AccessKeyID, SizeBytes: rec.SizeBytes, SHA256: rec.SHA256,
+		AccessKeyID: rec.AccessKeyID, SizeBytes: rec.SizeBytes, SHA256: rec.SHA256, Checksum: rec.Checksum,
 		StartDate: rec.StartDate, EndDate: rec.EndDate, Reason: reason,
 		BytesReceived: rec.BytesReceived, BytesUploaded: rec.BytesUploaded,
 	}

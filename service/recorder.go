@@ -44,8 +44,18 @@ type recorder struct {
 
 	lease leaseState
 
-	mu           sync.Mutex
-	rec          recsink.Recording
+	mu  sync.Mutex
+	rec recsink.Recording
+	// digestRefusals counts, per part, the checksum mismatches in a row;
+	// only the upload loop touches it.
+	digestRefusals map[int32]int
+	// fin finalizes a Matroska, WebM or MP4 stream at the stop (nil: the
+	// object is the bytes received); finDecided is set once the first
+	// bytes were looked at; fz holds the finalized parts once sent. Only
+	// the upload loop touches them.
+	fin          *finalizer
+	finDecided   bool
+	fz           *finalized
 	cred         *recsink.Credential
 	client       recsink.StorageClient
 	refused      map[string]bool // credentials S3 refused since the last save
@@ -55,9 +65,6 @@ type recorder struct {
 	// stopSaved is set once the stop is saved and its event written: the
 	// object is completed only then, so that the history reads in order.
 	stopSaved bool
-	// copied is set once the checksum is in the object's metadata; only the
-	// goroutine that completes the object reads or sets it.
-	copied bool
 }
 
 // newRecorder returns a recorder for rec, whose lease was claimed by a
@@ -167,7 +174,7 @@ func (r *recorder) publish(next *recsink.Recording) {
 	// Parts confirmed while the row was being saved count too.
 	rec.BytesUploaded = max(next.BytesUploaded, rec.BytesUploaded)
 	next.BytesUploaded = rec.BytesUploaded
-	rec.SizeBytes, rec.SHA256, rec.LastError = next.SizeBytes, next.SHA256, next.LastError
+	rec.SizeBytes, rec.SHA256, rec.Checksum, rec.LastError = next.SizeBytes, next.SHA256, next.Checksum, next.LastError
 	rec.CredentialID, rec.AccessKeyID = next.CredentialID, next.AccessKeyID
 	rec.UpdatedAt = next.UpdatedAt
 }

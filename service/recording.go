@@ -101,7 +101,11 @@ func (s *Service) StartRecording(ctx context.Context, orgID, meetingID string) (
 	}
 	var claimed time.Time
 	for {
-		rec.UploadID, err = client.CreateMultipartUpload(ctx, rec.ObjectKey, cred.Destination.ContentType(), map[string]string{"recording-id": rec.ID})
+		// The upload asks for a full-object checksum that S3 verifies at
+		// completion; the algorithm the endpoint took is kept with the row.
+		var up recsink.Upload
+		up, err = client.CreateMultipartUpload(ctx, rec.ObjectKey, cred.Destination.ContentType(), map[string]string{"recording-id": rec.ID}, recsink.FullObjectChecksums...)
+		rec.UploadID, rec.ChecksumAlgorithm = up.ID, up.Checksum
 		if err != nil {
 			err = fmt.Errorf("start recording: %w", err)
 			break

@@ -88,7 +88,11 @@ func (r *recorder) reconcile(ctx context.Context, known []recsink.Part) {
 		complete[n] = pr.Size()
 		pr.Close()
 	}
+	held := r.holdsFirstPart()
 	for _, p := range inS3 {
+		if held && p.Number == 1 {
+			continue // a finalized part 1 sent before the crash: it is sent again at the stop
+		}
 		size, ok := complete[p.Number]
 		if recorded[p.Number] || !ok || size != p.Size {
 			continue

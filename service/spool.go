@@ -12,6 +12,9 @@ import (
 // Implemented by *spool.File.
 type spoolFile interface {
 	Layout() spool.Layout
+	// Dir is the recording's folder in the spool, where the media index
+	// lives beside the parts.
+	Dir() string
 	// Offset is the durable offset: every byte before it is acknowledged.
 	Offset() int64
 	Append(ctx context.Context, r io.Reader, expect int64) (int64, error)

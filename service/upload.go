@@ -21,6 +21,7 @@ type partResult struct {
 // the lease was lost). A recording picked up by Open first asks S3 which
 // parts it already holds.
 func (r *recorder) run(ctx context.Context, deadline *time.Timer) {
+	defer r.closeFinalizer()
 	if res := r.resumed; res != nil {
 		r.resumed = nil
 		r.reconcile(ctx, res.known)
@@ -45,7 +46,9 @@ func (r *recorder) run(ctx context.Context, deadline *time.Timer) {
 	for {
 		ready := !time.Now().Before(retryAt)
 		if ready {
-			for _, n := range r.file.CompleteParts() {
+			r.decideFinalize()
+			r.feedIndex()
+			for _, n := range r.uploadable() {
 				if len(inflight) >= r.s.cfg.PartConcurrency {
 					break
 				}
@@ -58,11 +61,22 @@ func (r *recorder) run(ctx context.Context, deadline *time.Timer) {
 				inflight[n] = cred
 				go func() { results <- partResult{n: n, cred: cred, err: r.upload(ctx, client, n)} }()
 			}
-			if r.stopped() && len(inflight) == 0 && len(r.file.CompleteParts()) == 0 {
+			if r.stopped() && len(inflight) == 0 && len(r.uploadable()) == 0 {
 				r.mu.Lock()
-				cred := r.cred.ID
+				cred, client := r.cred.ID, r.client
 				r.mu.Unlock()
-				err := r.complete(ctx)
+				var err error
+				switch {
+				case r.fin != nil && r.fz == nil:
+					r.fz, err = r.finalize(ctx, client)
+					if err == nil {
+						continue // finalized, or abandoned: then part 1 goes up as it is
+					}
+				case r.fz != nil:
+					err = r.completeFinalized(ctx, r.fz)
+				default:
+					err = r.complete(ctx)
+				}
 				if err == nil || ctx.Err() != nil {
 					return
 				}
@@ -72,7 +86,7 @@ func (r *recorder) run(ctx context.Context, deadline *time.Timer) {
 				if isCanceled(err) {
 					continue // the lease lapsed: the next attempt waits for a renewal
 				}
-				if r.handle(err, cred, failures) {
+				if r.handle(err, cred, failures, 0) {
 					return
 				}
 				failures, retryAt = r.next(cred, failures)
@@ -90,12 +104,13 @@ func (r *recorder) run(ctx context.Context, deadline *time.Timer) {
 			delete(inflight, res.n)
 			if res.err == nil {
 				failures = 0
+				delete(r.digestRefusals, res.n)
 				r.uploaded()
 			} else if isCanceled(res.err) {
 				// The lease lapsed (or the recorder stops): not S3's failure.
 				// The part goes again once a renewal confirms the lease.
 			} else if ctx.Err() == nil {
-				if r.handle(res.err, res.cred, failures) {
+				if r.handle(res.err, res.cred, failures, res.n) {
 					return
 				}
 				failures, retryAt = r.next(res.cred, failures)
@@ -188,14 +203,14 @@ func (r *recorder) upload(ctx context.Context, client recsink.StorageClient, n i
 	}
 	defer pr.Close()
 	began := time.Now()
-	etag, err := client.UploadPart(wctx, r.rec.ObjectKey, r.rec.UploadID, n, pr, pr.Size())
+	part, err := client.UploadPart(wctx, r.rec.ObjectKey, r.rec.Upload(), n, pr, pr.Size())
 	if err != nil {
 		r.s.cfg.Observer.UploadFailed(errorLabel(err))
 		return err
 	}
 	r.s.cfg.Observer.PartUploaded(pr.Size(), time.Since(began))
 	offset, _ := r.layout.Part(n)
-	if err := r.s.store.PutPart(wctx, r.rec.ID, recsink.Part{Number: n, Offset: offset, Size: pr.Size(), ETag: etag}); err != nil {
+	if err := r.s.store.PutPart(wctx, r.rec.ID, recsink.Part{Number: n, Offset: offset, Size: pr.Size(), ETag: part.ETag, Checksum: part.Checksum}); err != nil {
 		return err
 	}
 	if err := r.file.Release(n); err != nil {

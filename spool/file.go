@@ -132,6 +132,11 @@ func newHash() hash.Hash { return sha256.New() }
 // to Create, also after a restart.
 func (f *File) Layout() Layout { return f.l }
 
+// Dir returns the recording's folder in the spool. Files whose names do
+// not start with the spool's own prefixes are left alone there (a
+// finalizer's index, say) and go with the folder when it is removed.
+func (f *File) Dir() string { return f.dir }
+
 // Offset returns the durable offset: the bytes received, written and
 // fsynced, which HEAD reports as Upload-Offset.
 func (f *File) Offset() int64 { return f.offset.Load() }

@@ -15,7 +15,7 @@ const recordingColumns = `seq, id, org_id, meeting_id, room_name, state, credent
 	provider, bucket, prefix, region, endpoint, force_path_style, file_format,
 	object_key, upload_id, ingest_token_hash, start_date, end_date, stop_reason,
 	bytes_received, bytes_uploaded, size_bytes, sha256, last_error, updated_at,
-	owner_node, owner_url, lease_epoch, lease_expires_at`
+	owner_node, owner_url, lease_epoch, lease_expires_at, checksum_algorithm, checksum`
 
 // holdingStates are the states in which a recording holds its credential,
 // as an SQL list.
@@ -42,15 +42,15 @@ func (db *DB) CreateRecording(ctx context.Context, r *recsink.Recording, ttl tim
 			provider, bucket, prefix, region, endpoint, force_path_style, file_format,
 			object_key, upload_id, ingest_token_hash, start_date, end_date, stop_reason,
 			bytes_received, bytes_uploaded, size_bytes, sha256, last_error, updated_at,
-			owner_node, owner_url, lease_epoch, lease_expires_at)
+			owner_node, owner_url, lease_epoch, lease_expires_at, checksum_algorithm, checksum)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, `+sqlNow+`,
-			?, ?, 1, `+sqlNowPlus+`)
+			?, ?, 1, `+sqlNowPlus+`, ?, ?)
 		RETURNING updated_at, lease_expires_at`,
 		r.ID, r.OrgID, r.MeetingID, r.RoomName, r.State, r.CredentialID, r.AccessKeyID, r.PartSize,
 		d.Provider, d.Bucket, d.Prefix, d.Region, d.Endpoint, d.ForcePathStyle, d.FileFormat,
 		r.ObjectKey, r.UploadID, blob(r.IngestTokenHash), formatTime(r.StartDate), formatNullTime(r.EndDate), r.StopReason,
 		r.BytesReceived, r.BytesUploaded, r.SizeBytes, r.SHA256, r.LastError,
-		r.Owner.Node, r.Owner.URL, modifier(ttl)).Scan(&updatedAt, &expires)
+		r.Owner.Node, r.Owner.URL, modifier(ttl), r.ChecksumAlgorithm, r.Checksum).Scan(&updatedAt, &expires)
 	switch {
 	case isUnique(err):
 		// Which unique index: the ID's, or the object's. One writer, so
@@ -132,7 +132,7 @@ func (db *DB) UpdateRecording(ctx context.Context, r *recsink.Recording) error {
 			provider = ?4, bucket = ?5, prefix = ?6, region = ?7, endpoint = ?8, force_path_style = ?9, file_format = ?10,
 			object_key = ?11, upload_id = ?12, end_date = ?13, stop_reason = ?14,
 			bytes_received = ?15, bytes_uploaded = ?16, size_bytes = ?17, sha256 = ?18, last_error = ?19,
-			updated_at = `+sqlNow+`
+			checksum_algorithm = ?24, checksum = ?25, updated_at = `+sqlNow+`
 		WHERE org_id = ?20 AND id = ?21 AND owner_node = ?22 AND lease_epoch = ?23
 			AND (state || '`+sqlstore.TransitionSeparator+`' || ?1) IN `+transitions+`
 			AND NOT (end_date IS NOT NULL AND ?13 IS NULL)
@@ -142,7 +142,7 @@ func (db *DB) UpdateRecording(ctx context.Context, r *recsink.Recording) error {
 		d.Provider, d.Bucket, d.Prefix, d.Region, d.Endpoint, d.ForcePathStyle, d.FileFormat,
 		r.ObjectKey, r.UploadID, formatNullTime(r.EndDate), r.StopReason,
 		r.BytesReceived, r.BytesUploaded, r.SizeBytes, r.SHA256, r.LastError,
-		r.OrgID, r.ID, r.Owner.Node, r.Owner.Epoch).Scan(&updatedAt)
+		r.OrgID, r.ID, r.Owner.Node, r.Owner.Epoch, r.ChecksumAlgorithm, r.Checksum).Scan(&updatedAt)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return db.refusedUpdate(ctx, r)
@@ -305,7 +305,7 @@ func scanRecording(row scanner) (*recsink.Recording, int64, error) {
 		&d.Provider, &d.Bucket, &d.Prefix, &d.Region, &d.Endpoint, &d.ForcePathStyle, &d.FileFormat,
 		&r.ObjectKey, &r.UploadID, &r.IngestTokenHash, &startDate, &endDate, &r.StopReason,
 		&r.BytesReceived, &r.BytesUploaded, &size, &r.SHA256, &r.LastError, &updatedAt,
-		&r.Owner.Node, &r.Owner.URL, &r.Owner.Epoch, &leaseExpires); err != nil {
+		&r.Owner.Node, &r.Owner.URL, &r.Owner.Epoch, &leaseExpires, &r.ChecksumAlgorithm, &r.Checksum); err != nil {
 		return nil, 0, err
 	}
 	var err error
@@ -373,10 +373,10 @@ func (db *DB) ListRecordingEvents(ctx context.Context, recordingID string) ([]re
 // number; an unknown recording is ENOTFOUND.
 func (db *DB) PutPart(ctx context.Context, recordingID string, p recsink.Part) error {
 	_, err := db.write.ExecContext(ctx, `
-		INSERT INTO recording_parts (recording_id, number, byte_offset, size, etag) VALUES (?, ?, ?, ?, ?)
+		INSERT INTO recording_parts (recording_id, number, byte_offset, size, etag, checksum) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (recording_id, number) DO UPDATE SET
-			byte_offset = excluded.byte_offset, size = excluded.size, etag = excluded.etag`,
-		recordingID, p.Number, p.Offset, p.Size, p.ETag)
+			byte_offset = excluded.byte_offset, size = excluded.size, etag = excluded.etag, checksum = excluded.checksum`,
+		recordingID, p.Number, p.Offset, p.Size, p.ETag, p.Checksum)
 	if isForeignKey(err) {
 		return notFound("recording")
 	} else if err != nil {
@@ -389,7 +389,7 @@ func (db *DB) PutPart(ctx context.Context, recordingID string, p recsink.Part) e
 // unknown recording.
 func (db *DB) ListParts(ctx context.Context, recordingID string) ([]recsink.Part, error) {
 	rows, err := db.read.QueryContext(ctx, `
-		SELECT number, byte_offset, size, etag FROM recording_parts WHERE recording_id = ? ORDER BY number`, recordingID)
+		SELECT number, byte_offset, size, etag, checksum FROM recording_parts WHERE recording_id = ? ORDER BY number`, recordingID)
 	if err != nil {
 		return nil, errorf("sqlite: list parts of recording %s: %w", recordingID, err)
 	}
@@ -398,7 +398,7 @@ func (db *DB) ListParts(ctx context.Context, recordingID string) ([]recsink.Part
 	ps := []recsink.Part{}
 	for rows.Next() {
 		var p recsink.Part
-		if err := rows.Scan(&p.Number, &p.Offset, &p.Size, &p.ETag); err != nil {
+		if err := rows.Scan(&p.Number, &p.Offset, &p.Size, &p.ETag, &p.Checksum); err != nil {
 			return nil, errorf("sqlite: list parts of recording %s: %w", recordingID, err)
 		}
 		ps = append(ps, p)

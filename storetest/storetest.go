@@ -502,6 +502,8 @@ func testRecording(t *testing.T, open func(t *testing.T) recsink.Store) {
 		r.BytesUploaded = 1<<40 - 1
 		r.SizeBytes = ptr(int64(1 << 40))
 		r.SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+		r.ChecksumAlgorithm = recsink.ChecksumCRC32C
+		r.Checksum = "CRC32C:yZRlqg=="
 		r.LastError = "s3: UploadPart: AccessDenied"
 		if err := s.UpdateRecording(ctx, r); err != nil {
 			t.Fatal(err)
@@ -673,8 +675,10 @@ func testPart(t *testing.T, open func(t *testing.T) recsink.Store) {
 		}
 
 		const mib = 1 << 20
-		p1 := recsink.Part{Number: 1, Offset: 0, Size: 8 * mib, ETag: `"e1"`}
-		p2 := recsink.Part{Number: 2, Offset: 8 * mib, Size: 8 * mib, ETag: `"e2"`}
+		// Each part keeps the CRC S3 verified; a part without one (an
+		// upload without checksums) keeps none.
+		p1 := recsink.Part{Number: 1, Offset: 0, Size: 8 * mib, ETag: `"e1"`, Checksum: "AAAAAAAAAAA="}
+		p2 := recsink.Part{Number: 2, Offset: 8 * mib, Size: 8 * mib, ETag: `"e2"`, Checksum: "Q2hlY2tzdW0="}
 		p3 := recsink.Part{Number: 3, Offset: 16 * mib, Size: 3, ETag: `"e3"`}
 		big := recsink.Part{Number: 10000, Offset: 5 << 40, Size: 5 << 30, ETag: `"e10000"`}
 		for _, p := range []recsink.Part{p3, big, p1, p2} {
@@ -688,7 +692,7 @@ func testPart(t *testing.T, open func(t *testing.T) recsink.Store) {
 		checkParts(t, s, r.ID, []recsink.Part{p1, p2, p3, big})
 
 		// A re-upload of part 2 replaces it.
-		p2 = recsink.Part{Number: 2, Offset: 8 * mib, Size: 7 * mib, ETag: `"e2-again"`}
+		p2 = recsink.Part{Number: 2, Offset: 8 * mib, Size: 7 * mib, ETag: `"e2-again"`, Checksum: "YWdhaW4hISE="}
 		if err := s.PutPart(ctx, r.ID, p2); err != nil {
 			t.Fatal(err)
 		}
@@ -790,14 +794,15 @@ func NewRecording(orgID, roomName, state string) *recsink.Recording {
 		PartSize:     5 << 20,
 		Destination: recsink.Destination{Provider: "s3", Bucket: "bucket", Prefix: "rec", Region: "eu-north-1",
 			FileFormat: recsink.FormatMKV},
-		ObjectKey:       "rec/" + id + ".mkv",
-		UploadID:        "upload-" + recsink.RandomToken(6),
-		IngestTokenHash: recsink.HashToken(recsink.RandomToken(16)),
-		StartDate:       at(100),
-		BytesReceived:   10,
-		BytesUploaded:   5,
-		LastError:       "",
-		Owner:           recsink.Owner{Node: TestNode, URL: "http://" + TestNode},
+		ObjectKey:         "rec/" + id + ".mkv",
+		UploadID:          "upload-" + recsink.RandomToken(6),
+		ChecksumAlgorithm: recsink.ChecksumCRC64NVME,
+		IngestTokenHash:   recsink.HashToken(recsink.RandomToken(16)),
+		StartDate:         at(100),
+		BytesReceived:     10,
+		BytesUploaded:     5,
+		LastError:         "",
+		Owner:             recsink.Owner{Node: TestNode, URL: "http://" + TestNode},
 	}
 }
 
@@ -925,6 +930,7 @@ func checkRecording(t *testing.T, got, want *recsink.Recording) {
 		got.StopReason != want.StopReason || got.BytesReceived != want.BytesReceived ||
 		got.BytesUploaded != want.BytesUploaded || !equalPtr(got.SizeBytes, want.SizeBytes) ||
 		got.SHA256 != want.SHA256 || got.LastError != want.LastError ||
+		got.ChecksumAlgorithm != want.ChecksumAlgorithm || got.Checksum != want.Checksum ||
 		// Stores stamp UpdatedAt themselves and set it on the recording as
 		// saved (so a microsecond store truncates its clock first).
 		!got.UpdatedAt.Equal(want.UpdatedAt) {

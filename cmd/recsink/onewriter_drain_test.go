@@ -82,8 +82,9 @@ func TestOneWriter_DrainExact(t *testing.T) {
 
 // stopAndWatchDrain stops rec, whose key is the last holder of key, and
 // checks that credential.drained for key arrives only after rec is
-// uploaded and after the key's last S3 request: the metadata copy is held
-// back for up to 2 s, and a drained event seen meanwhile is an error. It
+// uploaded and after the key's last S3 request: the completion (the key's
+// last use) is held back for up to 2 s, and a drained event seen meanwhile
+// is an error. It
 // returns the end of the key's last request and when the event was seen.
 func stopAndWatchDrain(t *testing.T, c *owCluster, rec Started, key recsink.AccessKey, owner int) (lastUse, seen time.Time) {
 	t.Helper()
@@ -93,21 +94,21 @@ func stopAndWatchDrain(t *testing.T, c *owCluster, rec Started, key recsink.Acce
 		return len(evs) > 0
 	}
 	hold := c.Spy.Hold(func(r s3spy.Request) bool {
-		return r.Op == "CopyObject" && r.Key == rec.ObjectKey && r.PID == c.PID(owner)
+		return r.Op == "CompleteMultipartUpload" && r.Key == rec.ObjectKey && r.PID == c.PID(owner)
 	})
 	c.Client(0).MustDo(t, 200, "POST", "/v1/recordings/"+rec.ID+"/stop", nil)
 	if waitFor(20*time.Second, func() bool { return len(hold.Caught()) > 0 }) {
 		if waitFor(2*time.Second, drained) {
-			t.Errorf("key %s: credential.drained delivered while the recording's metadata copy with that key was still in flight", key.ID)
+			t.Errorf("key %s: credential.drained delivered while the recording's completion with that key was still in flight", key.ID)
 		}
 	} else {
-		t.Logf("key %s: no metadata copy within 20 s of the stop", key.ID)
+		t.Logf("key %s: no completion within 20 s of the stop", key.ID)
 	}
 	hold.Release()
 	if !waitFor(20*time.Second, func() bool {
 		return drained() || recording(t, c.Client(0), rec.ID)["state"] == recsink.RecordingFailed
 	}) {
-		t.Fatalf("key %s: no credential.drained within 20 s of the copy's release; recording %v", key.ID, recording(t, c.Client(0), rec.ID)["state"])
+		t.Fatalf("key %s: no credential.drained within 20 s of the completion's release; recording %v", key.ID, recording(t, c.Client(0), rec.ID)["state"])
 	}
 	seen = time.Now()
 	if st := recording(t, c.Client(0), rec.ID)["state"]; st != recsink.RecordingUploaded {

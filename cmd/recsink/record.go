@@ -206,9 +206,15 @@ func (c *recordCmd) run(ctx context.Context, args []string, stdin io.Reader, std
 	fmt.Fprintf(stdout, "object key: %s\n", final.ObjectKey)
 	fmt.Fprintf(stdout, "size: %d\n", size)
 	fmt.Fprintf(stdout, "sha256: %s\n", final.SHA256)
-	if size != s.read.Load() || final.SHA256 != sum {
-		return fmt.Errorf("recording %s: the object (%d bytes, SHA-256 %s) differs from what was sent (%d bytes, SHA-256 %s)",
-			final.ID, size, final.SHA256, s.read.Load(), sum)
+	if final.Checksum != "" {
+		fmt.Fprintf(stdout, "checksum: %s\n", final.Checksum)
+	}
+	// The SHA-256 is of the bytes received; the object may be longer than
+	// them when recsink finalized a live Matroska, WebM or MP4 stream (a
+	// duration and an index).
+	if final.BytesReceived != s.read.Load() || final.SHA256 != sum {
+		return fmt.Errorf("recording %s: recsink received %d bytes with SHA-256 %s; %d bytes were sent, SHA-256 %s",
+			final.ID, final.BytesReceived, final.SHA256, s.read.Load(), sum)
 	}
 	if s.inErr != nil {
 		return fmt.Errorf("read %s: %w", name, s.inErr)

@@ -182,7 +182,7 @@ func run(ctx context.Context, recsinkBin, vgwBin string) error {
 	fmt.Println("  key B still passes every check")
 
 	say("Done: the recording is in the customer's bucket")
-	fmt.Printf("  s3://%s/%s\n  %.0f bytes, sha256 %v\n", bucket, final["objectKey"], final["sizeBytes"], final["sha256"])
+	fmt.Printf("  s3://%s/%s\n  %.0f bytes, sha256 %v, checksum %v (S3's, head-object --checksum-mode ENABLED)\n", bucket, final["objectKey"], final["sizeBytes"], final["sha256"], final["checksum"])
 	return nil
 }
 
