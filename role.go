@@ -26,11 +26,15 @@ const (
 	RoleTokenRejected       = "TokenRejected"         // the token's signature or claims were refused
 	RoleDurationNotAllowed  = "DurationNotAllowed"    // the requested session duration exceeds the role's maximum
 	RoleTrustDeniedOrAbsent = "TrustPolicyDeniedOrRoleNotFound"
+	// RoleSessionExpired: S3 refused a role's temporary credentials (an
+	// expired or lost session); the role is assumed again, it is not a
+	// refused key.
+	RoleSessionExpired = "SessionExpired"
 )
 
 // roleARNRE matches an IAM role ARN: arn:PARTITION:iam::ACCOUNT:role/PATH/NAME
-// (the account may be empty on S3-compatible servers such as SeaweedFS).
-var roleARNRE = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{0,12}:role/[\w+=,.@/-]{1,512}$`)
+// (SeaweedFS leaves the account out: arn:aws:iam::role/NAME).
+var roleARNRE = regexp.MustCompile(`^arn:aws[a-z-]*:iam::([0-9]{12}:)?role/[\w+=,.@/-]{1,512}$`)
 
 // IsRoleARN reports whether id names an IAM role rather than an access key:
 // a credential whose AccessKeyID is a role ARN is reached with role-based
@@ -55,6 +59,9 @@ func OrganizationSubject(orgID string) string { return "org:" + orgID }
 // explainAssumeRole returns the plain sentence for a refused or failed
 // AssumeRoleWithWebIdentity.
 func (e *StorageError) explainAssumeRole() string {
+	if e.Op != OpAssumeRole {
+		return "S3 refused the role's temporary credentials as expired or unknown (" + e.Code + "); recsink assumes the role again. If this repeats, check that the STS and S3 endpoints belong to the same service."
+	}
 	switch e.Reason {
 	case RoleTrustDenied:
 		return "the role's trust policy does not allow this organization: add a condition on the sub claim with this organization's subject to the role's trust policy (recsink shows the exact policy)."

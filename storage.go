@@ -55,6 +55,9 @@ func (e *StorageError) Unwrap() error { return e.Err }
 // KeyRefused reports whether S3 refused the access key itself: the errors
 // after which another key may work where this one does not.
 func (e *StorageError) KeyRefused() bool {
+	if e.Reason == RoleSessionExpired {
+		return false // the session, not the role: assumed again
+	}
 	if e.Op == OpAssumeRole {
 		// The role refused: another saved key or role may work.
 		return e.StatusCode >= 400 && e.StatusCode < 500 && e.StatusCode != 429
@@ -70,6 +73,9 @@ func (e *StorageError) KeyRefused() bool {
 // Retryable reports whether the same request may succeed later unchanged:
 // throttling, server errors and transport failures.
 func (e *StorageError) Retryable() bool {
+	if e.Reason == RoleSessionExpired {
+		return true
+	}
 	switch e.Code {
 	case "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable":
 		return true
@@ -80,7 +86,7 @@ func (e *StorageError) Retryable() bool {
 // Explain returns one plain sentence that says what went wrong and how to fix
 // it, for the customer.
 func (e *StorageError) Explain() string {
-	if e.Op == OpAssumeRole {
+	if e.Op == OpAssumeRole || e.Reason == RoleSessionExpired {
 		return e.explainAssumeRole()
 	}
 	switch e.Code {

@@ -156,7 +156,11 @@ func (s *Storage) Client(ctx context.Context, dest recsink.Destination, key recs
 		return nil, err
 	}
 	secret := key.Secret
-	return &client{s3: s.s3Client(dest, key, regionOrDefault(dest.Region)), bucket: dest.Bucket, secret: func() string { return secret }}, nil
+	c := &client{s3: s.s3Client(dest, key, regionOrDefault(dest.Region)), bucket: dest.Bucket, secret: func() string { return secret }}
+	if recsink.IsRoleARN(key.ID) {
+		c.role, _ = c.s3.Options().Credentials.(*aws.CredentialsCache)
+	}
+	return c, nil
 }
 
 // allowEndpoint returns an EFORBIDDEN or EINVALID *recsink.Error when
