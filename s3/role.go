@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"strings"
 	"time"
@@ -42,6 +43,7 @@ type roleProvider struct {
 	arn      string
 	subject  string
 	duration time.Duration
+	log      *slog.Logger
 }
 
 // assumeError marks a failure to obtain a role's credentials, so that the S3
@@ -84,6 +86,7 @@ func (p *roleProvider) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	if c.Expiration != nil && c.Expiration.Before(creds.Expires) {
 		creds.Expires = *c.Expiration
 	}
+	p.log.Debug("role assumed", "role", p.arn, "subject", p.subject, "accessKeyId", creds.AccessKeyID, "expires", creds.Expires)
 	return creds, nil
 }
 
@@ -130,6 +133,7 @@ func (s *Storage) newRoleProvider(dest recsink.Destination, key recsink.AccessKe
 		arn:      key.ID,
 		subject:  key.Subject,
 		duration: s.roleDuration,
+		log:      s.logger,
 	}
 }
 

@@ -42,6 +42,59 @@ func (m *TestMain) mustCreateOrgID(tb testing.TB) (*Client, string) {
 	return &Client{m: m, Key: key}, org.ID
 }
 
+// roleEnv is recsink on a fixed loopback address (its issuer URL) and a
+// SeaweedFS whose STS trusts that issuer, with a role pinned to organization
+// A's sub, read and write on Bucket.
+type roleEnv struct {
+	Main    *TestMain
+	Weed    *s3test.SeaweedFS
+	A, B    *Client
+	Role    string
+	Bucket  string
+	Storage map[string]any // roleBased storage body for PUT /v1/storage
+}
+
+func mustRoleEnv(tb testing.TB, opts ...func(*main.Config)) *roleEnv {
+	tb.Helper()
+	addr := freeAddr(tb)
+	m := &TestMain{Logs: &syncBuffer{}}
+	cfg := main.DefaultConfig()
+	cfg.Addr, cfg.Data, cfg.LogLevel = addr, tb.TempDir(), "debug"
+	for _, o := range opts {
+		o(&cfg)
+	}
+	m.start(tb, cfg)
+	tb.Cleanup(func() { m.Close() })
+	e := &roleEnv{Main: m}
+	var orgA string
+	e.A, orgA = m.mustCreateOrgID(tb)
+	e.B, _ = m.mustCreateOrgID(tb)
+
+	iam := &s3test.IAMConfig{}
+	e.Bucket = "recsink-role-" + strings.ToLower(recsink.RandomToken(6))
+	e.Role = iam.OIDCRole("Recordings", "http://"+addr, oidc.DefaultAudience, oidc.Subject(orgA), e.Bucket)
+	e.Weed = s3test.MustStartSeaweedFS(tb, s3test.SeaweedFSOptions{IAM: iam})
+	if _, err := e.Weed.S3Client(tb, e.Weed.Admin).CreateBucket(context.Background(), &awss3.CreateBucketInput{Bucket: aws.String(e.Bucket)}); err != nil {
+		tb.Fatal(err)
+	}
+	// Allow SeaweedFS's endpoint, known only now: restart on the same address.
+	m.Config.AllowEndpoints = []string{e.Weed.HostPort}
+	m.Restart(tb)
+	e.Storage = map[string]any{
+		"bucket": e.Bucket + "/recordings", "endpoint": e.Weed.Endpoint, "region": s3test.Region, "forcePathStyle": true,
+		"authenticationType": "roleBased", "oidcRoleArn": e.Role,
+	}
+	return e
+}
+
+// mustMeeting creates a meeting of c and returns its ID.
+func mustMeeting(tb testing.TB, c *Client) string {
+	tb.Helper()
+	return c.MustDo(tb, 201, "POST", "/v1/meetings", map[string]any{
+		"endDate": time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "roomNamePrefix": "standup",
+	})["meetingId"].(string)
+}
+
 // TestRole_SaveAndRecord is issue 13's first proof, against SeaweedFS's real
 // STS and S3 with recsink's own issuer on loopback: a role whose trust
 // policy pins organization A's sub; A saves roleBased storage (every check
@@ -49,46 +102,25 @@ func (m *TestMain) mustCreateOrgID(tb testing.TB) (*Client, string) {
 // byte-identical; organization B naming the same role is refused at save.
 func TestRole_SaveAndRecord(t *testing.T) {
 	t.Parallel()
-	addr := freeAddr(t)
-	m := &TestMain{Logs: &syncBuffer{}}
-	cfg := main.DefaultConfig()
-	cfg.Addr, cfg.Data, cfg.LogLevel = addr, t.TempDir(), "debug"
-	m.start(t, cfg)
-	t.Cleanup(func() { m.Close() })
-	a, orgA := m.mustCreateOrgID(t)
-	b, _ := m.mustCreateOrgID(t)
+	e := mustRoleEnv(t)
+	a, b := e.A, e.B
 
 	// The discovery document and the JWKS that STS reads.
 	var disc oidc.Discovery
-	getJSON(t, m.URL()+oidc.WellKnownPath, &disc)
-	if disc.Issuer != "http://"+addr || disc.JWKSURI != "http://"+addr+oidc.JWKSPath {
+	getJSON(t, e.Main.URL()+oidc.WellKnownPath, &disc)
+	if disc.Issuer != e.Main.URL() || disc.JWKSURI != e.Main.URL()+oidc.JWKSPath {
 		t.Fatalf("discovery: %+v", disc)
 	}
 
-	iam := &s3test.IAMConfig{}
-	bucket := "recsink-role-" + strings.ToLower(recsink.RandomToken(6))
-	role := iam.OIDCRole("Recordings", "http://"+addr, oidc.DefaultAudience, oidc.Subject(orgA), bucket)
-	weed := s3test.MustStartSeaweedFS(t, s3test.SeaweedFSOptions{IAM: iam})
-	if _, err := weed.S3Client(t, weed.Admin).CreateBucket(context.Background(), &awss3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
-		t.Fatal(err)
-	}
-	// Allow SeaweedFS's endpoint, known only now: restart on the same address.
-	m.Config.AllowEndpoints = []string{weed.HostPort}
-	m.Restart(t)
-
-	storage := map[string]any{
-		"bucket": bucket + "/recordings", "endpoint": weed.Endpoint, "region": s3test.Region, "forcePathStyle": true,
-		"authenticationType": "roleBased", "oidcRoleArn": role,
-	}
 	start := time.Now()
-	out := a.MustDo(t, 200, "PUT", "/v1/storage", storage)
+	out := a.MustDo(t, 200, "PUT", "/v1/storage", e.Storage)
 	t.Logf("roleBased storage saved in %v: %v", time.Since(start).Round(time.Millisecond), out["check"])
-	if out["authenticationType"] != "roleBased" || out["oidcRoleArn"] != role {
+	if out["authenticationType"] != "roleBased" || out["oidcRoleArn"] != e.Role {
 		t.Fatalf("PUT /v1/storage: %v", out)
 	}
 
 	// Organization B names the same role: refused, in plain words.
-	status, refused := b.Do(t, "PUT", "/v1/storage", storage)
+	status, refused := b.Do(t, "PUT", "/v1/storage", e.Storage)
 	if status != 422 || refused["code"] != "destination" {
 		t.Fatalf("org B: status %d, want 422: %v", status, refused)
 	}
@@ -101,10 +133,7 @@ func TestRole_SaveAndRecord(t *testing.T) {
 	b.MustDo(t, 404, "GET", "/v1/storage", nil)
 
 	// 20 MiB through the normal recording path, on the role's credentials.
-	meeting := a.MustDo(t, 201, "POST", "/v1/meetings", map[string]any{
-		"endDate": time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "roomNamePrefix": "standup",
-	})["meetingId"].(string)
-	rec := MustStartRecording(t, a, meeting)
+	rec := MustStartRecording(t, a, mustMeeting(t, a))
 	data := randomBytes(t, 20<<20)
 	rec.MustPut(t, data)
 	a.MustDo(t, 200, "POST", "/v1/recordings/"+rec.ID+"/stop", nil)
@@ -112,8 +141,58 @@ func TestRole_SaveAndRecord(t *testing.T) {
 	if got["sizeBytes"] != float64(len(data)) {
 		t.Fatalf("sizeBytes %v, want %d", got["sizeBytes"], len(data))
 	}
-	if obj := weed.GetObject(t, bucket, rec.ObjectKey); !bytes.Equal(obj, data) {
+	if obj := e.Weed.GetObject(t, e.Bucket, rec.ObjectKey); !bytes.Equal(obj, data) {
 		t.Fatalf("object %s: %d bytes, differs from the %d sent at byte %d", rec.ObjectKey, len(obj), len(data), firstDiff(obj, data))
+	}
+}
+
+// TestRole_Refresh is the second proof: with a refresh margin that makes
+// the temporary credentials stale every 2 s, a recording that runs through
+// at least five refreshes, with recsink restarted in the middle, uploads
+// every part and completes byte-identical.
+func TestRole_Refresh(t *testing.T) {
+	t.Parallel()
+	e := mustRoleEnv(t, func(c *main.Config) {
+		// SeaweedFS's shortest session is 15 min; refreshed 2 s after each assume.
+		c.RoleSessionDuration = 15 * time.Minute
+		c.RoleRefreshMargin = 15*time.Minute - 2*time.Second
+		// 5 MiB parts (the minimum), so that parts upload while it records.
+		c.MaxDuration = 10 * time.Minute
+	})
+	e.A.MustDo(t, 200, "PUT", "/v1/storage", e.Storage)
+	rec := MustStartRecording(t, e.A, mustMeeting(t, e.A))
+	chunk := 6 << 20 // over one part, so that each chunk uploads
+	data := randomBytes(t, 8*chunk)
+	assumed := func() int { return strings.Count(e.Main.Logs.String(), `msg="role assumed"`) }
+	before := assumed()
+	began := time.Now()
+	for i := range 8 {
+		if i == 4 {
+			e.Main.Restart(t) // the same address: the ingest URL still works
+		}
+		off := int64(i * chunk)
+		if got := rec.Offset(t); got != off {
+			t.Fatalf("offset %d before chunk %d, want %d", got, i, off)
+		}
+		if resp := rec.Patch(t, off, bytes.NewReader(data[off:off+int64(chunk)])); resp.StatusCode != 204 {
+			t.Fatalf("PATCH chunk %d: %d", i, resp.StatusCode)
+		}
+		total := off + int64(chunk)
+		waitUploaded(t, e.A, rec.ID, total-total%(5<<20))
+		time.Sleep(2500 * time.Millisecond) // pacing the recorder, as a live one is: let the credentials go stale
+	}
+	e.A.MustDo(t, 200, "POST", "/v1/recordings/"+rec.ID+"/stop", nil)
+	WaitState(t, e.A, rec.ID, recsink.RecordingUploaded, 60*time.Second)
+	n := assumed() - before
+	t.Logf("%d role assumptions (credentials refreshed) in %v, across a restart", n, time.Since(began).Round(time.Second))
+	if n < 5 {
+		t.Fatalf("%d assumptions, want at least 5 refreshes", n)
+	}
+	if strings.Contains(e.Main.Logs.String(), "uploads are blocked") {
+		t.Errorf("the recording was blocked during refreshes:\n%s", e.Main.Logs)
+	}
+	if obj := e.Weed.GetObject(t, e.Bucket, rec.ObjectKey); !bytes.Equal(obj, data) {
+		t.Fatalf("object differs from the %d bytes sent at byte %d", len(data), firstDiff(obj, data))
 	}
 }
 
