@@ -442,7 +442,7 @@ func (s *SeaweedFS) DeleteUser(tb testing.TB, keyID string) {
 	if !ok {
 		tb.Fatalf("s3test: SeaweedFS has no user with key %s", keyID)
 	}
-	s.shell(tb, "s3.user.delete -user="+name)
+	s.shell(tb, "s3.user.delete -name="+name)
 	s.waitKey(tb, recsink.AccessKey{ID: keyID, Secret: "x"}, false)
 }
 
