@@ -64,7 +64,7 @@ func (e *StorageError) explainAssumeRole() string {
 	}
 	switch e.Reason {
 	case RoleTrustDenied:
-		return "the role's trust policy does not allow this organization: add a condition on the sub claim with this organization's subject to the role's trust policy (recsink shows the exact policy)."
+		return "the role's trust policy does not allow this organization: the trust policy must name recsink's identity provider and pin the sub claim to this organization's subject (recsink shows the exact policy)."
 	case RoleTrustDeniedOrAbsent:
 		return "the role's trust policy does not allow this organization, or no role has this ARN (STS does not say which): check the ARN, and that the trust policy names recsink's identity provider and this organization's subject."
 	case RoleAudienceMismatch:

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"log/slog"
 	"net/http/httptest"
 	"path/filepath"
@@ -88,8 +89,12 @@ func TestStorage_Role(t *testing.T) {
 			code: "AccessDenied", message: "The role was not found"},
 		{name: "ErrAudience", provider: otherAud, key: recsink.AccessKey{ID: roleAud, Subject: oidc.Subject("org_a")},
 			code: "InvalidParameterValue", message: "The audience does not match"},
+		// SeaweedFS checks the trust policy, which names a provider, before
+		// it looks for a provider of the token's issuer: an issuer it does
+		// not know reads as the trust policy's refusal (AWS says "No
+		// OpenIDConnect provider found", see TestClassifyAssumeRole).
 		{name: "ErrProviderNotRegistered", provider: unregistered, key: recsink.AccessKey{ID: role, Subject: oidc.Subject("org_a")},
-			code: "AccessDenied", message: "The identity provider is not registered"},
+			code: "AccessDenied", message: "must name recsink's identity provider"},
 		{name: "ErrRolesNotEnabled", provider: nil, key: recsink.AccessKey{ID: role, Subject: oidc.Subject("org_a")},
 			message: "roleBased access is not enabled"},
 	} {
@@ -164,8 +169,8 @@ func TestStorage_Role(t *testing.T) {
 		}
 		start := time.Now()
 		err = c.PutObject(ctx, "rec/x", "text/plain", nil, strings.NewReader("x"), 1)
-		se, ok := err.(*recsink.StorageError)
-		if !ok || se.Op != recsink.OpAssumeRole || se.Reason != recsink.RoleTrustDenied || !se.KeyRefused() || se.Retryable() {
+		var se *recsink.StorageError
+		if !errors.As(err, &se) || se.Op != recsink.OpAssumeRole || se.Reason != recsink.RoleTrustDenied || !se.KeyRefused() || se.Retryable() {
 			t.Fatalf("PutObject on a refused role = %#v (%v), want a non-retryable key-refused AssumeRoleWithWebIdentity error", err, err)
 		}
 		if !strings.Contains(se.Explain(), "the role's trust policy does not allow this organization") {
