@@ -210,3 +210,53 @@ func getJSON(tb testing.TB, url string, v any) {
 		tb.Fatal(err)
 	}
 }
+
+// TestRole_Revoked is the third proof: the role's trust policy stops
+// allowing the organization mid-recording; at the next refresh the
+// recording goes blocked with STS's refusal in plain words, media keeps
+// arriving; restored, it resumes by itself, and the object is
+// byte-identical.
+func TestRole_Revoked(t *testing.T) {
+	t.Parallel()
+	e := mustRoleEnv(t, func(c *main.Config) {
+		c.RoleSessionDuration = 15 * time.Minute
+		c.RoleRefreshMargin = 15*time.Minute - 2*time.Second
+		c.MaxDuration = 10 * time.Minute
+	})
+	e.A.MustDo(t, 200, "PUT", "/v1/storage", e.Storage)
+	rec := MustStartRecording(t, e.A, mustMeeting(t, e.A))
+	chunk := int64(6 << 20)
+	data := randomBytes(t, int(3*chunk))
+	send := func(i int64) {
+		t.Helper()
+		if resp := rec.Patch(t, i*chunk, bytes.NewReader(data[i*chunk:(i+1)*chunk])); resp.StatusCode != 204 {
+			t.Fatalf("PATCH chunk %d: %d", i, resp.StatusCode)
+		}
+	}
+	send(0)
+	waitUploaded(t, e.A, rec.ID, 5<<20)
+
+	var sub any
+	e.Weed.ReplaceIAM(t, func(c *s3test.IAMConfig) {
+		cond := c.Roles[0].TrustPolicy["Statement"].([]map[string]any)[0]["Condition"].(map[string]any)["StringEquals"].(map[string]any)
+		sub, cond["oidc:sub"] = cond["oidc:sub"], "org:someone-else"
+	})
+	time.Sleep(2500 * time.Millisecond) // let the credentials go stale: the next upload must assume the role again
+	send(1)
+	blocked := WaitState(t, e.A, rec.ID, recsink.RecordingBlocked, 30*time.Second)
+	mustContain(t, blocked["lastError"].(string), "the role's trust policy does not allow this organization")
+	t.Logf("blocked: %v", blocked["lastError"])
+
+	e.Weed.ReplaceIAM(t, func(c *s3test.IAMConfig) {
+		c.Roles[0].TrustPolicy["Statement"].([]map[string]any)[0]["Condition"].(map[string]any)["StringEquals"].(map[string]any)["oidc:sub"] = sub
+	})
+	restored := time.Now()
+	WaitState(t, e.A, rec.ID, recsink.RecordingRecording, 60*time.Second)
+	t.Logf("resumed %v after the trust policy was restored", time.Since(restored).Round(time.Millisecond))
+	send(2)
+	e.A.MustDo(t, 200, "POST", "/v1/recordings/"+rec.ID+"/stop", nil)
+	WaitState(t, e.A, rec.ID, recsink.RecordingUploaded, 60*time.Second)
+	if obj := e.Weed.GetObject(t, e.Bucket, rec.ObjectKey); !bytes.Equal(obj, data) {
+		t.Fatalf("object differs from the %d bytes sent at byte %d", len(data), firstDiff(obj, data))
+	}
+}

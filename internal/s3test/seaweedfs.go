@@ -147,6 +147,8 @@ type SeaweedFS struct {
 	base     int // master port; the other ports follow it
 	http     *http.Client
 
+	iam *IAMConfig // as written, signing key included; nil without STS
+
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{}
@@ -197,13 +199,8 @@ func MustStartSeaweedFS(tb testing.TB, opts SeaweedFSOptions) *SeaweedFS {
 		if cfg.Policy.DefaultEffect == "" {
 			cfg.Policy = IAMPolicyCfg{DefaultEffect: "Deny", StoreType: "memory"}
 		}
-		b, err := json.MarshalIndent(cfg, "", "  ")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(s.dir, "iam.json"), b, 0o600); err != nil {
-			tb.Fatal(err)
-		}
+		s.iam = &cfg
+		s.writeIAM(tb)
 	}
 	var lastErr error
 	for range 5 {
@@ -305,6 +302,32 @@ func (s *SeaweedFS) start() error {
 		case <-tick.C:
 		}
 	}
+}
+
+func (s *SeaweedFS) writeIAM(tb testing.TB) {
+	tb.Helper()
+	b, err := json.MarshalIndent(s.iam, "", "  ")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.dir, "iam.json"), b, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// ReplaceIAM changes the IAM configuration (a role's trust or permission
+// policy, say) with change and restarts the server to apply it: SeaweedFS
+// reads the file only at start. The STS signing key is kept, so sessions
+// issued before stay valid (checked: they survive a restart).
+func (s *SeaweedFS) ReplaceIAM(tb testing.TB, change func(*IAMConfig)) {
+	tb.Helper()
+	if s.iam == nil {
+		tb.Fatal("s3test: ReplaceIAM on a SeaweedFS started without IAM")
+	}
+	change(s.iam)
+	s.writeIAM(tb)
+	s.Stop(tb)
+	s.Start(tb)
 }
 
 // Stop stops the server; the data and identities stay for Start.
