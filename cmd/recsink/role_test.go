@@ -148,8 +148,8 @@ func TestRole_SaveAndRecord(t *testing.T) {
 
 // TestRole_Refresh is the second proof: with a refresh margin that makes
 // the temporary credentials stale every 2 s, a recording that runs through
-// at least five refreshes, with recsink restarted in the middle, uploads
-// every part and completes byte-identical.
+// at least five refreshes, with recsink's signing key rotated and recsink
+// restarted in the middle, uploads every part and completes byte-identical.
 func TestRole_Refresh(t *testing.T) {
 	t.Parallel()
 	e := mustRoleEnv(t, func(c *main.Config) {
@@ -167,7 +167,16 @@ func TestRole_Refresh(t *testing.T) {
 	before := assumed()
 	began := time.Now()
 	for i := range 8 {
-		if i == 4 {
+		switch i {
+		case 2:
+			// Proof 4: the signing key rotated mid-recording; STS fetches
+			// the JWKS again for the new kid, nothing is refused.
+			k, err := e.Main.OIDC.Rotate(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("signing key rotated to %s", k.ID)
+		case 4:
 			e.Main.Restart(t) // the same address: the ingest URL still works
 		}
 		off := int64(i * chunk)
