@@ -1,6 +1,7 @@
 package recsink
 
 import (
+	"encoding/json"
 	"regexp"
 	"strings"
 )
@@ -85,4 +86,30 @@ func (e *StorageError) explainAssumeRole() string {
 		return "The security token service (STS) failed with a server error; recsink retries."
 	}
 	return "The security token service refused to let recsink assume the role (" + e.Code + ")."
+}
+
+// RoleTrustPolicy returns the trust policy, ready to paste into IAM, of a
+// role that lets recsink assume it for one organization only: the identity
+// provider registered for issuer (recsink's public URL) in the customer's
+// account, the audience, and the organization's subject pinned. accountID
+// "" leaves the placeholder ACCOUNT_ID for the customer to fill in.
+func RoleTrustPolicy(issuer, audience, orgID, accountID string) []byte {
+	host := strings.TrimRight(strings.TrimPrefix(strings.TrimPrefix(issuer, "https://"), "http://"), "/")
+	if accountID == "" {
+		accountID = "ACCOUNT_ID"
+	}
+	policy := map[string]any{
+		"Version": "2012-10-17",
+		"Statement": []map[string]any{{
+			"Effect":    "Allow",
+			"Principal": map[string]any{"Federated": "arn:aws:iam::" + accountID + ":oidc-provider/" + host},
+			"Action":    "sts:AssumeRoleWithWebIdentity",
+			"Condition": map[string]any{"StringEquals": map[string]any{
+				host + ":aud": audience,
+				host + ":sub": OrganizationSubject(orgID),
+			}},
+		}},
+	}
+	b, _ := json.MarshalIndent(policy, "", "  ")
+	return b
 }

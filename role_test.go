@@ -49,3 +49,18 @@ func TestStorageError_Role(t *testing.T) {
 		}
 	}
 }
+
+func TestRoleTrustPolicy(t *testing.T) {
+	t.Parallel()
+	got := string(recsink.RoleTrustPolicy("https://recsink.example.com/", "sts.amazonaws.com", "org_1", ""))
+	for _, want := range []string{
+		`"Federated": "arn:aws:iam::ACCOUNT_ID:oidc-provider/recsink.example.com"`,
+		`"recsink.example.com:aud": "sts.amazonaws.com"`,
+		`"recsink.example.com:sub": "org:org_1"`,
+		`"Action": "sts:AssumeRoleWithWebIdentity"`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("trust policy lacks %s:\n%s", want, got)
+		}
+	}
+}
