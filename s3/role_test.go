@@ -61,7 +61,7 @@ func TestStorage_Role(t *testing.T) {
 	unregistered := MustIssuer(t, oidc.DefaultAudience) // no provider in IAM names its URL
 
 	iam := &s3test.IAMConfig{}
-	bucketName := "recsink-role-" + strings.ToLower(recsink.RandomToken(6))
+	bucketName := "recsink-role-" + strings.ToLower(strings.NewReplacer("_", "0", "-", "0").Replace(recsink.RandomToken(6)))
 	role := iam.OIDCRole("Recordings", issuer.Issuer(), oidc.DefaultAudience, oidc.Subject("org_a"), bucketName)
 	roleAud := iam.OIDCRole("OtherAudience", otherAud.Issuer(), oidc.DefaultAudience, oidc.Subject("org_a"), bucketName)
 	srv := s3test.MustStartSeaweedFS(t, s3test.SeaweedFSOptions{IAM: iam})

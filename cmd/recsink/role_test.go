@@ -49,6 +49,7 @@ type roleEnv struct {
 	Main    *TestMain
 	Weed    *s3test.SeaweedFS
 	A, B    *Client
+	OrgA    string
 	Role    string
 	Bucket  string
 	Storage map[string]any // roleBased storage body for PUT /v1/storage
@@ -66,13 +67,12 @@ func mustRoleEnv(tb testing.TB, opts ...func(*main.Config)) *roleEnv {
 	m.start(tb, cfg)
 	tb.Cleanup(func() { m.Close() })
 	e := &roleEnv{Main: m}
-	var orgA string
-	e.A, orgA = m.mustCreateOrgID(tb)
+	e.A, e.OrgA = m.mustCreateOrgID(tb)
 	e.B, _ = m.mustCreateOrgID(tb)
 
 	iam := &s3test.IAMConfig{}
-	e.Bucket = "recsink-role-" + strings.ToLower(recsink.RandomToken(6))
-	e.Role = iam.OIDCRole("Recordings", "http://"+addr, oidc.DefaultAudience, oidc.Subject(orgA), e.Bucket)
+	e.Bucket = "recsink-role-" + strings.ToLower(strings.NewReplacer("_", "0", "-", "0").Replace(recsink.RandomToken(6)))
+	e.Role = iam.OIDCRole("Recordings", "http://"+addr, oidc.DefaultAudience, oidc.Subject(e.OrgA), e.Bucket)
 	e.Weed = s3test.MustStartSeaweedFS(tb, s3test.SeaweedFSOptions{IAM: iam})
 	if _, err := e.Weed.S3Client(tb, e.Weed.Admin).CreateBucket(context.Background(), &awss3.CreateBucketInput{Bucket: aws.String(e.Bucket)}); err != nil {
 		tb.Fatal(err)
@@ -112,6 +112,14 @@ func TestRole_SaveAndRecord(t *testing.T) {
 		t.Fatalf("discovery: %+v", disc)
 	}
 
+	// What the customer creates in IAM.
+	setup := a.MustDo(t, 200, "GET", "/v1/storage/role-setup", nil)
+	if setup["identityProviderUrl"] != e.Main.URL() || setup["audience"] != oidc.DefaultAudience || setup["subject"] != "org:"+e.OrgA {
+		t.Fatalf("role setup: %v", setup)
+	}
+	policy, _ := json.Marshal(setup["trustPolicy"])
+	mustContain(t, string(policy), `:sub":"org:`+e.OrgA+`"`)
+
 	start := time.Now()
 	out := a.MustDo(t, 200, "PUT", "/v1/storage", e.Storage)
 	t.Logf("roleBased storage saved in %v: %v", time.Since(start).Round(time.Millisecond), out["check"])
@@ -132,8 +140,16 @@ func TestRole_SaveAndRecord(t *testing.T) {
 	t.Logf("org B refused: %v: %v", first["code"], first["message"])
 	b.MustDo(t, 404, "GET", "/v1/storage", nil)
 
-	// 20 MiB through the normal recording path, on the role's credentials.
-	rec := MustStartRecording(t, a, mustMeeting(t, a))
+	// The room destination route takes a role too.
+	room := mustMeeting(t, a)
+	if out := a.MustDo(t, 200, "PUT", "/v1/meetings/"+room+"/recording/destination", e.Storage); out["authenticationType"] != "roleBased" {
+		t.Fatalf("room destination: %v", out)
+	}
+	b.MustDo(t, 422, "PUT", "/v1/meetings/"+mustMeeting(t, b)+"/recording/destination", e.Storage)
+
+	// 20 MiB through the normal recording path, on the role's credentials
+	// (the room's destination).
+	rec := MustStartRecording(t, a, room)
 	data := randomBytes(t, 20<<20)
 	rec.MustPut(t, data)
 	a.MustDo(t, 200, "POST", "/v1/recordings/"+rec.ID+"/stop", nil)

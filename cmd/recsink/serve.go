@@ -181,6 +181,7 @@ func (m *Main) Run(ctx context.Context) error {
 	api.WebhookService = m.Webhooks
 	api.Logger = m.Logger
 	api.PublicURL = cfg.PublicURL
+	api.OIDCIssuer, api.OIDCAudience = m.OIDC.Issuer(), m.OIDC.Audience()
 	api.MaxDuration = cfg.MaxDuration
 	api.ReadTimeout = cfg.ReadTimeout
 	api.WriteTimeout = cfg.WriteTimeout
