@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"log/slog"
 	"net/http/httptest"
@@ -177,5 +178,37 @@ func TestStorage_Role(t *testing.T) {
 			t.Fatalf("Explain = %q", se.Explain())
 		}
 		t.Logf("refused in %v: %s", time.Since(start), se.Explain())
+	})
+
+	// A session STS no longer honours (here: SeaweedFS restarted with a new
+	// STS signing key; the same answer as an expired session,
+	// InvalidAccessKeyId) is not a deleted key: the error says the session,
+	// is retryable, and the next call assumes the role again and works.
+	t.Run("SessionLost", func(t *testing.T) {
+		st := newStorage(issuer)
+		c, err := st.Client(ctx, dest, recsink.AccessKey{ID: role, Subject: oidc.Subject("org_a")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.PutObject(ctx, "rec/before", "text/plain", nil, strings.NewReader("1"), 1); err != nil {
+			t.Fatal(err)
+		}
+		srv.ReplaceIAM(t, func(c *s3test.IAMConfig) {
+			key := make([]byte, 32)
+			rand.Read(key)
+			c.STS.SigningKey = base64.StdEncoding.EncodeToString(key)
+		})
+		err = c.PutObject(ctx, "rec/after", "text/plain", nil, strings.NewReader("2"), 1)
+		var se *recsink.StorageError
+		if !errors.As(err, &se) || se.Reason != recsink.RoleSessionExpired || se.KeyRefused() || !se.Retryable() {
+			t.Fatalf("PutObject with a lost session = %v, want a retryable session error", err)
+		}
+		t.Logf("lost session: %s %d: %s", se.Code, se.StatusCode, se.Explain())
+		if strings.Contains(se.Explain(), "deleted") {
+			t.Fatalf("a lost session explained as a deleted key: %s", se.Explain())
+		}
+		if err := c.PutObject(ctx, "rec/after", "text/plain", nil, strings.NewReader("2"), 1); err != nil {
+			t.Fatalf("PutObject after the role was assumed again: %v", err)
+		}
 	})
 }
