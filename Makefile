@@ -12,14 +12,15 @@ run: ## run recsink on its embedded defaults (SQLite, ./recsink-data, 127.0.0.1:
 build: ## build bin/recsink
 	$(GO) build -o bin/recsink ./cmd/recsink
 
-deps: ## install the test tools: versitygw (cached), ffmpeg, chromium and PostgreSQL 15 (Debian)
+deps: ## install the test tools: versitygw and SeaweedFS (cached), ffmpeg, chromium and PostgreSQL 15 (Debian)
 	@command -v ffmpeg >/dev/null && command -v chromium >/dev/null && [ -x /usr/lib/postgresql/15/bin/initdb ] || \
 		apt-get install -y --no-install-recommends ffmpeg chromium postgresql-15 || \
 		{ apt-get update && apt-get install -y --no-install-recommends ffmpeg chromium postgresql-15; }
 	@./scripts/install-versitygw.sh >/dev/null
+	@./scripts/install-seaweedfs.sh >/dev/null
 
 test: deps lint ## the whole test suite: -race against real versitygw, PostgreSQL, ffmpeg and chromium (make chaos included), the memory checks without -race, and the fuzz targets for FUZZTIME each
-	RECSINK_VERSITYGW=$${RECSINK_VERSITYGW:-$$(./scripts/install-versitygw.sh)} $(GO) test -race -timeout 20m ./...
+	RECSINK_VERSITYGW=$${RECSINK_VERSITYGW:-$$(./scripts/install-versitygw.sh)} RECSINK_SEAWEEDFS=$${RECSINK_SEAWEEDFS:-$$(./scripts/install-seaweedfs.sh)} $(GO) test -race -timeout 20m ./...
 	# The per-recording heap checks: the race detector would inflate what they measure.
 	$(GO) test -count=1 -run Memory ./spool
 	$(MAKE) fuzz

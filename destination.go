@@ -138,6 +138,12 @@ func EndpointHostPort(endpoint string) (string, error) {
 
 // ValidateAccessKey checks the shape of an access key pair.
 func ValidateAccessKey(k AccessKey) error {
+	if IsRoleARN(k.ID) {
+		if k.Secret != "" {
+			return FieldErrorf("accessKeySecret", "accessKeySecret must be empty for roleBased access")
+		}
+		return ValidateRoleARN(k.ID)
+	}
 	if k.ID == "" {
 		return FieldErrorf("accessKeyId", "accessKeyId is required: the access key ID of an IAM user")
 	}

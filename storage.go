@@ -14,6 +14,9 @@ import (
 type AccessKey struct {
 	ID     string
 	Secret string
+	// Subject is, for a role (ID is an IAM role ARN, no Secret), the subject
+	// of the identity token recsink presents to STS: OrganizationSubject.
+	Subject string
 }
 
 // String returns the key ID with the secret redacted.
@@ -36,6 +39,9 @@ type StorageError struct {
 	// Deadline is, for Code "Timeout", how long recsink waited for an
 	// endpoint that had accepted the connection.
 	Deadline time.Duration
+	// Reason classifies a refused AssumeRoleWithWebIdentity (Op
+	// OpAssumeRole): RoleTrustDenied, RoleAudienceMismatch, ...
+	Reason string
 }
 
 // Error implements error. It carries no secret: the SDK's errors do not either.
@@ -49,6 +55,13 @@ func (e *StorageError) Unwrap() error { return e.Err }
 // KeyRefused reports whether S3 refused the access key itself: the errors
 // after which another key may work where this one does not.
 func (e *StorageError) KeyRefused() bool {
+	if e.Reason == RoleSessionExpired {
+		return false // the session, not the role: assumed again
+	}
+	if e.Op == OpAssumeRole {
+		// The role refused: another saved key or role may work.
+		return e.StatusCode >= 400 && e.StatusCode < 500 && e.StatusCode != 429
+	}
 	switch e.Code {
 	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "AccessDenied", "InvalidToken", "TokenRefreshRequired":
 		return true
@@ -60,6 +73,9 @@ func (e *StorageError) KeyRefused() bool {
 // Retryable reports whether the same request may succeed later unchanged:
 // throttling, server errors and transport failures.
 func (e *StorageError) Retryable() bool {
+	if e.Reason == RoleSessionExpired {
+		return true
+	}
 	switch e.Code {
 	case "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable":
 		return true
@@ -85,6 +101,9 @@ func (e *StorageError) ChecksumMismatch() bool {
 // Explain returns one plain sentence that says what went wrong and how to fix
 // it, for the customer.
 func (e *StorageError) Explain() string {
+	if e.Op == OpAssumeRole || e.Reason == RoleSessionExpired {
+		return e.explainAssumeRole()
+	}
 	switch e.Code {
 	case "SignatureDoesNotMatch":
 		return "The access secret is wrong: S3 could not verify the request signature. Copy the secret again from IAM, without spaces."
@@ -152,6 +171,8 @@ func Permission(op string) string {
 		return "s3:GetObject and s3:PutObject"
 	case "GetBucketLocation":
 		return "s3:GetBucketLocation"
+	case OpAssumeRole:
+		return "sts:AssumeRoleWithWebIdentity"
 	}
 	return "s3:" + op
 }

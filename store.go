@@ -14,6 +14,7 @@ type Store interface {
 	WebhookStore
 	LeaseStore
 	AdminStore
+	SigningKeyStore
 
 	CreateOrganization(ctx context.Context, org *Organization, apiKeyHash []byte) error
 	FindOrganizationByAPIKeyHash(ctx context.Context, hash []byte) (*Organization, error)

@@ -34,6 +34,10 @@ type Server struct {
 	// Host.
 	PublicURL string
 
+	// OIDCIssuer and OIDCAudience are recsink's own identity provider's URL
+	// and audience, for GET /v1/storage/role-setup; empty issuer: 501.
+	OIDCIssuer, OIDCAudience string
+
 	// MaxDuration is the longest a recording may run. Reported nowhere yet.
 	MaxDuration time.Duration
 
@@ -157,6 +161,7 @@ var routes = []Route{
 	{"DELETE", "/v1/storage", authOrg, (*Server).handleDeleteStorage},
 	{"POST", "/v1/storage/check", authOrg, (*Server).handleCheckStorage},
 	{"GET", "/v1/storage/iam-policy", authOrg, (*Server).handleIAMPolicy},
+	{"GET", "/v1/storage/role-setup", authOrg, (*Server).handleRoleSetup},
 	{"GET", "/v1/credentials", authOrg, (*Server).handleListCredentials},
 
 	{"PUT", "/v1/webhooks", authOrg, (*Server).handlePutWebhook},

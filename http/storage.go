@@ -13,9 +13,11 @@ import (
 // key: PUT /v1/storage, POST /v1/storage/check, and a meeting's destination.
 type destinationInput struct {
 	Provider string `json:"provider"`
-	// AuthenticationType is accepted for compatibility with the meeting
-	// API's destination object; "accessKey" is the only kind.
+	// AuthenticationType is "accessKey" (the default: accessKeyId and
+	// accessKeySecret) or "roleBased" (oidcRoleArn: an IAM role that trusts
+	// recsink's own OIDC identity), as Whereby's meeting API names them.
 	AuthenticationType string `json:"authenticationType"`
+	OIDCRoleARN        string `json:"oidcRoleArn"`
 	// Bucket is "my-bucket" or "my-bucket/prefix".
 	Bucket          string `json:"bucket"`
 	Region          string `json:"region"`
@@ -31,8 +33,17 @@ type destinationInput struct {
 func (in *destinationInput) parse(prefix string) (recsink.Destination, recsink.AccessKey, error) {
 	var dest recsink.Destination
 	var key recsink.AccessKey
-	if in.AuthenticationType != "" && in.AuthenticationType != "accessKey" {
-		return dest, key, recsink.FieldErrorf(prefix+"authenticationType", "authenticationType must be \"accessKey\"")
+	switch in.AuthenticationType {
+	case "", recsink.AuthAccessKey:
+		if in.OIDCRoleARN != "" {
+			return dest, key, recsink.FieldErrorf(prefix+"oidcRoleArn", "oidcRoleArn goes with authenticationType \"roleBased\"")
+		}
+	case recsink.AuthRoleBased:
+		if in.AccessKeyID != "" || in.AccessKeySecret != "" {
+			return dest, key, recsink.FieldErrorf(prefix+"accessKeyId", "roleBased access takes oidcRoleArn, not an access key")
+		}
+	default:
+		return dest, key, recsink.FieldErrorf(prefix+"authenticationType", "authenticationType must be \"accessKey\" or \"roleBased\"")
 	}
 	dest = recsink.Destination{
 		Provider:       in.Provider,
@@ -50,6 +61,15 @@ func (in *destinationInput) parse(prefix string) (recsink.Destination, recsink.A
 		return dest, key, prefixField(prefix, err)
 	}
 	key = recsink.AccessKey{ID: in.AccessKeyID, Secret: in.AccessKeySecret}
+	if in.AuthenticationType == recsink.AuthRoleBased {
+		// A role is kept where a key ID is: a role ARN, which no key ID can be.
+		if err := recsink.ValidateRoleARN(in.OIDCRoleARN); err != nil {
+			return dest, key, prefixField(prefix, err)
+		}
+		return dest, recsink.AccessKey{ID: in.OIDCRoleARN}, nil
+	} else if recsink.IsRoleARN(in.AccessKeyID) {
+		return dest, key, recsink.FieldErrorf(prefix+"accessKeyId", "accessKeyId is a role ARN: send it as oidcRoleArn with authenticationType \"roleBased\"")
+	}
 	if err := recsink.ValidateAccessKey(key); err != nil {
 		return dest, key, prefixField(prefix, err)
 	}
@@ -71,33 +91,42 @@ func prefixField(prefix string, err error) error {
 // storageView is the JSON shape of a scope's storage settings. It never
 // holds the secret.
 type storageView struct {
-	Provider       string    `json:"provider"`
-	Bucket         string    `json:"bucket"`
-	Region         string    `json:"region"`
-	Endpoint       string    `json:"endpoint"`
-	ForcePathStyle bool      `json:"forcePathStyle"`
-	FileFormat     string    `json:"fileFormat"`
-	AccessKeyID    string    `json:"accessKeyId"`
-	CredentialID   string    `json:"credentialId"`
-	CreatedAt      time.Time `json:"createdAt"`
+	Provider       string `json:"provider"`
+	Bucket         string `json:"bucket"`
+	Region         string `json:"region"`
+	Endpoint       string `json:"endpoint"`
+	ForcePathStyle bool   `json:"forcePathStyle"`
+	FileFormat     string `json:"fileFormat"`
+	AccessKeyID    string `json:"accessKeyId"`
+	// AuthenticationType is "accessKey" or "roleBased"; OIDCRoleARN the
+	// role of roleBased settings (then also in accessKeyId).
+	AuthenticationType string    `json:"authenticationType"`
+	OIDCRoleARN        string    `json:"oidcRoleArn,omitempty"`
+	CredentialID       string    `json:"credentialId"`
+	CreatedAt          time.Time `json:"createdAt"`
 	// Check is the report of the checks run when the settings were saved.
 	Check *recsink.CheckReport `json:"check,omitempty"`
 }
 
 func newStorageView(c *recsink.Credential, report *recsink.CheckReport) storageView {
 	d := c.Destination
-	return storageView{
-		Provider:       d.Provider,
-		Bucket:         d.BucketPath(),
-		Region:         d.Region,
-		Endpoint:       d.Endpoint,
-		ForcePathStyle: d.ForcePathStyle,
-		FileFormat:     d.FileFormat,
-		AccessKeyID:    c.AccessKeyID,
-		CredentialID:   c.ID,
-		CreatedAt:      c.CreatedAt,
-		Check:          report,
+	v := storageView{
+		Provider:           d.Provider,
+		Bucket:             d.BucketPath(),
+		Region:             d.Region,
+		Endpoint:           d.Endpoint,
+		ForcePathStyle:     d.ForcePathStyle,
+		FileFormat:         d.FileFormat,
+		AccessKeyID:        c.AccessKeyID,
+		AuthenticationType: recsink.AuthAccessKey,
+		CredentialID:       c.ID,
+		CreatedAt:          c.CreatedAt,
+		Check:              report,
 	}
+	if recsink.IsRoleARN(c.AccessKeyID) {
+		v.AuthenticationType, v.OIDCRoleARN = recsink.AuthRoleBased, c.AccessKeyID
+	}
+	return v
 }
 
 // saveStorage decodes, validates and saves a scope's destination.

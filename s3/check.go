@@ -54,6 +54,19 @@ func (s *Storage) Check(ctx context.Context, dest recsink.Destination, key recsi
 	}
 	cctx, cancel := context.WithTimeout(ctx, CheckTimeout)
 	defer cancel()
+	if recsink.IsRoleARN(key.ID) {
+		ok, err := r.assumeRole(cctx)
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("s3: check %s: %w", dest.BucketPath(), ctx.Err())
+		}
+		if err != nil {
+			return nil, fmt.Errorf("s3: check %s: %w", dest.BucketPath(), err)
+		}
+		if !ok {
+			r.skipRest()
+			return r.report, nil
+		}
+	}
 	err := r.run(cctx)
 	if ctx.Err() != nil {
 		// The caller gave up: what the checks saw says nothing about the bucket.
@@ -76,6 +89,41 @@ type checker struct {
 	key    recsink.AccessKey
 	report *recsink.CheckReport
 	s3     *awss3.Client
+	// role holds a role's temporary credentials, obtained by assumeRole,
+	// with which the S3 checks run.
+	role *aws.Credentials
+}
+
+// assumeRole runs the first check of a role: AssumeRoleWithWebIdentity with
+// a fresh identity token, never cached credentials, so that a trust policy
+// changed a moment ago is what is checked. It reports false when STS refused.
+func (r *checker) assumeRole(ctx context.Context) (bool, error) {
+	c := recsink.Check{Name: recsink.OpAssumeRole, Permission: recsink.Permission(recsink.OpAssumeRole), OK: true}
+	defer func() { r.report.Checks = append(r.report.Checks, c) }()
+	if err := r.s.allowRole(r.key); err != nil {
+		c.OK, c.Message = false, recsink.ErrorMessage(err)
+		return false, nil
+	}
+	creds, err := r.s.newRoleProvider(r.dest, r.key, regionOrDefault(r.dest.Region)).Retrieve(ctx)
+	if err != nil {
+		se := assumeRoleError(err, "")
+		if se == nil {
+			return false, err
+		}
+		r.s.logger.Info("storage check: assume role refused", "role", r.key.ID, "code", se.Code, "reason", se.Reason, "err", se.Err)
+		c.OK, c.Code, c.Message = false, se.Code, se.Explain()
+		return false, nil
+	}
+	r.role = &creds
+	return true, nil
+}
+
+// client returns the SDK client of the checks in region.
+func (r *checker) client(region string) *awss3.Client {
+	if r.role != nil {
+		return r.s.s3ClientWith(r.dest, *r.role, region)
+	}
+	return r.s.s3Client(r.dest, r.key, region)
 }
 
 // run runs the S3 checks in order, stopping at the first failure, and
@@ -86,7 +134,7 @@ func (r *checker) run(ctx context.Context) error {
 	if finding {
 		region = defaultRegion
 	}
-	r.s3 = r.s.s3Client(r.dest, r.key, region)
+	r.s3 = r.client(region)
 
 	// HeadBucket, asked in us-east-1 when the region is unknown: S3 names the
 	// bucket's region in the x-amz-bucket-region header of its answer, even
@@ -96,7 +144,7 @@ func (r *checker) run(ctx context.Context) error {
 		found := bucketRegion(out, err)
 		if found != "" && found != region {
 			region = found
-			r.s3 = r.s.s3Client(r.dest, r.key, region)
+			r.s3 = r.client(region)
 			if err != nil {
 				_, err = r.s3.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: aws.String(r.dest.Bucket)}, checkOptions)
 			}

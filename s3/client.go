@@ -27,11 +27,28 @@ type client struct {
 	// secret returns the access secret, to take it out of error texts. A
 	// func, so that printing a client cannot print the secret.
 	secret func() string
+	// role holds a role's temporary credentials; nil for an access key.
+	role *aws.CredentialsCache
 }
 
 // fail returns err of op as a *recsink.StorageError where it is one.
+//
+// On a role, S3 refusing the credentials themselves means the session
+// expired or was lost (SeaweedFS answers an expired session with
+// InvalidAccessKeyId, not ExpiredToken): never "the key was deleted". The
+// cached credentials are dropped, so the next attempt assumes the role
+// again, and the error says so.
 func (c *client) fail(ctx context.Context, op string, err error) error {
-	return storageError(ctx, op, err, c.secret())
+	err = storageError(ctx, op, err, c.secret())
+	var se *recsink.StorageError
+	if c.role != nil && errors.As(err, &se) && se.Op != recsink.OpAssumeRole {
+		switch se.Code {
+		case "InvalidAccessKeyId", "ExpiredToken", "InvalidToken", "TokenRefreshRequired", "SignatureDoesNotMatch":
+			c.role.Invalidate()
+			se.Reason = recsink.RoleSessionExpired
+		}
+	}
+	return err
 }
 
 var _ recsink.StorageClient = (*client)(nil)

@@ -29,6 +29,9 @@ func storageError(ctx context.Context, op string, err error, secret string) erro
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	if se := assumeRoleError(err, secret); se != nil {
+		return se
+	}
 	se := &recsink.StorageError{Op: op, Err: &redactedError{msg: redact(err.Error(), secret), err: err}}
 	var te *timeoutError
 	var ra *recsink.RefusedAddressError

@@ -20,3 +20,6 @@ func NewWithResolver(cfg Config, r *net.Resolver) *Storage {
 func NewDeadlineTransport(base http.RoundTripper, o Options) http.RoundTripper {
 	return &deadlineTransport{base: base, opts: o.withDefaults()}
 }
+
+// ClassifyAssumeRole names the reason of an STS refusal, for table tests.
+var ClassifyAssumeRole = classifyAssumeRole

@@ -65,6 +65,16 @@ type Config struct {
 	MaxAttempts int
 	// Options bound each call; see Options.
 	Options
+	// Identity signs the identity tokens exchanged for the temporary
+	// credentials of a role (a key whose ID is an IAM role ARN); nil refuses
+	// role-based destinations.
+	Identity IdentityTokens
+	// RoleSessionDuration is the DurationSeconds asked of STS, and
+	// RoleRefreshMargin how long before their expiry the credentials are
+	// refreshed; DefaultRoleSessionDuration and DefaultRoleRefreshMargin
+	// when 0.
+	RoleSessionDuration time.Duration
+	RoleRefreshMargin   time.Duration
 }
 
 // Storage opens clients for customers' S3 destinations. It is safe for
@@ -79,6 +89,10 @@ type Storage struct {
 	// wherever they are, and refuses non-public addresses for any other
 	// host:port (AWS, virtual-hosted bucket names).
 	http awss3.HTTPClient
+
+	identity     IdentityTokens
+	roleDuration time.Duration
+	roleMargin   time.Duration
 
 	mu      sync.Mutex
 	clients map[clientKey]*awss3.Client
@@ -99,6 +113,13 @@ func New(cfg Config) *Storage {
 	}
 	if s.logger == nil {
 		s.logger = slog.Default()
+	}
+	s.identity, s.roleDuration, s.roleMargin = cfg.Identity, cfg.RoleSessionDuration, cfg.RoleRefreshMargin
+	if s.roleDuration <= 0 {
+		s.roleDuration = DefaultRoleSessionDuration
+	}
+	if s.roleMargin <= 0 {
+		s.roleMargin = min(DefaultRoleRefreshMargin, s.roleDuration/2)
 	}
 	for _, hp := range cfg.AllowEndpoints {
 		s.allow[recsink.NormalizeHostPort(hp)] = true
@@ -141,15 +162,22 @@ func (s *Storage) Client(ctx context.Context, dest recsink.Destination, key recs
 	if dest.Region == "" && dest.Endpoint == "" {
 		return nil, recsink.FieldErrorf("region", "region is required to open a storage client; check the destination to find it")
 	}
+	if err := s.allowRole(key); err != nil {
+		return nil, err
+	}
 	secret := key.Secret
-	return &client{
+	c := &client{
 		s3:       s.s3Client(dest, key, regionOrDefault(dest.Region)),
 		bucket:   dest.Bucket,
 		endpoint: dest.Endpoint,
 		refused:  &s.refused,
 		tls:      dest.Endpoint == "" || strings.HasPrefix(strings.ToLower(dest.Endpoint), "https://"),
 		secret:   func() string { return secret },
-	}, nil
+	}
+	if recsink.IsRoleARN(key.ID) {
+		c.role, _ = c.s3.Options().Credentials.(*aws.CredentialsCache)
+	}
+	return c, nil
 }
 
 // allowEndpoint returns an EFORBIDDEN or EINVALID *recsink.Error when
@@ -172,6 +200,14 @@ func (s *Storage) allowEndpoint(endpoint string) error {
 	return nil
 }
 
+// allowRole refuses a role when this server signs no identity tokens.
+func (s *Storage) allowRole(key recsink.AccessKey) error {
+	if recsink.IsRoleARN(key.ID) && s.identity == nil {
+		return recsink.FieldErrorf("authenticationType", "roleBased access is not enabled on this recsink server")
+	}
+	return nil
+}
+
 // clientKey identifies an SDK client. The secret is kept as a hash so that a
 // rotated secret gets a new client.
 type clientKey struct {
@@ -184,15 +220,42 @@ type clientKey struct {
 
 // s3Client returns a cached SDK client for dest and key in region. The
 // caller has checked the endpoint against the allowlist.
+//
+// A role's client holds its own cache of temporary credentials, shared by
+// every recording of the organization on that role and destination.
 func (s *Storage) s3Client(dest recsink.Destination, key recsink.AccessKey, region string) *awss3.Client {
-	endpoint := strings.TrimRight(dest.Endpoint, "/")
 	k := clientKey{
-		endpoint:   endpoint,
+		endpoint:   strings.TrimRight(dest.Endpoint, "/"),
 		region:     region,
 		pathStyle:  dest.ForcePathStyle,
-		keyID:      key.ID,
+		keyID:      key.ID + "\x00" + key.Subject,
 		secretHash: sha256.Sum256([]byte(key.Secret)),
 	}
+	return s.cachedClient(k, dest, func() aws.CredentialsProvider {
+		if recsink.IsRoleARN(key.ID) {
+			return s.roleCredentials(dest, key, region)
+		}
+		return credentials.NewStaticCredentialsProvider(key.ID, key.Secret, "")
+	})
+}
+
+// s3ClientWith returns a client for dest that signs with fixed temporary
+// credentials: a check's, just obtained from STS.
+func (s *Storage) s3ClientWith(dest recsink.Destination, creds aws.Credentials, region string) *awss3.Client {
+	k := clientKey{
+		endpoint:   strings.TrimRight(dest.Endpoint, "/"),
+		region:     region,
+		pathStyle:  dest.ForcePathStyle,
+		keyID:      creds.AccessKeyID,
+		secretHash: sha256.Sum256([]byte(creds.SecretAccessKey + "\x00" + creds.SessionToken)),
+	}
+	return s.cachedClient(k, dest, func() aws.CredentialsProvider {
+		return credentials.NewStaticCredentialsProvider(creds.AccessKeyID, creds.SecretAccessKey, creds.SessionToken)
+	})
+}
+
+func (s *Storage) cachedClient(k clientKey, dest recsink.Destination, creds func() aws.CredentialsProvider) *awss3.Client {
+	endpoint, region := k.endpoint, k.region
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c, ok := s.clients[k]; ok {
@@ -200,7 +263,7 @@ func (s *Storage) s3Client(dest recsink.Destination, key recsink.AccessKey, regi
 	}
 	opts := awss3.Options{
 		Region:       region,
-		Credentials:  credentials.NewStaticCredentialsProvider(key.ID, key.Secret, ""),
+		Credentials:  creds(),
 		UsePathStyle: dest.ForcePathStyle,
 		Retryer:      s.retryer,
 		HTTPClient:   s.http,

@@ -108,7 +108,9 @@ func (r *recorder) block(se *recsink.StorageError) {
 	}
 	keyID := rec.AccessKeyID
 	var reason string
-	if se.KeyRefused() || se.Code == "NoSuchBucket" || se.StatusCode == 404 {
+	if se.Op == recsink.OpAssumeRole {
+		reason = fmt.Sprintf("STS refused to let recsink assume role %s (%s). %s Media keeps arriving into the spool; uploads resume by themselves once the role works again.", keyID, orNone(se.Code, se.StatusCode), se.Explain())
+	} else if se.KeyRefused() || se.Code == "NoSuchBucket" || se.StatusCode == 404 {
 		reason = fmt.Sprintf("S3 refused key %s with %s. %s Media keeps arriving into the spool; save a working key and uploads resume by themselves.", keyID, orNone(se.Code, se.StatusCode), se.Explain())
 	} else {
 		reason = fmt.Sprintf("S3 keeps failing (%s). %s Media keeps arriving into the spool and uploads resume by themselves when S3 answers again.", orNone(se.Code, se.StatusCode), se.Explain())

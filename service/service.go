@@ -195,7 +195,7 @@ func (s *Service) accessKey(c *recsink.Credential) (recsink.AccessKey, error) {
 	if err != nil {
 		return recsink.AccessKey{}, fmt.Errorf("decrypt secret of credential %s: %w", c.ID, err)
 	}
-	return recsink.AccessKey{ID: c.AccessKeyID, Secret: string(secret)}, nil
+	return roleSubject(c.OrgID, recsink.AccessKey{ID: c.AccessKeyID, Secret: string(secret)}), nil
 }
 
 // recordingClient returns a client for a recording's destination with the
@@ -217,7 +217,8 @@ func (s *Service) recordingClient(ctx context.Context, rec *recsink.Recording) (
 }
 
 // check runs the storage checks and fills in the region found.
-func (s *Service) check(ctx context.Context, dest *recsink.Destination, key recsink.AccessKey) (*recsink.CheckReport, error) {
+func (s *Service) check(ctx context.Context, orgID string, dest *recsink.Destination, key recsink.AccessKey) (*recsink.CheckReport, error) {
+	key = roleSubject(orgID, key)
 	if err := dest.Validate(); err != nil {
 		return nil, err
 	}
@@ -248,7 +249,7 @@ func (s *Service) SaveStorage(ctx context.Context, orgID, scope string, dest rec
 	if err := s.scopeExists(ctx, orgID, scope); err != nil {
 		return nil, nil, err
 	}
-	report, err := s.check(ctx, &dest, key)
+	report, err := s.check(ctx, orgID, &dest, key)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -296,10 +297,10 @@ func (s *Service) CheckStorage(ctx context.Context, orgID, scope string, dest *r
 			return nil, err
 		}
 		d := c.Destination
-		return s.check(ctx, &d, k)
+		return s.check(ctx, orgID, &d, k)
 	}
 	d := *dest
-	return s.check(ctx, &d, *key)
+	return s.check(ctx, orgID, &d, *key)
 }
 
 // FindStorage implements recsink.StorageService.
@@ -424,7 +425,7 @@ func (s *Service) CreateMeeting(ctx context.Context, orgID string, m *recsink.Me
 		// Check before creating anything: a room whose destination does not
 		// work is not created at all.
 		var err error
-		if report, err = s.check(ctx, dest, *key); err != nil {
+		if report, err = s.check(ctx, orgID, dest, *key); err != nil {
 			return nil, err
 		}
 		if !report.OK {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/recsink/recsink/http"
+	"github.com/recsink/recsink/oidc"
 )
 
 // Config is the server's configuration, from flags and RECSINK_* variables.
@@ -61,6 +62,17 @@ type Config struct {
 	// ClockOffset shifts this process's own clock (recsink.Now), for tests
 	// that prove leases use the database's clock. Process-wide.
 	ClockOffset time.Duration
+	// OIDCAudience is the aud of the identity tokens recsink signs as its
+	// own OIDC identity provider (role-based access); OIDCTokenTTL their
+	// lifetime, OIDCKeyRotation the age at which the signing key is replaced.
+	OIDCAudience    string
+	OIDCTokenTTL    time.Duration
+	OIDCKeyRotation time.Duration
+	// RoleSessionDuration is the DurationSeconds asked of STS for a role's
+	// temporary credentials; RoleRefreshMargin how long before their expiry
+	// they are refreshed.
+	RoleSessionDuration time.Duration
+	RoleRefreshMargin   time.Duration
 }
 
 // DefaultConfig returns the embedded defaults: SQLite and a data folder
@@ -81,6 +93,12 @@ func DefaultConfig() Config {
 		WriteTimeout:      http.DefaultWriteTimeout,
 		IngestIdleTimeout: http.DefaultIngestIdleTimeout,
 		Retention:         30 * 24 * time.Hour,
+
+		OIDCAudience:        oidc.DefaultAudience,
+		OIDCTokenTTL:        oidc.DefaultTokenTTL,
+		OIDCKeyRotation:     oidc.DefaultRotateAfter,
+		RoleSessionDuration: time.Hour,
+		RoleRefreshMargin:   10 * time.Minute,
 	}
 }
 
@@ -114,6 +132,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		return err
 	})
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.OIDCAudience, "oidc-audience", c.OIDCAudience, "the aud of the identity tokens recsink signs for role-based access; the audience the customer's IAM identity provider names")
+	fs.DurationVar(&c.OIDCTokenTTL, "oidc-token-ttl", c.OIDCTokenTTL, "lifetime of an identity token (presented to STS at once)")
+	fs.DurationVar(&c.OIDCKeyRotation, "oidc-key-rotation", c.OIDCKeyRotation, "age at which the identity token signing key is replaced; the old key stays published until its tokens expire")
+	fs.DurationVar(&c.RoleSessionDuration, "role-session-duration", c.RoleSessionDuration, "DurationSeconds asked of STS for a role's temporary credentials (15m to 12h)")
+	fs.DurationVar(&c.RoleRefreshMargin, "role-refresh-margin", c.RoleRefreshMargin, "temporary credentials are refreshed this long before they expire")
 	fs.StringVar(&c.NodeURL, "node-url", "", "base URL other recsink nodes reach this one at, to send on ingest of recordings it runs (default: --public-url, else the listen address)")
 	fs.DurationVar(&c.NodeLossTimeout, "node-loss-timeout", c.NodeLossTimeout, "how long a recording whose unsent bytes are on a dead node waits for that node to come back before it is failed")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "how long this node's claim on its recordings lasts without renewal; another node takes over a dead node's recordings after it (at least 1s)")
@@ -149,7 +172,26 @@ func (c Config) Validate() error {
 	if c.PublicURL != "" {
 		if err := checkBaseURL(c.PublicURL); err != nil {
 			bad("public-url", "%v", err)
+		} else if err := oidc.ValidateIssuer(c.PublicURL); err != nil {
+			// It is also the issuer of recsink's identity tokens, which STS
+			// fetches keys from: only https is trusted outside loopback.
+			bad("public-url", "%v", err)
 		}
+	}
+	if c.OIDCAudience == "" || len(c.OIDCAudience) > 256 || strings.ContainsAny(c.OIDCAudience, " \t\r\n") {
+		bad("oidc-audience", "must be 1 to 256 characters without spaces, such as %s", oidc.DefaultAudience)
+	}
+	if c.OIDCTokenTTL < time.Minute || c.OIDCTokenTTL > time.Hour {
+		bad("oidc-token-ttl", "must be from 1m to 1h, not %v", c.OIDCTokenTTL)
+	}
+	if c.OIDCKeyRotation < time.Hour {
+		bad("oidc-key-rotation", "must be at least 1h, not %v", c.OIDCKeyRotation)
+	}
+	if c.RoleSessionDuration < 15*time.Minute || c.RoleSessionDuration > 12*time.Hour {
+		bad("role-session-duration", "must be from 15m to 12h (what STS accepts), not %v", c.RoleSessionDuration)
+	}
+	if c.RoleRefreshMargin < time.Second || c.RoleRefreshMargin >= c.RoleSessionDuration {
+		bad("role-refresh-margin", "must be at least 1s and shorter than --role-session-duration, not %v", c.RoleRefreshMargin)
 	}
 	if c.NodeURL != "" {
 		if err := checkBaseURL(c.NodeURL); err != nil {

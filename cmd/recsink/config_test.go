@@ -64,6 +64,12 @@ func TestConfigValidate(t *testing.T) {
 		{"PublicURLUser", []string{"--public-url", "https://u:p@rec.example.com"}, "public-url"},
 		{"PublicURLBadPort", []string{"--public-url", "https://rec.example.com:0"}, "public-url"},
 		{"PublicURLSpace", []string{"--public-url", "https://rec example.com"}, "public-url"},
+		{"PublicURLPlainHTTP", []string{"--public-url", "http://rec.example.com"}, "public-url"},
+		{"OIDCAudienceSpace", []string{"--oidc-audience", "a b"}, "oidc-audience"},
+		{"OIDCTokenTTLShort", []string{"--oidc-token-ttl", "10s"}, "oidc-token-ttl"},
+		{"OIDCKeyRotationShort", []string{"--oidc-key-rotation", "1m"}, "oidc-key-rotation"},
+		{"RoleSessionDurationShort", []string{"--role-session-duration", "5m"}, "role-session-duration"},
+		{"RoleRefreshMarginTooLong", []string{"--role-session-duration", "15m", "--role-refresh-margin", "15m"}, "role-refresh-margin"},
 		{"NodeURLNoScheme", []string{"--node-url", "10.0.0.2:8080"}, "node-url"},
 		{"LogLevel", []string{"--log-level", "loud"}, "log-level"},
 	} {

@@ -18,6 +18,7 @@ import (
 	"github.com/recsink/recsink/http"
 	"github.com/recsink/recsink/internal/redact"
 	"github.com/recsink/recsink/metrics"
+	"github.com/recsink/recsink/oidc"
 	"github.com/recsink/recsink/postgres"
 	"github.com/recsink/recsink/s3"
 	"github.com/recsink/recsink/secrets"
@@ -38,8 +39,11 @@ type Main struct {
 	Service  *service.Service
 	Webhooks *webhook.Dispatcher
 	Metrics  *metrics.Metrics
-	server   *nethttp.Server
-	ln       net.Listener
+	// OIDC is recsink's own identity provider, whose tokens customers'
+	// roles trust.
+	OIDC   *oidc.Provider
+	server *nethttp.Server
+	ln     net.Listener
 	// The /metrics listener, when Config.MetricsAddr is set.
 	metricsServer *nethttp.Server
 	metricsLn     net.Listener
@@ -133,9 +137,25 @@ func (m *Main) Run(ctx context.Context) error {
 		MinBackoff:     cfg.WebhookMinBackoff,
 		Observer:       m.Metrics,
 	})
+	// recsink is its own OIDC identity provider for role-based access. Its
+	// issuer is the public URL; without one, the listen address, which only
+	// an STS on this machine can reach (tests, local trials).
+	issuer := cfg.PublicURL
+	if issuer == "" {
+		issuer = m.URL()
+	}
+	if m.OIDC, err = oidc.New(oidc.Config{
+		Issuer: issuer, Audience: cfg.OIDCAudience, TokenTTL: cfg.OIDCTokenTTL, RotateAfter: cfg.OIDCKeyRotation,
+		Store: m.Store, Box: box,
+	}); err != nil {
+		return fmt.Errorf("--public-url: %w", err)
+	}
 	m.Service = service.New(service.Config{
-		Store:           m.Store,
-		Storage:         s3.New(s3.Config{AllowEndpoints: cfg.AllowEndpoints, Logger: m.Logger, Options: s3.Options{ResponseHeaderTimeout: cfg.S3Timeout}}),
+		Store: m.Store,
+		Storage: s3.New(s3.Config{
+			AllowEndpoints: cfg.AllowEndpoints, Logger: m.Logger, Options: s3.Options{ResponseHeaderTimeout: cfg.S3Timeout},
+			Identity: m.OIDC, RoleSessionDuration: cfg.RoleSessionDuration, RoleRefreshMargin: cfg.RoleRefreshMargin,
+		}),
 		Box:             box,
 		Spool:           sp,
 		Logger:          m.Logger,
@@ -172,6 +192,7 @@ func (m *Main) Run(ctx context.Context) error {
 	api.WebhookService = m.Webhooks
 	api.Logger = m.Logger
 	api.PublicURL = cfg.PublicURL
+	api.OIDCIssuer, api.OIDCAudience = m.OIDC.Issuer(), m.OIDC.Audience()
 	api.MaxDuration = cfg.MaxDuration
 	api.ReadTimeout = cfg.ReadTimeout
 	api.WriteTimeout = cfg.WriteTimeout
@@ -180,6 +201,9 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Logger.Warn("/metrics is served on the public listener, open to anyone who reaches it: set --metrics-addr to serve it apart", "addr", cfg.Addr)
 		api.Handle("GET /metrics", m.Metrics.Handler())
 	}
+	wellKnown, jwks := m.OIDC.Paths()
+	api.Handle("GET "+wellKnown, m.OIDC.Handler())
+	api.Handle("GET "+jwks, m.OIDC.Handler())
 	api.Handle("/admin/", admin.New(admin.Config{
 		Store: m.Store, Storage: m.Service, Recordings: m.Service, Meetings: m.Service,
 		Logger: m.Logger, AllowCustomEndpoints: len(cfg.AllowEndpoints) > 0,

@@ -1,0 +1,598 @@
+package s3test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/recsink/recsink"
+)
+
+// EnvSeaweedFS names the SeaweedFS `weed` binary to run, overriding the
+// search; scripts/install-seaweedfs.sh prints it and .ci/run exports it.
+const EnvSeaweedFS = "RECSINK_SEAWEEDFS"
+
+// SeaweedFSVersion is the pinned version that scripts/install-seaweedfs.sh
+// builds; the helper finds it in the tools cache.
+const SeaweedFSVersion = "v0.0.0-20261109003541-7506e5f91cd6"
+
+// seaweedStartTimeout bounds a start: measured about 4 s on an idle 2-core
+// machine, much more while the rest of the suite runs.
+const seaweedStartTimeout = 60 * time.Second
+
+// IAMConfig is SeaweedFS's IAM configuration (-s3.iam.config), which turns on
+// its STS: the OIDC providers it trusts, the policies and the roles. Fields
+// follow weed/s3api's loadIAMManagerFromConfig.
+type IAMConfig struct {
+	STS       IAMSTS        `json:"sts"`
+	Providers []IAMProvider `json:"providers"`
+	Policy    IAMPolicyCfg  `json:"policy"`
+	Policies  []IAMPolicy   `json:"policies"`
+	Roles     []IAMRole     `json:"roles"`
+}
+
+// IAMSTS configures the session tokens; SigningKey is required (MustStartSeaweedFS fills it).
+type IAMSTS struct {
+	TokenDuration    string `json:"tokenDuration"`
+	MaxSessionLength string `json:"maxSessionLength"`
+	Issuer           string `json:"issuer"`
+	SigningKey       string `json:"signingKey"`
+}
+
+// IAMProvider is an OIDC identity provider the STS trusts; Config holds
+// issuer, clientId (the expected audience) and jwksCacheTTLSeconds.
+type IAMProvider struct {
+	Name    string         `json:"name"`
+	Type    string         `json:"type"`
+	Enabled bool           `json:"enabled"`
+	Config  map[string]any `json:"config"`
+}
+
+// IAMPolicyCfg is the policy engine's setting.
+type IAMPolicyCfg struct {
+	DefaultEffect string `json:"defaultEffect"`
+	StoreType     string `json:"storeType"`
+}
+
+// IAMPolicy is a named permission policy document.
+type IAMPolicy struct {
+	Name     string         `json:"name"`
+	Document map[string]any `json:"document"`
+}
+
+// IAMRole is a role that web identities may assume, by its trust policy.
+type IAMRole struct {
+	RoleName         string         `json:"roleName"`
+	RoleArn          string         `json:"roleArn"`
+	AttachedPolicies []string       `json:"attachedPolicies"`
+	TrustPolicy      map[string]any `json:"trustPolicy"`
+}
+
+// OIDCRole returns a role named name that a web identity token of issuer may
+// assume when its aud is audience and its sub is subject, with read and write
+// on bucket; the provider and policy it needs are added to c. It returns the
+// role's ARN.
+func (c *IAMConfig) OIDCRole(name, issuer, audience, subject, bucket string) string {
+	provider := "oidc-" + name
+	c.Providers = append(c.Providers, IAMProvider{
+		Name: provider, Type: "oidc", Enabled: true,
+		Config: map[string]any{"issuer": issuer, "clientId": audience, "jwksCacheTTLSeconds": 60},
+	})
+	policy := "rw-" + name
+	c.Policies = append(c.Policies, IAMPolicy{Name: policy, Document: map[string]any{
+		"Version": "2012-10-17",
+		"Statement": []map[string]any{{
+			"Effect":   "Allow",
+			"Action":   []string{"s3:*"},
+			"Resource": []string{"arn:aws:s3:::" + bucket, "arn:aws:s3:::" + bucket + "/*"},
+		}},
+	}})
+	arn := "arn:aws:iam::role/" + name
+	c.Roles = append(c.Roles, IAMRole{
+		RoleName: name, RoleArn: arn, AttachedPolicies: []string{policy},
+		TrustPolicy: map[string]any{
+			"Version": "2012-10-17",
+			"Statement": []map[string]any{{
+				"Effect":    "Allow",
+				"Principal": map[string]any{"Federated": provider},
+				"Action":    []string{"sts:AssumeRoleWithWebIdentity"},
+				"Condition": map[string]any{"StringEquals": map[string]any{"oidc:sub": subject}},
+			}},
+		},
+	})
+	return arn
+}
+
+// SeaweedFSOptions configures MustStartSeaweedFS.
+type SeaweedFSOptions struct {
+	// IAM, when set, turns on the STS with this configuration. Its STS
+	// fields left empty get working defaults.
+	IAM *IAMConfig
+}
+
+// SeaweedFS is a running `weed mini` (master, volume, filer and S3 in one
+// process) bound to loopback on free ports, with its own data directory.
+// Its S3 answers only signed requests once Admin exists, which it does
+// before MustStartSeaweedFS returns.
+type SeaweedFS struct {
+	// Endpoint is the S3 (and STS) endpoint URL: http://127.0.0.1:PORT.
+	Endpoint string
+	// HostPort is the endpoint's host:port, as an allowlist names it.
+	HostPort string
+	// Admin is an identity that may do anything, buckets included.
+	Admin recsink.AccessKey
+
+	bin, dir string
+	base     int // master port; the other ports follow it
+	http     *http.Client
+
+	iam *IAMConfig // as written, signing key included; nil without STS
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+	users  map[string]string // key ID → identity name
+}
+
+// MustStartSeaweedFS starts SeaweedFS for tb and stops it when tb ends. It
+// skips tb when the binary is absent, or fails it when RECSINK_REQUIRE_TOOLS=1.
+func MustStartSeaweedFS(tb testing.TB, opts SeaweedFSOptions) *SeaweedFS {
+	tb.Helper()
+	bin := findSeaweedFS()
+	if bin == "" {
+		msg := "s3test: SeaweedFS (weed) not found (set " + EnvSeaweedFS + ", or run scripts/install-seaweedfs.sh to build it into ~/.cache/recsink-tools)"
+		if os.Getenv(EnvRequireTools) == "1" {
+			tb.Fatal(msg)
+		}
+		tb.Skip(msg)
+	}
+	s := &SeaweedFS{
+		bin:   bin,
+		dir:   tb.TempDir(),
+		http:  &http.Client{Transport: &http.Transport{}, Timeout: 30 * time.Second},
+		users: make(map[string]string),
+		Admin: recsink.AccessKey{ID: "AKADMIN" + strings.ToUpper(randomHex(6)), Secret: randomHex(20)},
+	}
+	tb.Cleanup(func() {
+		if err := s.stop(); err != nil {
+			tb.Logf("s3test: stop SeaweedFS: %v", err)
+		}
+		s.http.CloseIdleConnections()
+	})
+	if opts.IAM != nil {
+		cfg := *opts.IAM
+		if cfg.STS.SigningKey == "" {
+			key := make([]byte, 32)
+			rand.Read(key)
+			cfg.STS.SigningKey = base64.StdEncoding.EncodeToString(key)
+		}
+		if cfg.STS.TokenDuration == "" {
+			cfg.STS.TokenDuration = "1h"
+		}
+		if cfg.STS.MaxSessionLength == "" {
+			cfg.STS.MaxSessionLength = "12h"
+		}
+		if cfg.STS.Issuer == "" {
+			cfg.STS.Issuer = "seaweedfs-sts"
+		}
+		if cfg.Policy.DefaultEffect == "" {
+			cfg.Policy = IAMPolicyCfg{DefaultEffect: "Deny", StoreType: "memory"}
+		}
+		s.iam = &cfg
+		s.writeIAM(tb)
+	}
+	var lastErr error
+	for range 5 {
+		base, s3port, err := freeSeaweedPorts()
+		if err != nil {
+			tb.Fatalf("s3test: find free ports: %v", err)
+		}
+		s.base = base
+		s.HostPort = net.JoinHostPort("127.0.0.1", strconv.Itoa(s3port))
+		s.Endpoint = "http://" + s.HostPort
+		if lastErr = s.start(); lastErr == nil {
+			break
+		}
+	}
+	if lastErr != nil {
+		tb.Fatalf("s3test: start SeaweedFS: %v", lastErr)
+	}
+	// Until the first identity exists SeaweedFS accepts any request,
+	// anonymous ones included: create the admin before anything else.
+	s.shell(tb, fmt.Sprintf("s3.configure -user=admin -actions=Admin,Read,Write,List,Tagging -access_key=%s -secret_key=%s -apply", s.Admin.ID, s.Admin.Secret))
+	s.users[s.Admin.ID] = "admin"
+	s.waitKey(tb, s.Admin, true)
+	return s
+}
+
+func (s *SeaweedFS) port(i int) string { return strconv.Itoa(s.base + i) }
+
+// start launches weed mini and waits until its S3 answers /status.
+func (s *SeaweedFS) start() error {
+	s.mu.Lock()
+	if s.cmd != nil {
+		s.mu.Unlock()
+		return errors.New("already running")
+	}
+	data := filepath.Join(s.dir, "data")
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	logPath := filepath.Join(s.dir, "weed.log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	_, s3port, _ := net.SplitHostPort(s.HostPort)
+	args := []string{"mini", "-dir=" + data, "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+		"-master.port=" + s.port(0), "-master.port.grpc=" + s.port(1),
+		"-volume.port=" + s.port(2), "-volume.port.grpc=" + s.port(3),
+		"-filer.port=" + s.port(4), "-filer.port.grpc=" + s.port(5),
+		"-s3.port=" + s3port, "-s3.port.grpc=" + s.port(6),
+		"-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false", "-admin.port.legacy=0",
+		"-admin.port=" + s.port(7), "-admin.port.grpc=" + s.port(8),
+		"-master.telemetry=false", "-s3.autoCreateBucket=false"}
+	if _, err := os.Stat(filepath.Join(s.dir, "iam.json")); err == nil {
+		args = append(args, "-s3.iam.config="+filepath.Join(s.dir, "iam.json"))
+	}
+	cmd := exec.Command(s.bin, args...)
+	cmd.Dir = s.dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		s.mu.Unlock()
+		return err
+	}
+	logf.Close()
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	s.cmd, s.exited = cmd, exited
+	s.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), seaweedStartTimeout)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.Endpoint+"/status", nil)
+		resp, err := s.http.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("GET /status: %s", resp.Status)
+		}
+		select {
+		case <-exited:
+			s.mu.Lock()
+			s.cmd = nil
+			s.mu.Unlock()
+			return fmt.Errorf("weed exited (%v) on %s: %s", cmd.ProcessState, s.HostPort, tail(logPath))
+		case <-ctx.Done():
+			s.stop()
+			return fmt.Errorf("weed on %s not ready after %v: %v; log: %s", s.HostPort, seaweedStartTimeout, err, tail(logPath))
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *SeaweedFS) writeIAM(tb testing.TB) {
+	tb.Helper()
+	b, err := json.MarshalIndent(s.iam, "", "  ")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.dir, "iam.json"), b, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// ReplaceIAM changes the IAM configuration (a role's trust or permission
+// policy, say) with change and restarts the server to apply it: SeaweedFS
+// reads the file only at start. The STS signing key is kept, so sessions
+// issued before stay valid (checked: they survive a restart).
+func (s *SeaweedFS) ReplaceIAM(tb testing.TB, change func(*IAMConfig)) {
+	tb.Helper()
+	if s.iam == nil {
+		tb.Fatal("s3test: ReplaceIAM on a SeaweedFS started without IAM")
+	}
+	change(s.iam)
+	s.writeIAM(tb)
+	s.Stop(tb)
+	s.Start(tb)
+}
+
+// Stop stops the server; the data and identities stay for Start.
+func (s *SeaweedFS) Stop(tb testing.TB) {
+	tb.Helper()
+	if err := s.stop(); err != nil {
+		tb.Fatalf("s3test: stop SeaweedFS: %v", err)
+	}
+}
+
+// Start starts a stopped server again on the same ports and data.
+func (s *SeaweedFS) Start(tb testing.TB) {
+	tb.Helper()
+	if err := s.start(); err != nil {
+		tb.Fatalf("s3test: restart SeaweedFS: %v", err)
+	}
+	s.waitKey(tb, s.Admin, true)
+}
+
+func (s *SeaweedFS) stop() error {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		cmd.Process.Kill()
+	}
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(stopTimeout):
+	}
+	cmd.Process.Kill()
+	<-exited
+	return fmt.Errorf("weed did not stop within %v of SIGTERM; killed", stopTimeout)
+}
+
+// shell runs one `weed shell` command against the running server and fails
+// tb unless it succeeds. The gRPC ports are spelled out, or weed shell hangs.
+func (s *SeaweedFS) shell(tb testing.TB, command string) string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, s.bin, "shell",
+		"-master=127.0.0.1:"+s.port(0)+"."+s.port(1),
+		"-filer=127.0.0.1:"+s.port(4)+"."+s.port(5))
+	cmd.Dir = s.dir
+	cmd.Stdin = strings.NewReader(command + "\n")
+	out, err := cmd.CombinedOutput()
+	// weed shell prints errors and still exits 0.
+	if err != nil || bytes.Contains(bytes.ToLower(out), []byte("error")) {
+		tb.Fatalf("s3test: weed shell %q: %v: %s", strings.Fields(command)[0], err, redactShell(out))
+	}
+	return string(out)
+}
+
+// redactShell keeps secrets echoed by weed shell out of test logs.
+func redactShell(out []byte) string {
+	s := string(out)
+	if len(s) > 2000 {
+		s = s[len(s)-2000:]
+	}
+	return s
+}
+
+// waitKey waits until a signed ListBuckets with key succeeds (want true) or
+// is refused (want false): identity changes take effect 0.2–0.4 s after
+// the shell command.
+func (s *SeaweedFS) waitKey(tb testing.TB, key recsink.AccessKey, want bool) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := s.s3Client(key)
+	for {
+		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := c.ListBuckets(actx, &s3.ListBucketsInput{})
+		acancel()
+		if (err == nil) == want {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			tb.Fatalf("s3test: SeaweedFS key %s: want working=%v, last error %v", key.ID, want, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// CreateUser creates an identity with a random key and returns the key.
+// role "admin" may do anything; any other role may read, write, list and tag
+// in every bucket (use CreateUserFor to restrict it to some buckets).
+func (s *SeaweedFS) CreateUser(tb testing.TB, role string) recsink.AccessKey {
+	tb.Helper()
+	actions := "Read,Write,List,Tagging"
+	if role == "admin" {
+		actions = "Admin," + actions
+	}
+	return s.createUser(tb, actions, nil)
+}
+
+// CreateUserFor creates an identity that may read, write, list and tag only
+// in buckets, and returns its key.
+func (s *SeaweedFS) CreateUserFor(tb testing.TB, buckets ...string) recsink.AccessKey {
+	tb.Helper()
+	return s.createUser(tb, "Read,Write,List,Tagging", buckets)
+}
+
+func (s *SeaweedFS) createUser(tb testing.TB, actions string, buckets []string) recsink.AccessKey {
+	tb.Helper()
+	k := recsink.AccessKey{ID: "AKTEST" + strings.ToUpper(randomHex(8)), Secret: randomHex(20)}
+	name := "u" + strings.ToLower(k.ID)
+	cmd := fmt.Sprintf("s3.configure -user=%s -actions=%s -access_key=%s -secret_key=%s", name, actions, k.ID, k.Secret)
+	if len(buckets) > 0 {
+		cmd += " -buckets=" + strings.Join(buckets, ",")
+	}
+	s.shell(tb, cmd+" -apply")
+	s.mu.Lock()
+	s.users[k.ID] = name
+	s.mu.Unlock()
+	s.waitKey(tb, k, true)
+	return k
+}
+
+// DeleteUser deletes the identity of keyID; its key stops working within
+// about half a second, and DeleteUser returns once it has.
+func (s *SeaweedFS) DeleteUser(tb testing.TB, keyID string) {
+	tb.Helper()
+	s.mu.Lock()
+	name, ok := s.users[keyID]
+	delete(s.users, keyID)
+	s.mu.Unlock()
+	if !ok {
+		tb.Fatalf("s3test: SeaweedFS has no user with key %s", keyID)
+	}
+	s.shell(tb, "s3.user.delete -name="+name)
+	s.waitKey(tb, recsink.AccessKey{ID: keyID, Secret: "x"}, false)
+}
+
+// CreateBucket creates a bucket with a random valid name, with the admin
+// key (SeaweedFS's CreateBucket needs Admin), and returns its name. ownerKeyID
+// is accepted for the shape of Server.CreateBucket; access follows the
+// identities' actions and buckets, not ownership.
+func (s *SeaweedFS) CreateBucket(tb testing.TB, ownerKeyID string) string {
+	tb.Helper()
+	name := "recsink-test-" + randomHex(8)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := s.s3Client(s.Admin).CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
+		tb.Fatalf("s3test: create bucket %s: %v", name, err)
+	}
+	return name
+}
+
+// S3Client returns a plain SDK client reaching the server with key.
+func (s *SeaweedFS) S3Client(tb testing.TB, key recsink.AccessKey) *s3.Client {
+	tb.Helper()
+	return s.s3Client(key)
+}
+
+func (s *SeaweedFS) s3Client(key recsink.AccessKey) *s3.Client {
+	return s3.New(s3.Options{
+		Region:                     Region,
+		BaseEndpoint:               aws.String(s.Endpoint),
+		UsePathStyle:               true,
+		Credentials:                credentials.NewStaticCredentialsProvider(key.ID, key.Secret, ""),
+		HTTPClient:                 s.http,
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
+		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
+		DisableLogOutputChecksumValidationSkipped: true,
+	})
+}
+
+// GetObject returns the content of key in bucket, read with the admin key.
+func (s *SeaweedFS) GetObject(tb testing.TB, bucket, key string) []byte {
+	tb.Helper()
+	out, err := s.s3Client(s.Admin).GetObject(context.Background(), &s3.GetObjectInput{
+		Bucket: aws.String(bucket), Key: aws.String(key),
+	})
+	if err != nil {
+		tb.Fatalf("s3test: get %s/%s: %v", bucket, key, err)
+	}
+	defer out.Body.Close()
+	b, err := io.ReadAll(out.Body)
+	if err != nil {
+		tb.Fatalf("s3test: read %s/%s: %v", bucket, key, err)
+	}
+	return b
+}
+
+// ListObjects returns the keys in bucket under prefix, read with the admin key.
+func (s *SeaweedFS) ListObjects(tb testing.TB, bucket, prefix string) []string {
+	tb.Helper()
+	var keys []string
+	p := s3.NewListObjectsV2Paginator(s.s3Client(s.Admin), &s3.ListObjectsV2Input{
+		Bucket: aws.String(bucket), Prefix: aws.String(prefix),
+	})
+	for p.HasMorePages() {
+		out, err := p.NextPage(context.Background())
+		if err != nil {
+			tb.Fatalf("s3test: list %s/%s: %v", bucket, prefix, err)
+		}
+		for _, o := range out.Contents {
+			keys = append(keys, aws.ToString(o.Key))
+		}
+	}
+	return keys
+}
+
+// findSeaweedFS returns the weed binary to run, or "".
+func findSeaweedFS() string {
+	if p := os.Getenv(EnvSeaweedFS); p != "" {
+		return p
+	}
+	tools := os.Getenv("RECSINK_TOOLS")
+	if tools == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			tools = filepath.Join(home, ".cache", "recsink-tools")
+		}
+	}
+	if tools != "" {
+		p := filepath.Join(tools, "seaweedfs-"+SeaweedFSVersion, "bin", "weed")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// freeSeaweedPorts returns a base of nine consecutive free loopback ports
+// (master, volume, filer, S3 gRPC and admin) and one more free port for S3.
+func freeSeaweedPorts() (base, s3port int, err error) {
+	for range 50 {
+		n, _ := rand.Int(rand.Reader, big.NewInt(20000))
+		base = 30000 + int(n.Int64())
+		var ls []net.Listener
+		ok := true
+		for i := range 9 {
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i)))
+			if err != nil {
+				ok = false
+				break
+			}
+			ls = append(ls, l)
+		}
+		var l net.Listener
+		if ok {
+			if l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+				ok = false
+			} else {
+				s3port = l.Addr().(*net.TCPAddr).Port
+				ls = append(ls, l)
+				if s3port >= base && s3port < base+9 {
+					ok = false
+				}
+			}
+		}
+		for _, l := range ls {
+			l.Close()
+		}
+		if ok {
+			return base, s3port, nil
+		}
+	}
+	return 0, 0, errors.New("no nine consecutive free ports found")
+}
