@@ -13,9 +13,13 @@ import (
 // key: PUT /v1/storage, POST /v1/storage/check, and a meeting's destination.
 type destinationInput struct {
 	Provider string `json:"provider"`
-	// AuthenticationType is accepted for compatibility with the meeting
-	// API's destination object; "accessKey" is the only kind.
+	// AuthenticationType is Whereby's: "accessKey" is the only kind recsink
+	// takes so far; "roleBased" (an IAM role assumed through OIDC) is refused
+	// with a 400 naming the field.
 	AuthenticationType string `json:"authenticationType"`
+	// OIDCRoleArn is the role of Whereby's "roleBased" authentication;
+	// accepted and ignored with "accessKey", as Whereby ignores it.
+	OIDCRoleArn string `json:"oidcRoleArn"`
 	// Bucket is "my-bucket" or "my-bucket/prefix".
 	Bucket          string `json:"bucket"`
 	Region          string `json:"region"`
@@ -31,8 +35,15 @@ type destinationInput struct {
 func (in *destinationInput) parse(prefix string) (recsink.Destination, recsink.AccessKey, error) {
 	var dest recsink.Destination
 	var key recsink.AccessKey
-	if in.AuthenticationType != "" && in.AuthenticationType != "accessKey" {
+	switch in.AuthenticationType {
+	case "", "accessKey":
+	case "roleBased":
+		return dest, key, recsink.FieldErrorf(prefix+"authenticationType", "authenticationType \"roleBased\" (an IAM role assumed through OIDC) is not supported by this recsink server yet: use \"accessKey\" with accessKeyId and accessKeySecret")
+	default:
 		return dest, key, recsink.FieldErrorf(prefix+"authenticationType", "authenticationType must be \"accessKey\"")
+	}
+	if len(in.OIDCRoleArn) > 2048 {
+		return dest, key, recsink.FieldErrorf(prefix+"oidcRoleArn", "oidcRoleArn must be at most 2048 characters")
 	}
 	dest = recsink.Destination{
 		Provider:       in.Provider,
