@@ -183,6 +183,9 @@ func (s *MeetingService) DeleteMeeting(ctx context.Context, orgID, id string) er
 type RecordingService struct {
 	mu     sync.Mutex
 	Filter recsink.RecordingFilter // of the last ListRecordings
+
+	// FindRecordingFn, when set, replaces FindRecording.
+	FindRecordingFn func(ctx context.Context, orgID, id string) (*recsink.Recording, []recsink.RecordingEvent, error)
 }
 
 var _ recsink.RecordingService = (*RecordingService)(nil)
@@ -217,6 +220,9 @@ func (s *RecordingService) StopRecording(ctx context.Context, orgID, id string) 
 }
 
 func (s *RecordingService) FindRecording(ctx context.Context, orgID, id string) (*recsink.Recording, []recsink.RecordingEvent, error) {
+	if s.FindRecordingFn != nil {
+		return s.FindRecordingFn(ctx, orgID, id)
+	}
 	if id != testRecID {
 		return nil, nil, recsink.Errorf(recsink.ENOTFOUND, "recording not found")
 	}

@@ -136,14 +136,14 @@ func parseDateTime(s string) (time.Time, error) {
 
 // meetingView is the JSON shape of a meeting.
 type meetingView struct {
-	MeetingID string    `json:"meetingId"`
-	RoomName  string    `json:"roomName"`
-	StartDate time.Time `json:"startDate"`
-	EndDate   time.Time `json:"endDate"`
+	MeetingID string          `json:"meetingId"`
+	RoomName  string          `json:"roomName"`
+	StartDate recsink.APITime `json:"startDate"`
+	EndDate   recsink.APITime `json:"endDate"`
 }
 
 func newMeetingView(m *recsink.Meeting) meetingView {
-	return meetingView{MeetingID: m.ID, RoomName: m.RoomName, StartDate: m.StartDate, EndDate: m.EndDate}
+	return meetingView{MeetingID: m.ID, RoomName: m.RoomName, StartDate: recsink.APITime(m.StartDate), EndDate: recsink.APITime(m.EndDate)}
 }
 
 // handleCreateMeeting handles POST /v1/meetings. A destination in the body
@@ -254,7 +254,7 @@ func (s *Server) handleListMeetings(w http.ResponseWriter, r *http.Request) {
 	for _, m := range ms {
 		results = append(results, newMeetingView(m))
 	}
-	writeJSON(w, http.StatusOK, listView[meetingView]{Results: results, Cursor: next})
+	writeJSON(w, http.StatusOK, newListView(results, next))
 }
 
 // handleGetMeeting handles GET /v1/meetings/{meetingId}.
@@ -267,20 +267,36 @@ func (s *Server) handleGetMeeting(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, newMeetingView(m))
 }
 
-// handleDeleteMeeting handles DELETE /v1/meetings/{meetingId}.
+// handleDeleteMeeting handles DELETE /v1/meetings/{meetingId}. Like
+// Whereby's, it is idempotent: a meeting already deleted (or never seen by
+// this organization) answers 204 again.
 func (s *Server) handleDeleteMeeting(w http.ResponseWriter, r *http.Request) {
-	if err := s.MeetingService.DeleteMeeting(r.Context(), orgFrom(r.Context()).ID, r.PathValue("meetingId")); err != nil {
+	err := s.MeetingService.DeleteMeeting(r.Context(), orgFrom(r.Context()).ID, r.PathValue("meetingId"))
+	if recsink.ErrorCode(err) == recsink.ENOTFOUND {
+		err = nil
+	}
+	if err != nil {
 		s.Error(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// listView is a page of a list with the cursor of the next page, omitted on
-// the last page.
+// listView is a page of a list with the cursor of the next page, null on
+// the last page, as Whereby's lists ("If there are no more results, the
+// value returned is null").
 type listView[T any] struct {
-	Results []T    `json:"results"`
-	Cursor  string `json:"cursor,omitempty"`
+	Results []T     `json:"results"`
+	Cursor  *string `json:"cursor"`
+}
+
+// newListView returns a page; next is "" on the last page.
+func newListView[T any](results []T, next string) listView[T] {
+	v := listView[T]{Results: results}
+	if next != "" {
+		v.Cursor = &next
+	}
+	return v
 }
 
 // Page sizes of list routes.

@@ -284,7 +284,7 @@ func TestListMeetings(t *testing.T) {
 	if resp.StatusCode != 200 || ts.Meetings.Limit != 100 {
 		t.Fatalf("status %d: %s", resp.StatusCode, b)
 	}
-	if strings.Contains(string(b), "cursor") || !strings.Contains(string(b), `"results":[]`) {
+	if !strings.Contains(string(b), `"cursor":null`) || !strings.Contains(string(b), `"results":[]`) {
 		t.Errorf("last page %s", b)
 	}
 
@@ -309,6 +309,10 @@ func TestGetDeleteMeeting(t *testing.T) {
 		t.Fatalf("status %d: %s", resp.StatusCode, b)
 	}
 	if resp, b := ts.Call(t, "DELETE", "/v1/meetings/"+testMeeting, ""); resp.StatusCode != 204 {
+		t.Fatalf("status %d: %s", resp.StatusCode, b)
+	}
+	// Idempotent, as Whereby's: a meeting already gone answers 204 again.
+	if resp, b := ts.Call(t, "DELETE", "/v1/meetings/nope", ""); resp.StatusCode != 204 || len(b) != 0 {
 		t.Fatalf("status %d: %s", resp.StatusCode, b)
 	}
 }

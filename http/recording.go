@@ -1,11 +1,12 @@
 package http
 
 import (
+	"math"
 	"net/http"
 	"net/url"
+	"path"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/recsink/recsink"
 )
@@ -22,24 +23,36 @@ var recordingStates = []string{
 
 // recordingView is the JSON shape of a recording.
 type recordingView struct {
-	RecordingID   string                    `json:"recordingId"`
-	MeetingID     string                    `json:"meetingId"`
-	RoomName      string                    `json:"roomName"`
-	State         string                    `json:"state"`
-	StartDate     time.Time                 `json:"startDate"`
-	EndDate       *time.Time                `json:"endDate"`
-	StopReason    string                    `json:"stopReason,omitempty"`
-	BytesReceived int64                     `json:"bytesReceived"`
-	BytesUploaded int64                     `json:"bytesUploaded"`
-	SizeBytes     *int64                    `json:"sizeBytes"`
-	SHA256        string                    `json:"sha256,omitempty"`
-	Bucket        string                    `json:"bucket"`
-	ObjectKey     string                    `json:"objectKey"`
-	FileFormat    string                    `json:"fileFormat"`
-	Credential    credentialRef             `json:"credential"`
-	LastError     string                    `json:"lastError,omitempty"`
-	Ingest        *ingestView               `json:"ingest,omitempty"`
-	Events        *[]recsink.RecordingEvent `json:"events,omitempty"`
+	RecordingID   string           `json:"recordingId"`
+	MeetingID     string           `json:"meetingId"`
+	RoomName      string           `json:"roomName"`
+	State         string           `json:"state"`
+	StartDate     recsink.APITime  `json:"startDate"`
+	EndDate       *recsink.APITime `json:"endDate"`
+	StopReason    string           `json:"stopReason,omitempty"`
+	BytesReceived int64            `json:"bytesReceived"`
+	BytesUploaded int64            `json:"bytesUploaded"`
+	SizeBytes     *int64           `json:"sizeBytes"`
+	// Filename and SizeInMegaBytes are Whereby's: the object's name after
+	// the last slash, and its size (the bytes received while it has none)
+	// in megabytes of 10^6 bytes, to 3 decimals.
+	Filename        string        `json:"filename"`
+	SizeInMegaBytes float64       `json:"sizeInMegaBytes"`
+	SHA256          string        `json:"sha256,omitempty"`
+	Bucket          string        `json:"bucket"`
+	ObjectKey       string        `json:"objectKey"`
+	FileFormat      string        `json:"fileFormat"`
+	Credential      credentialRef `json:"credential"`
+	LastError       string        `json:"lastError,omitempty"`
+	Ingest          *ingestView   `json:"ingest,omitempty"`
+	Events          *[]eventView  `json:"events,omitempty"`
+}
+
+// eventView is the JSON shape of a recording event.
+type eventView struct {
+	Time    recsink.APITime `json:"time"`
+	Type    string          `json:"type"`
+	Message string          `json:"message"`
 }
 
 // credentialRef names the credential a recording holds, never its secret.
@@ -56,23 +69,36 @@ type ingestView struct {
 
 func newRecordingView(rec *recsink.Recording) recordingView {
 	return recordingView{
-		RecordingID:   rec.ID,
-		MeetingID:     rec.MeetingID,
-		RoomName:      rec.RoomName,
-		State:         rec.State,
-		StartDate:     rec.StartDate,
-		EndDate:       rec.EndDate,
-		StopReason:    rec.StopReason,
-		BytesReceived: rec.BytesReceived,
-		BytesUploaded: rec.BytesUploaded,
-		SizeBytes:     rec.SizeBytes,
-		SHA256:        rec.SHA256,
-		Bucket:        rec.Destination.BucketPath(),
-		ObjectKey:     rec.ObjectKey,
-		FileFormat:    rec.Destination.FileFormat,
-		Credential:    credentialRef{ID: rec.CredentialID, AccessKeyID: rec.AccessKeyID},
-		LastError:     rec.LastError,
+		RecordingID:     rec.ID,
+		MeetingID:       rec.MeetingID,
+		RoomName:        rec.RoomName,
+		State:           rec.State,
+		StartDate:       recsink.APITime(rec.StartDate),
+		EndDate:         recsink.APITimeOf(rec.EndDate),
+		StopReason:      rec.StopReason,
+		BytesReceived:   rec.BytesReceived,
+		BytesUploaded:   rec.BytesUploaded,
+		SizeBytes:       rec.SizeBytes,
+		Filename:        path.Base(rec.ObjectKey),
+		SizeInMegaBytes: sizeInMegaBytes(rec),
+		SHA256:          rec.SHA256,
+		Bucket:          rec.Destination.BucketPath(),
+		ObjectKey:       rec.ObjectKey,
+		FileFormat:      rec.Destination.FileFormat,
+		Credential:      credentialRef{ID: rec.CredentialID, AccessKeyID: rec.AccessKeyID},
+		LastError:       rec.LastError,
 	}
+}
+
+// sizeInMegaBytes returns the recording's size, or the bytes received while
+// it has none, in megabytes (10^6 bytes) rounded to 3 decimals: a number
+// like Whereby's that still tells a small test recording from an empty one.
+func sizeInMegaBytes(rec *recsink.Recording) float64 {
+	n := rec.BytesReceived
+	if rec.SizeBytes != nil {
+		n = *rec.SizeBytes
+	}
+	return math.Round(float64(n)/1e3) / 1e3
 }
 
 // handleStartRecording handles POST /v1/meetings/{meetingId}/recordings. The
@@ -112,7 +138,7 @@ func (s *Server) handleStopRecording(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, newRecordingView(rec))
 }
 
-// handleListRecordings handles GET /v1/recordings?roomName=&state=&limit=&cursor=.
+// handleListRecordings handles GET /v1/recordings?roomName=&state=&sortBy=&limit=&cursor=.
 func (s *Server) handleListRecordings(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	limit, err := parseLimit(r)
@@ -120,7 +146,12 @@ func (s *Server) handleListRecordings(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
-	f := recsink.RecordingFilter{RoomName: q.Get("roomName"), State: q.Get("state"), Cursor: q.Get("cursor"), Limit: limit}
+	sort, err := recsink.ParseRecordingSort(q.Get("sortBy"))
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	f := recsink.RecordingFilter{RoomName: q.Get("roomName"), State: q.Get("state"), Cursor: q.Get("cursor"), Limit: limit, Sort: sort}
 	if f.State != "" && !slices.Contains(recordingStates, f.State) {
 		s.Error(w, r, recsink.FieldErrorf("state", "state must be one of %s", quoteList(recordingStates)))
 		return
@@ -134,7 +165,7 @@ func (s *Server) handleListRecordings(w http.ResponseWriter, r *http.Request) {
 	for _, rec := range recs {
 		results = append(results, newRecordingView(rec))
 	}
-	writeJSON(w, http.StatusOK, listView[recordingView]{Results: results, Cursor: next})
+	writeJSON(w, http.StatusOK, newListView(results, next))
 }
 
 // handleGetRecording handles GET /v1/recordings/{recordingId}, with the
@@ -146,10 +177,11 @@ func (s *Server) handleGetRecording(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := newRecordingView(rec)
-	if events == nil {
-		events = []recsink.RecordingEvent{}
+	evs := make([]eventView, 0, len(events))
+	for _, e := range events {
+		evs = append(evs, eventView{Time: recsink.APITime(e.Time), Type: e.Type, Message: e.Message})
 	}
-	v.Events = &events
+	v.Events = &evs
 	writeJSON(w, http.StatusOK, v)
 }
 

@@ -1,8 +1,13 @@
 package http_test
 
 import (
+	"context"
 	"encoding/json"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/recsink/recsink"
 )
 
 func TestStartRecording(t *testing.T) {
@@ -27,7 +32,7 @@ func TestStartRecording(t *testing.T) {
 			t.Fatal(err)
 		}
 		if v.RecordingID != testRecID || v.MeetingID != testMeeting || v.RoomName != "/team-abc" || v.State != "recording" ||
-			v.Bucket != "my-bucket/rec" || v.ObjectKey != "rec/team-abc/rec_1.mkv" || v.StartDate != "2030-01-02T03:04:05Z" {
+			v.Bucket != "my-bucket/rec" || v.ObjectKey != "rec/team-abc/rec_1.mkv" || v.StartDate != "2030-01-02T03:04:05.000Z" {
 			t.Errorf("body %s", b)
 		}
 		if v.Credential.ID != "cred_1" || v.Credential.AccessKeyID != testKeyID {
@@ -115,7 +120,7 @@ func TestListRecordings(t *testing.T) {
 		t.Errorf("filter %+v", f)
 	}
 	v := MustDecode(t, b)
-	if _, ok := v["cursor"]; ok || len(v["results"].([]any)) != 1 {
+	if c, ok := v["cursor"]; !ok || c != nil || len(v["results"].([]any)) != 1 {
 		t.Errorf("body %s", b)
 	}
 	if _, ok := v["results"].([]any)[0].(map[string]any)["events"]; ok {
@@ -135,5 +140,72 @@ func TestListRecordings(t *testing.T) {
 				t.Fatalf("status %d: %s", resp.StatusCode, b)
 			}
 		})
+	}
+}
+
+// TestListRecordings_SortBy: Whereby's sortBy values reach the service as
+// the sort; anything else is a 400 naming sortBy.
+func TestListRecordings_SortBy(t *testing.T) {
+	t.Parallel()
+	ts := MustOpenServer(t)
+	for _, tt := range []struct {
+		sortBy string
+		want   recsink.RecordingSort
+	}{
+		{"startDate:asc", recsink.RecordingSort{Field: "startDate"}},
+		{"startDate:desc", recsink.RecordingSort{Field: "startDate", Desc: true}},
+		{"roomName:asc", recsink.RecordingSort{Field: "roomName"}},
+		{"roomName:desc", recsink.RecordingSort{Field: "roomName", Desc: true}},
+		{"duration:asc", recsink.RecordingSort{Field: "duration"}},
+		{"duration:desc", recsink.RecordingSort{Field: "duration", Desc: true}},
+		{"sizeInMegaBytes:asc", recsink.RecordingSort{Field: "sizeInMegaBytes"}},
+		{"sizeInMegaBytes:desc", recsink.RecordingSort{Field: "sizeInMegaBytes", Desc: true}},
+		{"duration", recsink.RecordingSort{Field: "duration"}},
+		{"", recsink.RecordingSort{}},
+	} {
+		resp, b := ts.Call(t, "GET", "/v1/recordings?sortBy="+tt.sortBy, "")
+		if resp.StatusCode != 200 {
+			t.Fatalf("sortBy %q: status %d: %s", tt.sortBy, resp.StatusCode, b)
+		}
+		if got := ts.Recordings.Filter.Sort; got != tt.want {
+			t.Errorf("sortBy %q: sort %+v, want %+v", tt.sortBy, got, tt.want)
+		}
+	}
+	for _, bad := range []string{"size", "startDate:up", "StartDate:asc", "startDate:asc:desc", "createdAt:desc", ":asc"} {
+		resp, b := ts.Call(t, "GET", "/v1/recordings?sortBy="+bad, "")
+		if e := MustDecodeError(t, b); resp.StatusCode != 400 || e.Field != "sortBy" || !strings.Contains(e.Error, "sizeInMegaBytes") {
+			t.Errorf("sortBy %q: status %d: %s", bad, resp.StatusCode, b)
+		}
+	}
+}
+
+// TestRecordingView_Whereby: the recording has Whereby's filename and
+// sizeInMegaBytes beside recsink's own fields, and its times have exactly
+// millisecond precision in UTC.
+func TestRecordingView_Whereby(t *testing.T) {
+	t.Parallel()
+	ts := MustOpenServer(t)
+	start := time.Date(2030, 1, 2, 3, 4, 5, 123456789, time.FixedZone("x", 3600))
+	end := start.Add(90*time.Second + 1)
+	size := int64(12_345_678)
+	ts.Recordings.FindRecordingFn = func(ctx context.Context, orgID, id string) (*recsink.Recording, []recsink.RecordingEvent, error) {
+		return &recsink.Recording{ID: id, State: recsink.RecordingUploaded, ObjectKey: "rec/team-abc-2030.mp4", StartDate: start, EndDate: &end,
+			SizeBytes: &size, BytesReceived: size}, []recsink.RecordingEvent{{Time: end, Type: "uploaded", Message: "done"}}, nil
+	}
+	resp, b := ts.Call(t, "GET", "/v1/recordings/"+testRecID, "")
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, b)
+	}
+	v := MustDecode(t, b)
+	for k, want := range map[string]any{
+		"filename": "team-abc-2030.mp4", "sizeInMegaBytes": 12.346, "sizeBytes": float64(size),
+		"startDate": "2030-01-02T02:04:05.123Z", "endDate": "2030-01-02T02:05:35.123Z",
+	} {
+		if v[k] != want {
+			t.Errorf("%s = %v, want %v", k, v[k], want)
+		}
+	}
+	if ev := v["events"].([]any)[0].(map[string]any); ev["time"] != "2030-01-02T02:05:35.123Z" {
+		t.Errorf("event %v", ev)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/recsink/recsink"
 )
@@ -82,15 +81,15 @@ func prefixField(prefix string, err error) error {
 // storageView is the JSON shape of a scope's storage settings. It never
 // holds the secret.
 type storageView struct {
-	Provider       string    `json:"provider"`
-	Bucket         string    `json:"bucket"`
-	Region         string    `json:"region"`
-	Endpoint       string    `json:"endpoint"`
-	ForcePathStyle bool      `json:"forcePathStyle"`
-	FileFormat     string    `json:"fileFormat"`
-	AccessKeyID    string    `json:"accessKeyId"`
-	CredentialID   string    `json:"credentialId"`
-	CreatedAt      time.Time `json:"createdAt"`
+	Provider       string          `json:"provider"`
+	Bucket         string          `json:"bucket"`
+	Region         string          `json:"region"`
+	Endpoint       string          `json:"endpoint"`
+	ForcePathStyle bool            `json:"forcePathStyle"`
+	FileFormat     string          `json:"fileFormat"`
+	AccessKeyID    string          `json:"accessKeyId"`
+	CredentialID   string          `json:"credentialId"`
+	CreatedAt      recsink.APITime `json:"createdAt"`
 	// Check is the report of the checks run when the settings were saved.
 	Check *recsink.CheckReport `json:"check,omitempty"`
 }
@@ -106,7 +105,7 @@ func newStorageView(c *recsink.Credential, report *recsink.CheckReport) storageV
 		FileFormat:     d.FileFormat,
 		AccessKeyID:    c.AccessKeyID,
 		CredentialID:   c.ID,
-		CreatedAt:      c.CreatedAt,
+		CreatedAt:      recsink.APITime(c.CreatedAt),
 		Check:          report,
 	}
 }
@@ -236,15 +235,15 @@ func (s *Server) meetingScope(w http.ResponseWriter, r *http.Request) (string, b
 // credentialView is one generation of storage settings in the rotation
 // view. It never holds the secret.
 type credentialView struct {
-	ID                string     `json:"id"`
-	Scope             string     `json:"scope"`
-	Bucket            string     `json:"bucket"`
-	AccessKeyID       string     `json:"accessKeyId"`
-	CreatedAt         time.Time  `json:"createdAt"`
-	ReplacedAt        *time.Time `json:"replacedAt"`
-	State             string     `json:"state"`
-	ActiveRecordings  activeView `json:"activeRecordings"`
-	SafeToDeleteAfter *time.Time `json:"safeToDeleteAfter"`
+	ID                string           `json:"id"`
+	Scope             string           `json:"scope"`
+	Bucket            string           `json:"bucket"`
+	AccessKeyID       string           `json:"accessKeyId"`
+	CreatedAt         recsink.APITime  `json:"createdAt"`
+	ReplacedAt        *recsink.APITime `json:"replacedAt"`
+	State             string           `json:"state"`
+	ActiveRecordings  activeView       `json:"activeRecordings"`
+	SafeToDeleteAfter *recsink.APITime `json:"safeToDeleteAfter"`
 
 	// SafeToDeleteReason says why the key is not yet safe to delete.
 	SafeToDeleteReason string `json:"safeToDeleteReason,omitempty"`
@@ -275,11 +274,11 @@ func (s *Server) handleListCredentials(w http.ResponseWriter, r *http.Request) {
 			Scope:             u.Scope,
 			Bucket:            u.Destination.BucketPath(),
 			AccessKeyID:       u.AccessKeyID,
-			CreatedAt:         u.CreatedAt,
-			ReplacedAt:        u.ReplacedAt,
+			CreatedAt:         recsink.APITime(u.CreatedAt),
+			ReplacedAt:        recsink.APITimeOf(u.ReplacedAt),
 			State:             u.State,
 			ActiveRecordings:  activeView{Count: len(ids), IDs: ids},
-			SafeToDeleteAfter: u.SafeToDeleteAfter,
+			SafeToDeleteAfter: recsink.APITimeOf(u.SafeToDeleteAfter),
 
 			SafeToDeleteReason: u.SafeToDeleteReason,
 		})
