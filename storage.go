@@ -196,6 +196,10 @@ type StorageClient interface {
 	// up to 5 GiB).
 	ReplaceMetadata(ctx context.Context, key, contentType string, metadata map[string]string) error
 	DeleteObject(ctx context.Context, key string) error
+	// PresignGet returns a URL that GETs key, signed with the client's
+	// access key and valid for validFor. It makes no request: whether the
+	// key can read the object is for the caller to find out.
+	PresignGet(ctx context.Context, key string, validFor time.Duration) (string, error)
 }
 
 // Now is the clock, replaceable in tests.

@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/recsink/recsink"
 )
@@ -184,6 +186,8 @@ type RecordingService struct {
 	mu     sync.Mutex
 	Filter recsink.RecordingFilter // of the last ListRecordings
 
+	ValidFor time.Duration // of the last AccessLink
+
 	// FindRecordingFn, when set, replaces FindRecording.
 	FindRecordingFn func(ctx context.Context, orgID, id string) (*recsink.Recording, []recsink.RecordingEvent, error)
 }
@@ -234,6 +238,20 @@ func (s *RecordingService) ListRecordings(ctx context.Context, orgID string, f r
 	s.Filter = f
 	s.mu.Unlock()
 	return []*recsink.Recording{testRecording()}, "", nil
+}
+
+func (s *RecordingService) AccessLink(ctx context.Context, orgID, id string, validFor time.Duration) (*recsink.AccessLink, error) {
+	if _, _, err := s.FindRecording(ctx, orgID, id); err != nil {
+		return nil, err
+	}
+	if validFor <= 0 || validFor > recsink.MaxAccessLinkValidity {
+		return nil, recsink.FieldErrorf("validForSeconds", "out of range")
+	}
+	s.mu.Lock()
+	s.ValidFor = validFor
+	s.mu.Unlock()
+	return &recsink.AccessLink{URL: "https://my-bucket.s3.example/rec/team-abc/rec_1.mkv?X-Amz-Expires=" + strconv.Itoa(int(validFor.Seconds())),
+		Expires: date().Add(validFor), AccessKeyID: testKeyID}, nil
 }
 
 func (s *RecordingService) DeleteRecording(ctx context.Context, orgID, id string) error {

@@ -6,7 +6,9 @@ import (
 	"net/url"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/recsink/recsink"
 )
@@ -193,4 +195,34 @@ func (s *Server) handleDeleteRecording(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// accessLinkView is Whereby's access link: the URL and when it expires, in
+// Unix milliseconds (Whereby's "expires": 1588262400000).
+type accessLinkView struct {
+	AccessLink string `json:"accessLink"`
+	Expires    int64  `json:"expires"`
+}
+
+// handleAccessLink handles GET /v1/recordings/{recordingId}/access-link?validForSeconds=N:
+// a presigned GET of the object, valid for N seconds (default 3600, at most
+// 43200, as Whereby's).
+func (s *Server) handleAccessLink(w http.ResponseWriter, r *http.Request) {
+	validFor := recsink.DefaultAccessLinkValidity
+	if v := r.URL.Query().Get("validForSeconds"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > int(recsink.MaxAccessLinkValidity/time.Second) {
+			s.Error(w, r, recsink.FieldErrorf("validForSeconds", "validForSeconds must be a whole number from 1 to %d", int(recsink.MaxAccessLinkValidity/time.Second)))
+			return
+		}
+		validFor = time.Duration(n) * time.Second
+	}
+	link, err := s.RecordingService.AccessLink(r.Context(), orgFrom(r.Context()).ID, r.PathValue("recordingId"), validFor)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	// The link grants access to the object: keep it out of caches.
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, accessLinkView{AccessLink: link.URL, Expires: link.Expires.UnixMilli()})
 }

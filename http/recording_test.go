@@ -209,3 +209,33 @@ func TestRecordingView_Whereby(t *testing.T) {
 		t.Errorf("event %v", ev)
 	}
 }
+
+func TestAccessLink(t *testing.T) {
+	t.Parallel()
+	ts := MustOpenServer(t)
+	resp, b := ts.Call(t, "GET", "/v1/recordings/"+testRecID+"/access-link", "")
+	if resp.StatusCode != 200 || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("status %d: %s", resp.StatusCode, b)
+	}
+	v := MustDecode(t, b)
+	if ts.Recordings.ValidFor != time.Hour || v["expires"] != float64(date().Add(time.Hour).UnixMilli()) || !strings.HasPrefix(v["accessLink"].(string), "https://") {
+		t.Errorf("default: %s (validFor %s)", b, ts.Recordings.ValidFor)
+	}
+	for _, n := range []string{"1", "43200"} {
+		if resp, b := ts.Call(t, "GET", "/v1/recordings/"+testRecID+"/access-link?validForSeconds="+n, ""); resp.StatusCode != 200 {
+			t.Fatalf("validForSeconds=%s: status %d: %s", n, resp.StatusCode, b)
+		}
+	}
+	if ts.Recordings.ValidFor != 12*time.Hour {
+		t.Errorf("validFor %s", ts.Recordings.ValidFor)
+	}
+	for _, n := range []string{"0", "43201", "-5", "1.5", "abc"} {
+		resp, b := ts.Call(t, "GET", "/v1/recordings/"+testRecID+"/access-link?validForSeconds="+n, "")
+		if resp.StatusCode != 400 || MustDecodeError(t, b).Field != "validForSeconds" {
+			t.Errorf("validForSeconds=%s: status %d: %s", n, resp.StatusCode, b)
+		}
+	}
+	if resp, b := ts.Call(t, "GET", "/v1/recordings/nope/access-link", ""); resp.StatusCode != 404 {
+		t.Errorf("unknown recording: status %d: %s", resp.StatusCode, b)
+	}
+}

@@ -178,6 +178,7 @@ var routes = []Route{
 	{"GET", "/v1/recordings/{recordingId}", authOrg, (*Server).handleGetRecording},
 	{"DELETE", "/v1/recordings/{recordingId}", authOrg, (*Server).handleDeleteRecording},
 	{"POST", "/v1/recordings/{recordingId}/stop", authOrg, (*Server).handleStopRecording},
+	{"GET", "/v1/recordings/{recordingId}/access-link", authOrg, (*Server).handleAccessLink},
 
 	{"PUT", "/v1/recordings/{recordingId}/ingest", authIngest, (*Server).handleIngestPut},
 	{"PATCH", "/v1/recordings/{recordingId}/ingest", authIngest, (*Server).handleIngestPatch},

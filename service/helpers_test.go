@@ -157,6 +157,8 @@ type fakeS3 struct {
 	objects map[string]int64 // key → size
 	uploads map[string]map[int32]int64
 	refused map[string]bool // access key IDs S3 refuses
+	// readRefused are the access key IDs whose HeadObject S3 refuses.
+	readRefused map[string]bool
 	next    int
 	// refusals counts the UploadParts refused.
 	refusals atomic.Int64
@@ -165,7 +167,7 @@ type fakeS3 struct {
 }
 
 func newFakeS3() *fakeS3 {
-	return &fakeS3{objects: map[string]int64{}, uploads: map[string]map[int32]int64{}, refused: map[string]bool{}}
+	return &fakeS3{objects: map[string]int64{}, uploads: map[string]map[int32]int64{}, refused: map[string]bool{}, readRefused: map[string]bool{}}
 }
 
 func (f *fakeS3) refuse(keyID string, refused bool) {
@@ -324,11 +326,19 @@ func (c *fakeClient) HeadObject(_ context.Context, key string) (int64, map[strin
 	c.used()
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
+	if c.s.readRefused[c.keyID] {
+		return 0, nil, &recsink.StorageError{Op: "HeadObject", StatusCode: 403}
+	}
 	size, ok := c.s.objects[key]
 	if !ok {
 		return 0, nil, &recsink.StorageError{Op: "HeadObject", StatusCode: 404}
 	}
 	return size, nil, nil
+}
+
+func (c *fakeClient) PresignGet(_ context.Context, key string, validFor time.Duration) (string, error) {
+	c.used()
+	return fmt.Sprintf("https://fake-s3.invalid/%s?key=%s&expires=%d", key, c.keyID, int(validFor.Seconds())), nil
 }
 
 func (c *fakeClient) ObjectExists(ctx context.Context, key string) (bool, error) {

@@ -81,8 +81,8 @@ var wherebyMeetingBodies = map[string]string{
 
 // TestWhereby_Contract: code written against Whereby's API works with
 // recsink. Whereby's request bodies are accepted, and the responses of
-// GET /v1/meetings, GET /v1/recordings (with each sortBy) and
-// GET /v1/recordings/{id} validate against the schema written from
+// GET /v1/meetings, GET /v1/recordings (with each sortBy),
+// GET /v1/recordings/{id} and its access-link validate against the schema written from
 // Whereby's documentation (kin-openapi).
 func TestWhereby_Contract(t *testing.T) {
 	t.Parallel()
@@ -141,6 +141,8 @@ func TestWhereby_Contract(t *testing.T) {
 		out := WaitState(t, e.Org, id, recsink.RecordingUploaded, 30*time.Second)
 		wb.MustValidate(t, "Recording", out)
 	}
+
+	wb.MustValidate(t, "AccessLink", e.Org.MustDo(t, 200, "GET", "/v1/recordings/"+ids[0]+"/access-link?validForSeconds=60", nil))
 
 	list := e.Org.MustDo(t, 200, "GET", "/v1/meetings", nil)
 	wb.MustValidate(t, "MeetingList", list)
