@@ -159,7 +159,7 @@ type fakeS3 struct {
 	refused map[string]bool // access key IDs S3 refuses
 	// readRefused are the access key IDs whose HeadObject S3 refuses.
 	readRefused map[string]bool
-	next    int
+	next        int
 	// refusals counts the UploadParts refused.
 	refusals atomic.Int64
 	// partDelay, if set, returns how long an UploadPart takes.
