@@ -27,6 +27,12 @@ const (
 	EventCredentialSwitched = "credential_switched"
 	EventRecovered          = "recovered"
 	EventDeleted            = "deleted"
+	// EventDeleteRequested: a bulk delete took the recording; the object
+	// is deleted in the background.
+	EventDeleteRequested = "delete_requested"
+	// EventDeleteFailed: a bulk delete could not delete the object; the
+	// message says why.
+	EventDeleteFailed = "delete_failed"
 )
 
 // Stop reasons.

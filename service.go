@@ -64,7 +64,16 @@ type RecordingService interface {
 	// recording's own, else the current key of its scope, then of the
 	// organization, on the same bucket. EDESTINATION when none can.
 	AccessLink(ctx context.Context, orgID, id string, validFor time.Duration) (*AccessLink, error)
+	// BulkDeleteRecordings takes up to MaxBulkDelete recordings to delete and
+	// returns at once; each object is deleted in the background, and the
+	// outcome shows on the recording (state deleted, or an event that says
+	// why not). IDs that do not exist, or are already deleted, are skipped:
+	// a repeated call changes nothing.
+	BulkDeleteRecordings(ctx context.Context, orgID string, ids []string) error
 }
+
+// MaxBulkDelete is the most recordings one bulk delete takes.
+const MaxBulkDelete = 100
 
 // AccessLink is a time-limited URL to download a recording's object.
 type AccessLink struct {

@@ -186,7 +186,8 @@ type RecordingService struct {
 	mu     sync.Mutex
 	Filter recsink.RecordingFilter // of the last ListRecordings
 
-	ValidFor time.Duration // of the last AccessLink
+	ValidFor    time.Duration // of the last AccessLink
+	BulkDeleted [][]string    // the IDs of each BulkDeleteRecordings
 
 	// FindRecordingFn, when set, replaces FindRecording.
 	FindRecordingFn func(ctx context.Context, orgID, id string) (*recsink.Recording, []recsink.RecordingEvent, error)
@@ -252,6 +253,13 @@ func (s *RecordingService) AccessLink(ctx context.Context, orgID, id string, val
 	s.mu.Unlock()
 	return &recsink.AccessLink{URL: "https://my-bucket.s3.example/rec/team-abc/rec_1.mkv?X-Amz-Expires=" + strconv.Itoa(int(validFor.Seconds())),
 		Expires: date().Add(validFor), AccessKeyID: testKeyID}, nil
+}
+
+func (s *RecordingService) BulkDeleteRecordings(ctx context.Context, orgID string, ids []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.BulkDeleted = append(s.BulkDeleted, ids)
+	return nil
 }
 
 func (s *RecordingService) DeleteRecording(ctx context.Context, orgID, id string) error {

@@ -226,3 +226,33 @@ func (s *Server) handleAccessLink(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, accessLinkView{AccessLink: link.URL, Expires: link.Expires.UnixMilli()})
 }
+
+// bulkDeleteInput is the body of POST /v1/recordings/bulk-delete, as
+// Whereby's.
+type bulkDeleteInput struct {
+	RecordingIDs *[]string `json:"recordingIds"`
+}
+
+// handleBulkDelete handles POST /v1/recordings/bulk-delete: 204 at once;
+// the objects are deleted in the background and each recording shows the
+// outcome. Idempotent, as Whereby's.
+func (s *Server) handleBulkDelete(w http.ResponseWriter, r *http.Request) {
+	var in bulkDeleteInput
+	if _, err := decodeJSON(w, r, &in, false); err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	if in.RecordingIDs == nil {
+		s.Error(w, r, recsink.FieldErrorf("recordingIds", "recordingIds is required: the IDs of up to %d recordings", recsink.MaxBulkDelete))
+		return
+	}
+	if len(*in.RecordingIDs) > recsink.MaxBulkDelete {
+		s.Error(w, r, recsink.FieldErrorf("recordingIds", "recordingIds may hold at most %d recordings, not %d", recsink.MaxBulkDelete, len(*in.RecordingIDs)))
+		return
+	}
+	if err := s.RecordingService.BulkDeleteRecordings(r.Context(), orgFrom(r.Context()).ID, *in.RecordingIDs); err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -3,6 +3,7 @@ package http_test
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -237,5 +238,38 @@ func TestAccessLink(t *testing.T) {
 	}
 	if resp, b := ts.Call(t, "GET", "/v1/recordings/nope/access-link", ""); resp.StatusCode != 404 {
 		t.Errorf("unknown recording: status %d: %s", resp.StatusCode, b)
+	}
+}
+
+func TestBulkDelete(t *testing.T) {
+	t.Parallel()
+	ts := MustOpenServer(t)
+	ids := make([]string, 100)
+	for i := range ids {
+		ids[i] = "rec_" + strconv.Itoa(i)
+	}
+	body, _ := json.Marshal(map[string]any{"recordingIds": ids})
+	resp, b := ts.Call(t, "POST", "/v1/recordings/bulk-delete", string(body))
+	if resp.StatusCode != 204 || len(b) != 0 {
+		t.Fatalf("status %d: %s", resp.StatusCode, b)
+	}
+	if resp, b := ts.Call(t, "POST", "/v1/recordings/bulk-delete", `{"recordingIds": []}`); resp.StatusCode != 204 {
+		t.Fatalf("empty: status %d: %s", resp.StatusCode, b)
+	}
+	if got := ts.Recordings.BulkDeleted; len(got) != 2 || len(got[0]) != 100 || got[0][99] != "rec_99" {
+		t.Errorf("bulk deleted %v", got)
+	}
+	for _, tt := range []struct{ name, body, field string }{
+		{"ErrTooMany", `{"recordingIds": [` + strings.Repeat(`"a",`, 100) + `"a"]}`, "recordingIds"},
+		{"ErrMissing", `{}`, "recordingIds"},
+		{"ErrType", `{"recordingIds": "rec_1"}`, "recordingIds"},
+		{"ErrUnknownField", `{"recordingIds": [], "ids": []}`, "ids"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, b := ts.Call(t, "POST", "/v1/recordings/bulk-delete", tt.body)
+			if resp.StatusCode != 400 || MustDecodeError(t, b).Field != tt.field {
+				t.Fatalf("status %d: %s", resp.StatusCode, b)
+			}
+		})
 	}
 }

@@ -179,6 +179,7 @@ var routes = []Route{
 	{"DELETE", "/v1/recordings/{recordingId}", authOrg, (*Server).handleDeleteRecording},
 	{"POST", "/v1/recordings/{recordingId}/stop", authOrg, (*Server).handleStopRecording},
 	{"GET", "/v1/recordings/{recordingId}/access-link", authOrg, (*Server).handleAccessLink},
+	{"POST", "/v1/recordings/bulk-delete", authOrg, (*Server).handleBulkDelete},
 
 	{"PUT", "/v1/recordings/{recordingId}/ingest", authIngest, (*Server).handleIngestPut},
 	{"PATCH", "/v1/recordings/{recordingId}/ingest", authIngest, (*Server).handleIngestPatch},
