@@ -14,6 +14,7 @@ require (
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/common v0.73.1
 	golang.org/x/crypto v0.55.0
+	golang.org/x/time v0.16.0
 	modernc.org/sqlite v1.62.0
 )
 

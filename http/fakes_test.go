@@ -19,6 +19,9 @@ import (
 // is down does.
 const testDBDownKey = "rsk_db_down"
 
+// testAPIKey2 is the API key of a second organization.
+const testAPIKey2 = "rsk_second_org"
+
 // errDBDown is what the stores return while the database is down.
 var errDBDown = &recsink.Error{Code: recsink.EUNAVAILABLE, Message: "the database is unavailable; try again", RetryAfter: 2}
 
@@ -34,6 +37,9 @@ func (OrganizationService) CreateOrganization(ctx context.Context, name string) 
 func (OrganizationService) Authenticate(ctx context.Context, apiKey string) (*recsink.Organization, error) {
 	if apiKey == testDBDownKey {
 		return nil, fmt.Errorf("find organization: %w", errDBDown)
+	}
+	if apiKey == testAPIKey2 {
+		return &recsink.Organization{ID: "org_2", Name: "Second"}, nil
 	}
 	if apiKey != testAPIKey {
 		return nil, recsink.Errorf(recsink.EUNAUTHORIZED, "invalid API key")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"runtime/debug"
 	"strings"
@@ -47,6 +48,16 @@ type Server struct {
 	// with every read that returns bytes. Zero means
 	// DefaultIngestIdleTimeout.
 	IngestIdleTimeout time.Duration
+
+	// APIRate limits each organization API key to this many requests per
+	// second, with bursts of APIBurst: more answer 429 with Retry-After and
+	// Whereby's body. Zero turns the limit off. Ingest is never limited.
+	// Set before serving.
+	APIRate  float64
+	APIBurst int
+
+	limiterOnce sync.Once
+	limiter     *rateLimiter // nil when APIRate is zero
 
 	mux      *http.ServeMux
 	patterns map[string]bool // the API's own patterns, as registered
@@ -123,6 +134,17 @@ func (s *Server) logger() *slog.Logger {
 		s.log = redact.Logger(cmp.Or(s.Logger, slog.Default()))
 	})
 	return s.log
+}
+
+// rateLimiter returns the per-key limiter, nil when APIRate is zero. It is
+// fixed at the first use: set APIRate before serving.
+func (s *Server) rateLimiter() *rateLimiter {
+	s.limiterOnce.Do(func() {
+		if s.APIRate > 0 {
+			s.limiter = newRateLimiter(s.APIRate, cmp.Or(s.APIBurst, int(math.Ceil(s.APIRate))))
+		}
+	})
+	return s.limiter
 }
 
 // authMode says how a route authenticates its caller.
@@ -222,6 +244,12 @@ func (s *Server) authenticate(rt Route) http.Handler {
 				info.org = org
 			} else {
 				r = r.WithContext(context.WithValue(r.Context(), requestInfoKey, &requestInfo{org: org}))
+			}
+			if l := s.rateLimiter(); l != nil {
+				if d := l.wait(string(recsink.HashToken(key)), time.Now()); d > 0 {
+					l.writeRateLimited(w, d)
+					return
+				}
 			}
 		}
 		// Before any service sees them: the stores cannot keep invalid

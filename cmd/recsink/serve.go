@@ -165,6 +165,7 @@ func (m *Main) Run(ctx context.Context) error {
 	api.ReadTimeout = cfg.ReadTimeout
 	api.WriteTimeout = cfg.WriteTimeout
 	api.IngestIdleTimeout = cfg.IngestIdleTimeout
+	api.APIRate, api.APIBurst = cfg.APIRate, cfg.APIBurst
 	if m.metricsLn == nil {
 		m.Logger.Warn("/metrics is served on the public listener, open to anyone who reaches it: set --metrics-addr to serve it apart", "addr", cfg.Addr)
 		api.Handle("GET /metrics", m.Metrics.Handler())
