@@ -57,3 +57,11 @@ type AuditStore interface {
 func APIKeyActor(key string) string {
 	return "apikey:rsk_…" + hex.EncodeToString(HashToken(key)[:4])
 }
+
+// AuditService records changes and lists them.
+type AuditService interface {
+	// RecordAudit saves e with a new ID and the current time.
+	RecordAudit(ctx context.Context, e *AuditEvent) error
+	// ListAudit returns the organization's audit events, newest first.
+	ListAudit(ctx context.Context, orgID, cursor string, limit int) ([]*AuditEvent, string, error)
+}

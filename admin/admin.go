@@ -34,7 +34,10 @@ type Config struct {
 	Storage    recsink.StorageService
 	Recordings recsink.RecordingService
 	Meetings   recsink.MeetingService
-	Logger     *slog.Logger
+	// Audit records the changes admins make and serves the Activity page;
+	// nil records nothing and hides the page.
+	Audit  recsink.AuditService
+	Logger *slog.Logger
 	// AllowCustomEndpoints shows the endpoint and path-style fields: set it
 	// when the operator allows custom S3 endpoints (--allow-endpoint).
 	AllowCustomEndpoints bool
@@ -107,6 +110,7 @@ func New(cfg Config) *Handler {
 	h.mux.Handle("GET /admin/recordings/{id}", h.auth(h.handleRecording))
 	h.mux.Handle("POST /admin/recordings/{id}/delete", h.auth(h.handleRecordingDelete))
 	h.mux.Handle("GET /admin/rooms", h.auth(h.handleRooms))
+	h.mux.Handle("GET /admin/activity", h.auth(h.handleActivity))
 	h.mux.HandleFunc("/admin/", h.handleNotFound)
 	return h
 }

@@ -84,5 +84,6 @@ func (h *Handler) handleRecordingDelete(w http.ResponseWriter, r *http.Request, 
 		h.renderRecording(w, r, s, http.StatusUnprocessableEntity, "The recording could not be deleted: "+recsink.ErrorMessage(err))
 		return
 	}
+	h.audit(r, s, recsink.AuditRecordingDeleted, id, "object deleted from the bucket")
 	http.Redirect(w, r, "/admin/recordings/"+url.PathEscape(id)+"?deleted=1", http.StatusSeeOther)
 }

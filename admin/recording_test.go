@@ -137,4 +137,17 @@ func TestAdminRecordingPlayDelete(t *testing.T) {
 	if r, _, err := app.Service.FindRecording(bg, org.ID, rec.ID); err != nil || r.State != recsink.RecordingDeleted {
 		t.Fatalf("after the delete: %+v, %v", r, err)
 	}
+
+	// The Activity page shows who deleted it, from where.
+	must(t, ctx,
+		chromedp.Navigate(base+"/admin/activity"),
+		waitText(recsink.AuditRecordingDeleted),
+		screenshot(t, "12-activity"),
+	)
+	text = mainText(t, ctx)
+	for _, want := range []string{email, "127.0.0.1", recsink.AuditRecordingDeleted, rec.ID} {
+		if !strings.Contains(text, want) {
+			t.Errorf("Activity page lacks %q:\n%s", want, text)
+		}
+	}
 }

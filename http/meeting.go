@@ -273,12 +273,14 @@ func (s *Server) handleGetMeeting(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleDeleteMeeting(w http.ResponseWriter, r *http.Request) {
 	err := s.MeetingService.DeleteMeeting(r.Context(), orgFrom(r.Context()).ID, r.PathValue("meetingId"))
 	if recsink.ErrorCode(err) == recsink.ENOTFOUND {
-		err = nil
+		w.WriteHeader(http.StatusNoContent)
+		return
 	}
 	if err != nil {
 		s.Error(w, r, err)
 		return
 	}
+	s.audit(r, recsink.AuditMeetingDeleted, r.PathValue("meetingId"), "meeting deleted; its own key, if any, drains")
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -194,6 +194,7 @@ func (s *Server) handleDeleteRecording(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
+	s.audit(r, recsink.AuditRecordingDeleted, r.PathValue("recordingId"), "object deleted from the bucket")
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -253,6 +254,9 @@ func (s *Server) handleBulkDelete(w http.ResponseWriter, r *http.Request) {
 	if err := s.RecordingService.BulkDeleteRecordings(r.Context(), orgFrom(r.Context()).ID, *in.RecordingIDs); err != nil {
 		s.Error(w, r, err)
 		return
+	}
+	if len(*in.RecordingIDs) > 0 {
+		s.audit(r, recsink.AuditRecordingsBulkDeleted, strconv.Itoa(len(*in.RecordingIDs))+" recordings", "bulk delete of "+strings.Join(*in.RecordingIDs, ", "))
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -26,6 +26,9 @@ type Server struct {
 	IngestService       recsink.IngestService
 	// WebhookService serves /v1/webhooks; when nil those routes answer 501.
 	WebhookService recsink.WebhookService
+	// AuditService records every change made through the API and serves
+	// GET /v1/audit; when nil nothing is recorded and that route answers 501.
+	AuditService recsink.AuditService
 	// Logger receives the request log and internal errors; nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -202,6 +205,7 @@ var routes = []Route{
 	{"POST", "/v1/recordings/{recordingId}/stop", authOrg, (*Server).handleStopRecording},
 	{"GET", "/v1/recordings/{recordingId}/access-link", authOrg, (*Server).handleAccessLink},
 	{"POST", "/v1/recordings/bulk-delete", authOrg, (*Server).handleBulkDelete},
+	{"GET", "/v1/audit", authOrg, (*Server).handleListAudit},
 
 	{"PUT", "/v1/recordings/{recordingId}/ingest", authIngest, (*Server).handleIngestPut},
 	{"PATCH", "/v1/recordings/{recordingId}/ingest", authIngest, (*Server).handleIngestPatch},

@@ -127,6 +127,7 @@ func (s *Server) saveStorage(w http.ResponseWriter, r *http.Request, scope strin
 		s.Error(w, r, err)
 		return
 	}
+	s.audit(r, recsink.AuditStorageSaved, scope, "access key "+c.AccessKeyID+" on bucket "+c.Destination.BucketPath())
 	writeJSON(w, http.StatusOK, newStorageView(c, report))
 }
 
@@ -144,6 +145,7 @@ func (s *Server) deleteStorage(w http.ResponseWriter, r *http.Request, scope str
 		s.Error(w, r, err)
 		return
 	}
+	s.audit(r, recsink.AuditStorageDeleted, scope, "storage settings removed")
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -91,6 +91,7 @@ func (s *Server) handlePutWebhook(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
+	s.audit(r, recsink.AuditWebhookSet, "webhook", "endpoint "+endpointHost(in.URL)+" (new signing secret)")
 	v := webhookSecretView{URL: in.URL, Events: events, Secret: secret}
 	// Show what was stored where the service normalized it; the secret is
 	// answered even if that lookup fails, since it cannot be shown again.
@@ -139,6 +140,7 @@ func (s *Server) handleDeleteWebhook(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
+	s.audit(r, recsink.AuditWebhookDeleted, "webhook", "endpoint removed")
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -154,6 +156,7 @@ func (s *Server) handleRotateWebhookSecret(w http.ResponseWriter, r *http.Reques
 		s.Error(w, r, err)
 		return
 	}
+	s.audit(r, recsink.AuditWebhookSecretRotated, "webhook", "signing secret rotated")
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, struct {
 		Secret string `json:"secret"`

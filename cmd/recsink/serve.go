@@ -159,6 +159,7 @@ func (m *Main) Run(ctx context.Context) error {
 	api.RecordingService = m.Service
 	api.IngestService = m.Service
 	api.WebhookService = m.Webhooks
+	api.AuditService = m.Service
 	api.Logger = m.Logger
 	api.PublicURL = cfg.PublicURL
 	api.MaxDuration = cfg.MaxDuration
@@ -171,7 +172,7 @@ func (m *Main) Run(ctx context.Context) error {
 		api.Handle("GET /metrics", m.Metrics.Handler())
 	}
 	api.Handle("/admin/", admin.New(admin.Config{
-		Store: m.Store, Storage: m.Service, Recordings: m.Service, Meetings: m.Service,
+		Store: m.Store, Storage: m.Service, Recordings: m.Service, Meetings: m.Service, Audit: m.Service,
 		Logger: m.Logger, AllowCustomEndpoints: len(cfg.AllowEndpoints) > 0,
 		MaxDuration: cfg.MaxDuration, SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://"),
 		// The sign-in form replaces the server's read deadline with its own:
