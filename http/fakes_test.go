@@ -360,3 +360,41 @@ func (s *IngestService) Append(ctx context.Context, id, token string, offset int
 		}
 	}
 }
+
+// AuditService is an in-memory recsink.AuditService.
+type AuditService struct {
+	mu     sync.Mutex
+	events []*recsink.AuditEvent
+}
+
+var _ recsink.AuditService = (*AuditService)(nil)
+
+func (s *AuditService) RecordAudit(ctx context.Context, e *recsink.AuditEvent) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e.ID, e.Time = fmt.Sprintf("aud_%d", len(s.events)+1), date()
+	s.events = append(s.events, e)
+	return nil
+}
+
+func (s *AuditService) ListAudit(ctx context.Context, orgID, cursor string, limit int) ([]*recsink.AuditEvent, string, error) {
+	if cursor != "" && cursor != "next" {
+		return nil, "", recsink.FieldErrorf("cursor", "cursor is invalid")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*recsink.AuditEvent
+	for i := len(s.events) - 1; i >= 0; i-- {
+		if s.events[i].OrgID == orgID {
+			out = append(out, s.events[i])
+		}
+	}
+	return out, "", nil
+}
+
+// Events returns the events recorded so far.
+func (s *AuditService) Events() []*recsink.AuditEvent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*recsink.AuditEvent(nil), s.events...)
+}
