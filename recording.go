@@ -1,6 +1,10 @@
 package recsink
 
-import "time"
+import (
+	"slices"
+	"strings"
+	"time"
+)
 
 // Recording states.
 const (
@@ -23,6 +27,12 @@ const (
 	EventCredentialSwitched = "credential_switched"
 	EventRecovered          = "recovered"
 	EventDeleted            = "deleted"
+	// EventDeleteRequested: a bulk delete took the recording; the object
+	// is deleted in the background.
+	EventDeleteRequested = "delete_requested"
+	// EventDeleteFailed: a bulk delete could not delete the object; the
+	// message says why.
+	EventDeleteFailed = "delete_failed"
 )
 
 // Stop reasons.
@@ -127,6 +137,58 @@ type RecordingFilter struct {
 	State    string
 	Cursor   string
 	Limit    int
+	// Sort orders the list; the zero value is creation order.
+	Sort RecordingSort
+}
+
+// Fields a recording list can be sorted by: Whereby's sortBy values.
+const (
+	SortStartDate = "startDate"
+	SortRoomName  = "roomName"
+	// SortDuration orders by end date minus start date; recordings that
+	// have not ended sort as shorter than any that has.
+	SortDuration = "duration"
+	// SortSize orders by the object's size, or the bytes received so far
+	// while it has none.
+	SortSize = "sizeInMegaBytes"
+)
+
+// RecordingSorts are the fields of SortStartDate and the others, in the order
+// the API documents them.
+var RecordingSorts = []string{SortStartDate, SortRoomName, SortDuration, SortSize}
+
+// RecordingSort is the order of a recording list: a field of RecordingSorts
+// and a direction. The zero value is creation order.
+type RecordingSort struct {
+	Field string
+	Desc  bool
+}
+
+// String returns the sort in Whereby's form, "field:asc" or "field:desc";
+// "" for creation order.
+func (s RecordingSort) String() string {
+	if s.Field == "" {
+		return ""
+	}
+	if s.Desc {
+		return s.Field + ":desc"
+	}
+	return s.Field + ":asc"
+}
+
+// ParseRecordingSort parses Whereby's sortBy, "field:asc" or "field:desc"
+// (a field alone is ascending). "" is creation order.
+func ParseRecordingSort(v string) (RecordingSort, error) {
+	if v == "" {
+		return RecordingSort{}, nil
+	}
+	field, dir, hasDir := strings.Cut(v, ":")
+	s := RecordingSort{Field: field, Desc: dir == "desc"}
+	if !slices.Contains(RecordingSorts, field) || hasDir && dir != "asc" && dir != "desc" {
+		return RecordingSort{}, FieldErrorf("sortBy", "sortBy must be one of %s, each followed by :asc or :desc, such as startDate:desc",
+			strings.Join(RecordingSorts, ", "))
+	}
+	return s, nil
 }
 
 // Upload returns the recording's multipart upload: its ID and the

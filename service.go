@@ -3,6 +3,7 @@ package recsink
 import (
 	"context"
 	"io"
+	"time"
 )
 
 // OrganizationService manages organizations and their REST API keys.
@@ -58,7 +59,35 @@ type RecordingService interface {
 	// DeleteRecording deletes the object through the recording's own
 	// destination and key. Idempotent.
 	DeleteRecording(ctx context.Context, orgID, id string) error
+	// AccessLink returns a presigned GET of an uploaded recording's object,
+	// valid for validFor, signed with a key that can still read it: the
+	// recording's own, else the current key of its scope, then of the
+	// organization, on the same bucket. EDESTINATION when none can.
+	AccessLink(ctx context.Context, orgID, id string, validFor time.Duration) (*AccessLink, error)
+	// BulkDeleteRecordings takes up to MaxBulkDelete recordings to delete and
+	// returns at once; each object is deleted in the background, and the
+	// outcome shows on the recording (state deleted, or an event that says
+	// why not). IDs that do not exist, or are already deleted, are skipped:
+	// a repeated call changes nothing.
+	BulkDeleteRecordings(ctx context.Context, orgID string, ids []string) error
 }
+
+// MaxBulkDelete is the most recordings one bulk delete takes.
+const MaxBulkDelete = 100
+
+// AccessLink is a time-limited URL to download a recording's object.
+type AccessLink struct {
+	URL     string
+	Expires time.Time
+	// AccessKeyID is the key that signed the URL.
+	AccessKeyID string
+}
+
+// Bounds of an access link's validity, as Whereby's validForSeconds.
+const (
+	DefaultAccessLinkValidity = time.Hour
+	MaxAccessLinkValidity     = 12 * time.Hour
+)
 
 // IngestService takes media from recorders, authenticated by a recording's
 // ingest token.

@@ -329,6 +329,10 @@ type StorageClient interface {
 	// that a name is never taken as free on a guess.
 	ObjectExists(ctx context.Context, key string) (bool, error)
 	DeleteObject(ctx context.Context, key string) error
+	// PresignGet returns a URL that GETs key, signed with the client's
+	// access key and valid for validFor. It makes no request: whether the
+	// key can read the object is for the caller to find out.
+	PresignGet(ctx context.Context, key string, validFor time.Duration) (string, error)
 }
 
 // Now is the clock, replaceable in tests.

@@ -15,6 +15,7 @@ type Store interface {
 	LeaseStore
 	AdminStore
 	SigningKeyStore
+	AuditStore
 
 	CreateOrganization(ctx context.Context, org *Organization, apiKeyHash []byte) error
 	FindOrganizationByAPIKeyHash(ctx context.Context, hash []byte) (*Organization, error)
@@ -82,8 +83,8 @@ type Store interface {
 	ListParts(ctx context.Context, recordingID string) ([]Part, error)
 
 	// Prune deletes what is older than before: the events and parts of
-	// recordings finished before it, and webhook deliveries finished before
-	// it. It works in bounded batches so that no statement holds locks long.
+	// recordings finished before it, webhook deliveries finished before it,
+	// and audit events. It works in bounded batches so that no statement holds locks long.
 	Prune(ctx context.Context, before time.Time) (PruneStats, error)
 }
 
@@ -92,4 +93,5 @@ type PruneStats struct {
 	RecordingEvents   int64
 	Parts             int64
 	WebhookDeliveries int64
+	AuditEvents       int64
 }

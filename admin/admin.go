@@ -34,7 +34,10 @@ type Config struct {
 	Storage    recsink.StorageService
 	Recordings recsink.RecordingService
 	Meetings   recsink.MeetingService
-	Logger     *slog.Logger
+	// Audit records the changes admins make and serves the Activity page;
+	// nil records nothing and hides the page.
+	Audit  recsink.AuditService
+	Logger *slog.Logger
 	// AllowCustomEndpoints shows the endpoint and path-style fields: set it
 	// when the operator allows custom S3 endpoints (--allow-endpoint).
 	AllowCustomEndpoints bool
@@ -104,16 +107,23 @@ func New(cfg Config) *Handler {
 	h.mux.Handle("GET /admin/storage/iam-policy", h.auth(h.handleIAMPolicy))
 	h.mux.Handle("GET /admin/keys", h.auth(h.handleKeys))
 	h.mux.Handle("GET /admin/recordings", h.auth(h.handleRecordings))
+	h.mux.Handle("GET /admin/recordings/{id}", h.auth(h.handleRecording))
+	h.mux.Handle("POST /admin/recordings/{id}/delete", h.auth(h.handleRecordingDelete))
 	h.mux.Handle("GET /admin/rooms", h.auth(h.handleRooms))
+	h.mux.Handle("GET /admin/activity", h.auth(h.handleActivity))
 	h.mux.HandleFunc("/admin/", h.handleNotFound)
 	return h
 }
+
+// pageCSP is every page's Content-Security-Policy. A recording's page adds
+// media-src with the origin of its object's bucket, and nothing else.
+const pageCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 // ServeHTTP serves everything under /admin/ and redirects /admin there.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd := w.Header()
 	// Scripts and styles come from recsink only; nothing inline, no CDN.
-	hd.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	hd.Set("Content-Security-Policy", pageCSP)
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("X-Frame-Options", "DENY")
 	hd.Set("Referrer-Policy", "same-origin")

@@ -98,6 +98,7 @@ func MustApp(tb testing.TB, o appOptions) *App {
 		Storage:              svc,
 		Recordings:           svc,
 		Meetings:             svc,
+		Audit:                svc,
 		Logger:               logger,
 		AllowCustomEndpoints: o.s3 != nil,
 		MaxDuration:          24 * time.Hour,

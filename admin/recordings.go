@@ -32,15 +32,16 @@ func (h *Handler) handleRecordings(w http.ResponseWriter, r *http.Request, s *re
 		States: []string{recsink.RecordingRecording, recsink.RecordingBlocked, recsink.RecordingStopping,
 			recsink.RecordingUploaded, recsink.RecordingFailed, recsink.RecordingDeleted},
 	}
-	recs, next, err := h.cfg.Recordings.ListRecordings(r.Context(), s.OrgID, recsink.RecordingFilter{State: d.State, Cursor: q.Get("cursor"), Limit: 50})
+	// Newest first across pages: the store sorts, so that "Older
+	// recordings" continues where this page stops.
+	recs, next, err := h.cfg.Recordings.ListRecordings(r.Context(), s.OrgID, recsink.RecordingFilter{State: d.State, Cursor: q.Get("cursor"), Limit: 50,
+		Sort: recsink.RecordingSort{Field: recsink.SortStartDate, Desc: true}})
 	if err != nil {
 		h.renderError(w, r, s, err)
 		return
 	}
 	d.Next = next
 	now := h.now()
-	// Newest first: the store lists in creation order.
-	sort.SliceStable(recs, func(i, j int) bool { return recs[i].StartDate.After(recs[j].StartDate) })
 	for _, rec := range recs {
 		row := recordingRow{Recording: rec, Room: strings.TrimPrefix(rec.RoomName, "/"), Live: rec.Holding()}
 		if rec.EndDate != nil {

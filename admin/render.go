@@ -32,7 +32,7 @@ type message struct {
 
 // pageNames are the templates that are whole pages; each is parsed with the
 // layout.
-var pageNames = []string{"signin", "message", "storage", "keys", "recordings", "rooms"}
+var pageNames = []string{"signin", "message", "storage", "keys", "recordings", "recording", "rooms", "activity"}
 
 func parsePages(funcs template.FuncMap) map[string]*template.Template {
 	pages := map[string]*template.Template{}

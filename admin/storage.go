@@ -131,6 +131,7 @@ func (h *Handler) handleStoragePost(w http.ResponseWriter, r *http.Request, s *r
 		c, report, err = h.cfg.Storage.SaveStorage(ctx, s.OrgID, recsink.ScopeOrganization, dest, key)
 		if err == nil {
 			h.log.InfoContext(ctx, "admin: storage saved", "org", s.OrgID, "user", s.UserID, "accessKeyId", c.AccessKeyID)
+			h.audit(r, s, recsink.AuditStorageSaved, recsink.ScopeOrganization, "access key "+c.AccessKeyID+" on bucket "+c.Destination.BucketPath())
 			d.Saved, d.Current, d.SecretSaved = true, c, true
 			d.Form = formOf(c) // the secret is saved: the field is left empty
 		}

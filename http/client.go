@@ -145,8 +145,8 @@ func (v *recordingView) recording() *recsink.Recording {
 		AccessKeyID:   v.Credential.AccessKeyID,
 		Destination:   recsink.Destination{Bucket: bucket, Prefix: prefix, FileFormat: v.FileFormat},
 		ObjectKey:     v.ObjectKey,
-		StartDate:     v.StartDate,
-		EndDate:       v.EndDate,
+		StartDate:     v.StartDate.Time(),
+		EndDate:       v.EndDate.TimePtr(),
 		StopReason:    v.StopReason,
 		BytesReceived: v.BytesReceived,
 		BytesUploaded: v.BytesUploaded,
@@ -188,7 +188,9 @@ func (c *Client) FindRecording(ctx context.Context, id string) (*recsink.Recordi
 	}
 	var events []recsink.RecordingEvent
 	if v.Events != nil {
-		events = *v.Events
+		for _, e := range *v.Events {
+			events = append(events, recsink.RecordingEvent{Time: e.Time.Time(), Type: e.Type, Message: e.Message})
+		}
 	}
 	return v.recording(), events, nil
 }
@@ -215,12 +217,12 @@ func (c *Client) ListCredentials(ctx context.Context) ([]*recsink.CredentialUsag
 				Scope:       r.Scope,
 				Destination: recsink.Destination{Bucket: bucket, Prefix: prefix},
 				AccessKeyID: r.AccessKeyID,
-				CreatedAt:   r.CreatedAt,
-				ReplacedAt:  r.ReplacedAt,
+				CreatedAt:   r.CreatedAt.Time(),
+				ReplacedAt:  r.ReplacedAt.TimePtr(),
 			},
 			State:             r.State,
 			ActiveRecordings:  ids,
-			SafeToDeleteAfter: r.SafeToDeleteAfter,
+			SafeToDeleteAfter: r.SafeToDeleteAfter.TimePtr(),
 		})
 	}
 	return out, nil

@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/recsink/recsink"
 )
@@ -16,6 +18,9 @@ import (
 // testDBDownKey is an API key whose lookup fails as a store whose database
 // is down does.
 const testDBDownKey = "rsk_db_down"
+
+// testAPIKey2 is the API key of a second organization.
+const testAPIKey2 = "rsk_second_org"
 
 // errDBDown is what the stores return while the database is down.
 var errDBDown = &recsink.Error{Code: recsink.EUNAVAILABLE, Message: "the database is unavailable; try again", RetryAfter: 2}
@@ -32,6 +37,9 @@ func (OrganizationService) CreateOrganization(ctx context.Context, name string) 
 func (OrganizationService) Authenticate(ctx context.Context, apiKey string) (*recsink.Organization, error) {
 	if apiKey == testDBDownKey {
 		return nil, fmt.Errorf("find organization: %w", errDBDown)
+	}
+	if apiKey == testAPIKey2 {
+		return &recsink.Organization{ID: "org_2", Name: "Second"}, nil
 	}
 	if apiKey != testAPIKey {
 		return nil, recsink.Errorf(recsink.EUNAUTHORIZED, "invalid API key")
@@ -183,6 +191,12 @@ func (s *MeetingService) DeleteMeeting(ctx context.Context, orgID, id string) er
 type RecordingService struct {
 	mu     sync.Mutex
 	Filter recsink.RecordingFilter // of the last ListRecordings
+
+	ValidFor    time.Duration // of the last AccessLink
+	BulkDeleted [][]string    // the IDs of each BulkDeleteRecordings
+
+	// FindRecordingFn, when set, replaces FindRecording.
+	FindRecordingFn func(ctx context.Context, orgID, id string) (*recsink.Recording, []recsink.RecordingEvent, error)
 }
 
 var _ recsink.RecordingService = (*RecordingService)(nil)
@@ -217,6 +231,9 @@ func (s *RecordingService) StopRecording(ctx context.Context, orgID, id string) 
 }
 
 func (s *RecordingService) FindRecording(ctx context.Context, orgID, id string) (*recsink.Recording, []recsink.RecordingEvent, error) {
+	if s.FindRecordingFn != nil {
+		return s.FindRecordingFn(ctx, orgID, id)
+	}
 	if id != testRecID {
 		return nil, nil, recsink.Errorf(recsink.ENOTFOUND, "recording not found")
 	}
@@ -228,6 +245,27 @@ func (s *RecordingService) ListRecordings(ctx context.Context, orgID string, f r
 	s.Filter = f
 	s.mu.Unlock()
 	return []*recsink.Recording{testRecording()}, "", nil
+}
+
+func (s *RecordingService) AccessLink(ctx context.Context, orgID, id string, validFor time.Duration) (*recsink.AccessLink, error) {
+	if _, _, err := s.FindRecording(ctx, orgID, id); err != nil {
+		return nil, err
+	}
+	if validFor <= 0 || validFor > recsink.MaxAccessLinkValidity {
+		return nil, recsink.FieldErrorf("validForSeconds", "out of range")
+	}
+	s.mu.Lock()
+	s.ValidFor = validFor
+	s.mu.Unlock()
+	return &recsink.AccessLink{URL: "https://my-bucket.s3.example/rec/team-abc/rec_1.mkv?X-Amz-Expires=" + strconv.Itoa(int(validFor.Seconds())),
+		Expires: date().Add(validFor), AccessKeyID: testKeyID}, nil
+}
+
+func (s *RecordingService) BulkDeleteRecordings(ctx context.Context, orgID string, ids []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.BulkDeleted = append(s.BulkDeleted, ids)
+	return nil
 }
 
 func (s *RecordingService) DeleteRecording(ctx context.Context, orgID, id string) error {
@@ -321,4 +359,42 @@ func (s *IngestService) Append(ctx context.Context, id, token string, offset int
 			return size, err
 		}
 	}
+}
+
+// AuditService is an in-memory recsink.AuditService.
+type AuditService struct {
+	mu     sync.Mutex
+	events []*recsink.AuditEvent
+}
+
+var _ recsink.AuditService = (*AuditService)(nil)
+
+func (s *AuditService) RecordAudit(ctx context.Context, e *recsink.AuditEvent) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e.ID, e.Time = fmt.Sprintf("aud_%d", len(s.events)+1), date()
+	s.events = append(s.events, e)
+	return nil
+}
+
+func (s *AuditService) ListAudit(ctx context.Context, orgID, cursor string, limit int) ([]*recsink.AuditEvent, string, error) {
+	if cursor != "" && cursor != "next" {
+		return nil, "", recsink.FieldErrorf("cursor", "cursor is invalid")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*recsink.AuditEvent
+	for i := len(s.events) - 1; i >= 0; i-- {
+		if s.events[i].OrgID == orgID {
+			out = append(out, s.events[i])
+		}
+	}
+	return out, "", nil
+}
+
+// Events returns the events recorded so far.
+func (s *AuditService) Events() []*recsink.AuditEvent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*recsink.AuditEvent(nil), s.events...)
 }

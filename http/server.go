@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"runtime/debug"
 	"strings"
@@ -25,6 +26,9 @@ type Server struct {
 	IngestService       recsink.IngestService
 	// WebhookService serves /v1/webhooks; when nil those routes answer 501.
 	WebhookService recsink.WebhookService
+	// AuditService records every change made through the API and serves
+	// GET /v1/audit; when nil nothing is recorded and that route answers 501.
+	AuditService recsink.AuditService
 	// Logger receives the request log and internal errors; nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -51,6 +55,16 @@ type Server struct {
 	// with every read that returns bytes. Zero means
 	// DefaultIngestIdleTimeout.
 	IngestIdleTimeout time.Duration
+
+	// APIRate limits each organization API key to this many requests per
+	// second, with bursts of APIBurst: more answer 429 with Retry-After and
+	// Whereby's body. Zero turns the limit off. Ingest is never limited.
+	// Set before serving.
+	APIRate  float64
+	APIBurst int
+
+	limiterOnce sync.Once
+	limiter     *rateLimiter // nil when APIRate is zero
 
 	mux      *http.ServeMux
 	patterns map[string]bool // the API's own patterns, as registered
@@ -129,6 +143,17 @@ func (s *Server) logger() *slog.Logger {
 	return s.log
 }
 
+// rateLimiter returns the per-key limiter, nil when APIRate is zero. It is
+// fixed at the first use: set APIRate before serving.
+func (s *Server) rateLimiter() *rateLimiter {
+	s.limiterOnce.Do(func() {
+		if s.APIRate > 0 {
+			s.limiter = newRateLimiter(s.APIRate, cmp.Or(s.APIBurst, int(math.Ceil(s.APIRate))))
+		}
+	})
+	return s.limiter
+}
+
 // authMode says how a route authenticates its caller.
 type authMode int
 
@@ -183,6 +208,9 @@ var routes = []Route{
 	{"GET", "/v1/recordings/{recordingId}", authOrg, (*Server).handleGetRecording},
 	{"DELETE", "/v1/recordings/{recordingId}", authOrg, (*Server).handleDeleteRecording},
 	{"POST", "/v1/recordings/{recordingId}/stop", authOrg, (*Server).handleStopRecording},
+	{"GET", "/v1/recordings/{recordingId}/access-link", authOrg, (*Server).handleAccessLink},
+	{"POST", "/v1/recordings/bulk-delete", authOrg, (*Server).handleBulkDelete},
+	{"GET", "/v1/audit", authOrg, (*Server).handleListAudit},
 
 	{"PUT", "/v1/recordings/{recordingId}/ingest", authIngest, (*Server).handleIngestPut},
 	{"PATCH", "/v1/recordings/{recordingId}/ingest", authIngest, (*Server).handleIngestPatch},
@@ -225,6 +253,12 @@ func (s *Server) authenticate(rt Route) http.Handler {
 				info.org = org
 			} else {
 				r = r.WithContext(context.WithValue(r.Context(), requestInfoKey, &requestInfo{org: org}))
+			}
+			if l := s.rateLimiter(); l != nil {
+				if d := l.wait(string(recsink.HashToken(key)), time.Now()); d > 0 {
+					l.writeRateLimited(w, d)
+					return
+				}
 			}
 		}
 		// Before any service sees them: the stores cannot keep invalid

@@ -36,6 +36,7 @@ type TestServer struct {
 	Meetings   *MeetingService
 	Recordings *RecordingService
 	Ingest     *IngestService
+	Audit      *AuditService
 	Log        *SyncBuffer
 }
 
@@ -54,6 +55,7 @@ func newTestServer() *TestServer {
 		Meetings:   &MeetingService{},
 		Recordings: &RecordingService{},
 		Ingest:     NewIngestService(),
+		Audit:      &AuditService{},
 		Log:        &SyncBuffer{},
 	}
 	ts.API = rshttp.NewServer()
@@ -62,6 +64,7 @@ func newTestServer() *TestServer {
 	ts.API.MeetingService = ts.Meetings
 	ts.API.RecordingService = ts.Recordings
 	ts.API.IngestService = ts.Ingest
+	ts.API.AuditService = ts.Audit
 	ts.API.Logger = slog.New(slog.NewTextHandler(ts.Log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	return ts
 }

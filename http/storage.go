@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/recsink/recsink"
 )
@@ -44,6 +43,9 @@ func (in *destinationInput) parse(prefix string) (recsink.Destination, recsink.A
 		}
 	default:
 		return dest, key, recsink.FieldErrorf(prefix+"authenticationType", "authenticationType must be \"accessKey\" or \"roleBased\"")
+	}
+	if len(in.OIDCRoleARN) > 2048 {
+		return dest, key, recsink.FieldErrorf(prefix+"oidcRoleArn", "oidcRoleArn must be at most 2048 characters")
 	}
 	dest = recsink.Destination{
 		Provider:       in.Provider,
@@ -100,10 +102,10 @@ type storageView struct {
 	AccessKeyID    string `json:"accessKeyId"`
 	// AuthenticationType is "accessKey" or "roleBased"; OIDCRoleARN the
 	// role of roleBased settings (then also in accessKeyId).
-	AuthenticationType string    `json:"authenticationType"`
-	OIDCRoleARN        string    `json:"oidcRoleArn,omitempty"`
-	CredentialID       string    `json:"credentialId"`
-	CreatedAt          time.Time `json:"createdAt"`
+	AuthenticationType string          `json:"authenticationType"`
+	OIDCRoleARN        string          `json:"oidcRoleArn,omitempty"`
+	CredentialID       string          `json:"credentialId"`
+	CreatedAt          recsink.APITime `json:"createdAt"`
 	// Check is the report of the checks run when the settings were saved.
 	Check *recsink.CheckReport `json:"check,omitempty"`
 }
@@ -120,7 +122,7 @@ func newStorageView(c *recsink.Credential, report *recsink.CheckReport) storageV
 		AccessKeyID:        c.AccessKeyID,
 		AuthenticationType: recsink.AuthAccessKey,
 		CredentialID:       c.ID,
-		CreatedAt:          c.CreatedAt,
+		CreatedAt:          recsink.APITime(c.CreatedAt),
 		Check:              report,
 	}
 	if recsink.IsRoleARN(c.AccessKeyID) {
@@ -146,6 +148,7 @@ func (s *Server) saveStorage(w http.ResponseWriter, r *http.Request, scope strin
 		s.Error(w, r, err)
 		return
 	}
+	s.audit(r, recsink.AuditStorageSaved, scope, "access key "+c.AccessKeyID+" on bucket "+c.Destination.BucketPath())
 	writeJSON(w, http.StatusOK, newStorageView(c, report))
 }
 
@@ -163,6 +166,7 @@ func (s *Server) deleteStorage(w http.ResponseWriter, r *http.Request, scope str
 		s.Error(w, r, err)
 		return
 	}
+	s.audit(r, recsink.AuditStorageDeleted, scope, "storage settings removed")
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -254,15 +258,15 @@ func (s *Server) meetingScope(w http.ResponseWriter, r *http.Request) (string, b
 // credentialView is one generation of storage settings in the rotation
 // view. It never holds the secret.
 type credentialView struct {
-	ID                string     `json:"id"`
-	Scope             string     `json:"scope"`
-	Bucket            string     `json:"bucket"`
-	AccessKeyID       string     `json:"accessKeyId"`
-	CreatedAt         time.Time  `json:"createdAt"`
-	ReplacedAt        *time.Time `json:"replacedAt"`
-	State             string     `json:"state"`
-	ActiveRecordings  activeView `json:"activeRecordings"`
-	SafeToDeleteAfter *time.Time `json:"safeToDeleteAfter"`
+	ID                string           `json:"id"`
+	Scope             string           `json:"scope"`
+	Bucket            string           `json:"bucket"`
+	AccessKeyID       string           `json:"accessKeyId"`
+	CreatedAt         recsink.APITime  `json:"createdAt"`
+	ReplacedAt        *recsink.APITime `json:"replacedAt"`
+	State             string           `json:"state"`
+	ActiveRecordings  activeView       `json:"activeRecordings"`
+	SafeToDeleteAfter *recsink.APITime `json:"safeToDeleteAfter"`
 
 	// SafeToDeleteReason says why the key is not yet safe to delete.
 	SafeToDeleteReason string `json:"safeToDeleteReason,omitempty"`
@@ -293,11 +297,11 @@ func (s *Server) handleListCredentials(w http.ResponseWriter, r *http.Request) {
 			Scope:             u.Scope,
 			Bucket:            u.Destination.BucketPath(),
 			AccessKeyID:       u.AccessKeyID,
-			CreatedAt:         u.CreatedAt,
-			ReplacedAt:        u.ReplacedAt,
+			CreatedAt:         recsink.APITime(u.CreatedAt),
+			ReplacedAt:        recsink.APITimeOf(u.ReplacedAt),
 			State:             u.State,
 			ActiveRecordings:  activeView{Count: len(ids), IDs: ids},
-			SafeToDeleteAfter: u.SafeToDeleteAfter,
+			SafeToDeleteAfter: recsink.APITimeOf(u.SafeToDeleteAfter),
 
 			SafeToDeleteReason: u.SafeToDeleteReason,
 		})

@@ -96,7 +96,7 @@ func TestPutStorage(t *testing.T) {
 		for k, want := range map[string]any{
 			"provider": "s3", "bucket": "my-bucket/recordings", "region": "eu-west-1", "fileFormat": "mp4",
 			"accessKeyId": testKeyID, "credentialId": "cred_1", "forcePathStyle": false, "endpoint": "",
-			"createdAt": "2030-01-02T03:04:05Z",
+			"createdAt": "2030-01-02T03:04:05.000Z",
 		} {
 			if v[k] != want {
 				t.Errorf("%s = %v, want %v", k, v[k], want)

@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/recsink/recsink"
 )
@@ -26,25 +25,25 @@ type webhookSecretView struct {
 
 // webhookView is the JSON shape of an endpoint. It never holds a secret.
 type webhookView struct {
-	URL                     string     `json:"url"`
-	Events                  []string   `json:"events"`
-	CreatedAt               time.Time  `json:"createdAt"`
-	UpdatedAt               time.Time  `json:"updatedAt"`
-	DisabledAt              *time.Time `json:"disabledAt,omitempty"`
-	PreviousSecretExpiresAt *time.Time `json:"previousSecretExpiresAt,omitempty"`
+	URL                     string           `json:"url"`
+	Events                  []string         `json:"events"`
+	CreatedAt               recsink.APITime  `json:"createdAt"`
+	UpdatedAt               recsink.APITime  `json:"updatedAt"`
+	DisabledAt              *recsink.APITime `json:"disabledAt,omitempty"`
+	PreviousSecretExpiresAt *recsink.APITime `json:"previousSecretExpiresAt,omitempty"`
 }
 
 // deliveryView is the JSON shape of one outbox event and its attempts.
 type deliveryView struct {
-	ID            string     `json:"id"`
-	Type          string     `json:"type"`
-	CreatedAt     time.Time  `json:"createdAt"`
-	State         string     `json:"state"`
-	Attempts      int        `json:"attempts"`
-	NextAttemptAt time.Time  `json:"nextAttemptAt"`
-	LastStatus    int        `json:"lastStatus,omitempty"`
-	LastError     string     `json:"lastError,omitempty"`
-	DeliveredAt   *time.Time `json:"deliveredAt,omitempty"`
+	ID            string           `json:"id"`
+	Type          string           `json:"type"`
+	CreatedAt     recsink.APITime  `json:"createdAt"`
+	State         string           `json:"state"`
+	Attempts      int              `json:"attempts"`
+	NextAttemptAt recsink.APITime  `json:"nextAttemptAt"`
+	LastStatus    int              `json:"lastStatus,omitempty"`
+	LastError     string           `json:"lastError,omitempty"`
+	DeliveredAt   *recsink.APITime `json:"deliveredAt,omitempty"`
 }
 
 // webhooks returns the webhook service, or answers 501 when this server
@@ -92,6 +91,7 @@ func (s *Server) handlePutWebhook(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
+	s.audit(r, recsink.AuditWebhookSet, "webhook", "endpoint "+endpointHost(in.URL)+" (new signing secret)")
 	v := webhookSecretView{URL: in.URL, Events: events, Secret: secret}
 	// Show what was stored where the service normalized it; the secret is
 	// answered even if that lookup fails, since it cannot be shown again.
@@ -123,10 +123,10 @@ func (s *Server) handleGetWebhook(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, webhookView{
 		URL:                     ep.URL,
 		Events:                  events,
-		CreatedAt:               ep.CreatedAt,
-		UpdatedAt:               ep.UpdatedAt,
-		DisabledAt:              ep.DisabledAt,
-		PreviousSecretExpiresAt: ep.PreviousSecretExpiresAt,
+		CreatedAt:               recsink.APITime(ep.CreatedAt),
+		UpdatedAt:               recsink.APITime(ep.UpdatedAt),
+		DisabledAt:              recsink.APITimeOf(ep.DisabledAt),
+		PreviousSecretExpiresAt: recsink.APITimeOf(ep.PreviousSecretExpiresAt),
 	})
 }
 
@@ -140,6 +140,7 @@ func (s *Server) handleDeleteWebhook(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
+	s.audit(r, recsink.AuditWebhookDeleted, "webhook", "endpoint removed")
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -155,6 +156,7 @@ func (s *Server) handleRotateWebhookSecret(w http.ResponseWriter, r *http.Reques
 		s.Error(w, r, err)
 		return
 	}
+	s.audit(r, recsink.AuditWebhookSecretRotated, "webhook", "signing secret rotated")
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, struct {
 		Secret string `json:"secret"`
@@ -183,16 +185,16 @@ func (s *Server) handleListWebhookDeliveries(w http.ResponseWriter, r *http.Requ
 		results = append(results, deliveryView{
 			ID:            d.ID,
 			Type:          d.Type,
-			CreatedAt:     d.CreatedAt,
+			CreatedAt:     recsink.APITime(d.CreatedAt),
 			State:         d.State,
 			Attempts:      d.Attempts,
-			NextAttemptAt: d.NextAttemptAt,
+			NextAttemptAt: recsink.APITime(d.NextAttemptAt),
 			LastStatus:    d.LastStatus,
 			LastError:     d.LastError,
-			DeliveredAt:   d.DeliveredAt,
+			DeliveredAt:   recsink.APITimeOf(d.DeliveredAt),
 		})
 	}
-	writeJSON(w, http.StatusOK, listView[deliveryView]{Results: results, Cursor: next})
+	writeJSON(w, http.StatusOK, newListView(results, next))
 }
 
 // handleIAMPolicy handles GET /v1/storage/iam-policy?bucket=NAME[/prefix]:

@@ -129,7 +129,7 @@ func TestWebhooks(t *testing.T) {
 			t.Fatalf("GET shows the secret: %s", b)
 		}
 		got := MustDecode(t, b)
-		if got["url"] != "https://example.com/hook" || got["createdAt"] != "2030-01-02T03:04:05Z" || got["updatedAt"] == nil {
+		if got["url"] != "https://example.com/hook" || got["createdAt"] != "2030-01-02T03:04:05.000Z" || got["updatedAt"] == nil {
 			t.Fatalf("GET: %s", b)
 		}
 		if _, ok := got["disabledAt"]; ok {
@@ -141,7 +141,7 @@ func TestWebhooks(t *testing.T) {
 			t.Fatalf("rotate: status %d: %s", resp.StatusCode, b)
 		}
 		_, b = ts.Call(t, "GET", "/v1/webhooks", "")
-		if MustDecode(t, b)["previousSecretExpiresAt"] != "2030-01-03T03:04:05Z" {
+		if MustDecode(t, b)["previousSecretExpiresAt"] != "2030-01-03T03:04:05.000Z" {
 			t.Errorf("GET after rotation: %s", b)
 		}
 
@@ -227,17 +227,17 @@ func TestWebhooks(t *testing.T) {
 		}
 		d := page.Results[0]
 		for k, v := range map[string]any{"id": "evt_2", "type": "recording.finished", "state": "pending", "attempts": float64(2),
-			"nextAttemptAt": "2030-01-02T03:05:05Z", "lastStatus": float64(500), "lastError": "receiver answered 500", "createdAt": "2030-01-02T03:04:05Z"} {
+			"nextAttemptAt": "2030-01-02T03:05:05.000Z", "lastStatus": float64(500), "lastError": "receiver answered 500", "createdAt": "2030-01-02T03:04:05.000Z"} {
 			if d[k] != v {
 				t.Errorf("%s = %v, want %v", k, d[k], v)
 			}
 		}
-		if page.Results[1]["deliveredAt"] != "2030-01-02T03:04:06Z" {
+		if page.Results[1]["deliveredAt"] != "2030-01-02T03:04:06.000Z" {
 			t.Errorf("deliveredAt %v", page.Results[1]["deliveredAt"])
 		}
 
 		_, b = ts.Call(t, "GET", "/v1/webhooks/deliveries?cursor=next-page", "")
-		if string(b) != `{"results":[]}`+"\n" || wh.Cursor != "next-page" || wh.Limit != 50 {
+		if string(b) != `{"results":[],"cursor":null}`+"\n" || wh.Cursor != "next-page" || wh.Limit != 50 {
 			t.Errorf("last page %s, cursor %q, limit %d", b, wh.Cursor, wh.Limit)
 		}
 		if resp, b := ts.Call(t, "GET", "/v1/webhooks/deliveries?limit=0", ""); resp.StatusCode != 400 || MustDecodeError(t, b).Field != "limit" {

@@ -34,6 +34,10 @@ func (db *DB) Prune(ctx context.Context, before time.Time) (recsink.PruneStats, 
 			DELETE FROM webhook_deliveries WHERE seq IN (
 				SELECT seq FROM webhook_deliveries WHERE state <> $1 AND created_at < $2 LIMIT $3)`,
 			[]any{recsink.DeliveryPending, before, sqlstore.PruneBatch}},
+		{"audit events", &st.AuditEvents, `
+			DELETE FROM audit_events WHERE seq IN (
+				SELECT seq FROM audit_events WHERE time < $1 LIMIT $2)`,
+			[]any{before, sqlstore.PruneBatch}},
 	} {
 		for {
 			tag, err := db.pool.Exec(ctx, job.query, job.args...)

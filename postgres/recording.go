@@ -194,6 +194,9 @@ func (db *DB) MarkRecordingDeleted(ctx context.Context, orgID, id string) error 
 // name and state when they are not empty, and the cursor of the next page
 // ("" when there is none). A malformed cursor is EINVALID.
 func (db *DB) ListRecordings(ctx context.Context, orgID string, f recsink.RecordingFilter) ([]*recsink.Recording, string, error) {
+	if f.Sort.Field != "" {
+		return db.listSortedRecordings(ctx, orgID, f)
+	}
 	after, err := decodeCursor(f.Cursor)
 	if err != nil {
 		return nil, "", err
@@ -218,6 +221,72 @@ func (db *DB) ListRecordings(ctx context.Context, orgID string, f recsink.Record
 		return nil, "", errorf("postgres: list recordings: %w", err)
 	}
 	rs, next := page(rs, seqs, limit)
+	return rs, next, nil
+}
+
+// sortKeys are the SQL sort key of each recsink.RecordingSorts field.
+// Room names compare byte by byte (COLLATE "C"), as in SQLite, whatever the
+// database's collation. Duration is in milliseconds, -1 while the recording
+// has no end; the size is the object's, else the bytes received.
+var sortKeys = map[string]string{
+	recsink.SortStartDate: `start_date`,
+	recsink.SortRoomName:  `(room_name COLLATE "C")`,
+	recsink.SortDuration:  `COALESCE(ROUND(EXTRACT(EPOCH FROM (end_date - start_date)) * 1000)::bigint, -1)`,
+	recsink.SortSize:      `COALESCE(size_bytes, bytes_received)`,
+}
+
+// listSortedRecordings lists recordings in f.Sort's order with keyset
+// cursors: (sort key, seq) of the page's last row, so that a page continues
+// exactly where the previous one stopped, whatever was added since.
+func (db *DB) listSortedRecordings(ctx context.Context, orgID string, f recsink.RecordingFilter) ([]*recsink.Recording, string, error) {
+	key, ok := sortKeys[f.Sort.Field]
+	if !ok {
+		return nil, "", recsink.FieldErrorf("sortBy", "sortBy %q is not a sort field", f.Sort.Field)
+	}
+	limit := clampLimit(f.Limit)
+	query := `SELECT ` + recordingColumns + ` FROM recordings WHERE org_id = $1`
+	args := []any{orgID}
+	cmp, dir := ">", "ASC"
+	if f.Sort.Desc {
+		cmp, dir = "<", "DESC"
+	}
+	if f.Cursor != "" {
+		after, seq, err := sqlstore.DecodeSortCursor(f.Cursor, f.Sort.String())
+		if err != nil {
+			return nil, "", err
+		}
+		args = append(args, after, seq)
+		k, s := len(args)-1, len(args)
+		query += fmt.Sprintf(` AND (%[1]s %[2]s $%[3]d OR (%[1]s = $%[3]d AND seq %[2]s $%[4]d))`, key, cmp, k, s)
+	}
+	if f.RoomName != "" {
+		args = append(args, f.RoomName)
+		query += fmt.Sprintf(` AND room_name = $%d`, len(args))
+	}
+	if f.State != "" {
+		args = append(args, f.State)
+		query += fmt.Sprintf(` AND state = $%d`, len(args))
+	}
+	args = append(args, limit+1)
+	query += fmt.Sprintf(` ORDER BY %s %s, seq %s LIMIT $%d`, key, dir, dir, len(args))
+
+	rs, seqs, err := db.queryRecordings(ctx, query, args...)
+	if err != nil {
+		return nil, "", errorf("postgres: list recordings by %s: %w", f.Sort, err)
+	}
+	if len(rs) <= limit {
+		return rs, "", nil
+	}
+	rs, last := rs[:limit], seqs[limit-1]
+	// The key as SQL computes it, so that the next page compares like with like.
+	var k any
+	if err := db.pool.QueryRow(ctx, `SELECT `+key+` FROM recordings WHERE seq = $1`, last).Scan(&k); err != nil {
+		return nil, "", errorf("postgres: list recordings by %s: %w", f.Sort, err)
+	}
+	next, err := sqlstore.EncodeSortCursor(f.Sort.String(), k, last)
+	if err != nil {
+		return nil, "", errorf("postgres: list recordings by %s: %w", f.Sort, err)
+	}
 	return rs, next, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
@@ -369,6 +370,19 @@ func (c *client) DeleteObject(ctx context.Context, key string) error {
 		return fmt.Errorf("s3: delete object %s: %w", key, c.fail(ctx, "DeleteObject", err))
 	}
 	return nil
+}
+
+// PresignGet returns a presigned GET of key valid for validFor (SigV4 query
+// signing, signed locally: no request is made).
+func (c *client) PresignGet(ctx context.Context, key string, validFor time.Duration) (string, error) {
+	req, err := awss3.NewPresignClient(c.s3).PresignGetObject(ctx, &awss3.GetObjectInput{
+		Bucket: aws.String(c.bucket),
+		Key:    aws.String(key),
+	}, awss3.WithPresignExpires(validFor))
+	if err != nil {
+		return "", fmt.Errorf("s3: presign get %s: %w", key, c.fail(ctx, "GetObject", err))
+	}
+	return req.URL, nil
 }
 
 func nonEmpty(s string) *string {

@@ -54,7 +54,7 @@ func (c *Cleaner) Run(ctx context.Context) {
 			log.Warn("cleaner: prune failed; trying again at the next tick", "err", err, "next", interval)
 		case st != (recsink.PruneStats{}):
 			log.Info("cleaner: pruned old history", "events", st.RecordingEvents, "parts", st.Parts,
-				"webhookDeliveries", st.WebhookDeliveries, "retention", c.Retention, "took", time.Since(began).Round(time.Millisecond))
+				"webhookDeliveries", st.WebhookDeliveries, "auditEvents", st.AuditEvents, "retention", c.Retention, "took", time.Since(began).Round(time.Millisecond))
 		default:
 			log.Debug("cleaner: nothing to prune", "retention", c.Retention)
 		}

@@ -169,7 +169,9 @@ type fakeS3 struct {
 	badDigest      map[int32]int
 	completeDigest bool
 	refused        map[string]bool // access key IDs S3 refuses
-	next           int
+	// readRefused are the access key IDs whose HeadObject S3 refuses.
+	readRefused map[string]bool
+	next        int
 	// refusals counts the UploadParts refused.
 	refusals atomic.Int64
 	// partDelay, if set, returns how long an UploadPart takes.
@@ -178,7 +180,7 @@ type fakeS3 struct {
 
 func newFakeS3() *fakeS3 {
 	return &fakeS3{objects: map[string]fakeObject{}, uploads: map[string]map[int32]recsink.Part{}, refused: map[string]bool{},
-		badDigest: map[int32]int{}}
+		badDigest: map[int32]int{}, readRefused: map[string]bool{}}
 }
 
 type fakeObject struct {
@@ -377,6 +379,9 @@ func (c *fakeClient) HeadObject(_ context.Context, key string) (int64, map[strin
 	c.used()
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
+	if c.s.readRefused[c.keyID] {
+		return 0, nil, &recsink.StorageError{Op: "HeadObject", StatusCode: 403}
+	}
 	o, ok := c.s.objects[key]
 	if !ok {
 		return 0, nil, &recsink.StorageError{Op: "HeadObject", StatusCode: 404}
@@ -393,6 +398,11 @@ func (c *fakeClient) StatObject(_ context.Context, key string) (recsink.ObjectIn
 		return recsink.ObjectInfo{}, &recsink.StorageError{Op: "HeadObject", StatusCode: 404}
 	}
 	return recsink.ObjectInfo{Size: o.size, Checksum: o.checksum}, nil
+}
+
+func (c *fakeClient) PresignGet(_ context.Context, key string, validFor time.Duration) (string, error) {
+	c.used()
+	return fmt.Sprintf("https://fake-s3.invalid/%s?key=%s&expires=%d", key, c.keyID, int(validFor.Seconds())), nil
 }
 
 func (c *fakeClient) ObjectExists(ctx context.Context, key string) (bool, error) {

@@ -92,6 +92,10 @@ func (c stubClient) StatObject(context.Context, string) (recsink.ObjectInfo, err
 func (c stubClient) ObjectExists(context.Context, string) (bool, error) { return false, nil }
 func (c stubClient) DeleteObject(context.Context, string) error         { return nil }
 
+func (c stubClient) PresignGet(context.Context, string, time.Duration) (string, error) {
+	return "https://stub.invalid/object", nil
+}
+
 // env is what services of one test share: a database, a spool folder and
 // the master key.
 type env struct {

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"math"
 	"path"
 	"strings"
 	"time"
@@ -51,9 +52,13 @@ type recordingEvent struct {
 	SHA256      string `json:"sha256,omitempty"`
 	// Checksum is the object's full-object checksum that S3 verified,
 	// "CRC64NVME:base64", as head-object --checksum-mode ENABLED shows it.
-	Checksum  string     `json:"checksum,omitempty"`
-	StartDate time.Time  `json:"startDate"`
-	EndDate   *time.Time `json:"endDate,omitempty"`
+	Checksum  string           `json:"checksum,omitempty"`
+	StartDate recsink.APITime  `json:"startDate"`
+	EndDate   *recsink.APITime `json:"endDate,omitempty"`
+	// Status is Whereby's, on recording.finished: "completed".
+	Status string `json:"status,omitempty"`
+	// SizeInMegaBytes is Whereby's: the size in megabytes (10^6 bytes).
+	SizeInMegaBytes *float64 `json:"sizeInMegaBytes,omitempty"`
 	// Reason says in plain words what went wrong, for failed and blocked.
 	Reason string `json:"reason,omitempty"`
 	// BytesReceived and BytesUploaded tell how far behind a blocked
@@ -76,8 +81,15 @@ func (r *recorder) notifyAs(rec *recsink.Recording, typ, reason string) {
 		RecordingID: rec.ID, MeetingID: rec.MeetingID, RoomName: rec.RoomName, State: rec.State,
 		Filename: path.Base(rec.ObjectKey), Bucket: rec.Destination.Bucket, ObjectKey: rec.ObjectKey,
 		AccessKeyID: rec.AccessKeyID, SizeBytes: rec.SizeBytes, SHA256: rec.SHA256, Checksum: rec.Checksum,
-		StartDate: rec.StartDate, EndDate: rec.EndDate, Reason: reason,
+		StartDate: recsink.APITime(rec.StartDate), EndDate: recsink.APITimeOf(rec.EndDate), Reason: reason,
 		BytesReceived: rec.BytesReceived, BytesUploaded: rec.BytesUploaded,
+	}
+	if rec.SizeBytes != nil {
+		mb := math.Round(float64(*rec.SizeBytes)/1e3) / 1e3
+		data.SizeInMegaBytes = &mb
+	}
+	if typ == recsink.WebhookRecordingFinished {
+		data.Status = "completed"
 	}
 	id := recsink.NewID("evt")
 	switch typ {
@@ -94,14 +106,14 @@ func (r *recorder) notifyAs(rec *recsink.Recording, typ, reason string) {
 
 // drainedEvent is the data of credential.drained.
 type drainedEvent struct {
-	CredentialID string    `json:"credentialId"`
-	Scope        string    `json:"scope"`
-	AccessKeyID  string    `json:"accessKeyId"`
-	Bucket       string    `json:"bucket"`
-	CreatedAt    time.Time `json:"createdAt"`
-	ReplacedAt   time.Time `json:"replacedAt"`
-	SafeToDelete bool      `json:"safeToDelete"`
-	Message      string    `json:"message"`
+	CredentialID string          `json:"credentialId"`
+	Scope        string          `json:"scope"`
+	AccessKeyID  string          `json:"accessKeyId"`
+	Bucket       string          `json:"bucket"`
+	CreatedAt    recsink.APITime `json:"createdAt"`
+	ReplacedAt   recsink.APITime `json:"replacedAt"`
+	SafeToDelete bool            `json:"safeToDelete"`
+	Message      string          `json:"message"`
 }
 
 // checkDrained sends credential.drained for each replaced credential of the
@@ -133,7 +145,7 @@ func (s *Service) checkDrained(orgID string, credIDs ...string) {
 		}
 		ev := drainedEvent{
 			CredentialID: c.ID, Scope: c.Scope, AccessKeyID: c.AccessKeyID, Bucket: c.Destination.Bucket,
-			CreatedAt: c.CreatedAt, ReplacedAt: *c.ReplacedAt, SafeToDelete: true,
+			CreatedAt: recsink.APITime(c.CreatedAt), ReplacedAt: recsink.APITime(*c.ReplacedAt), SafeToDelete: true,
 			Message: "No recording uses access key " + c.AccessKeyID + " any more: it is safe to delete it now.",
 		}
 		if err := s.cfg.Notifier.EnqueueOnce(context.WithoutCancel(ctx), orgID, "evt_"+c.ID+"_drained", recsink.WebhookCredentialDrained, ev); err != nil {

@@ -48,6 +48,9 @@ func (s *Service) StartRecording(ctx context.Context, orgID, meetingID string) (
 	if err != nil {
 		return nil, "", err
 	}
+	if err := m.CanRecord(); err != nil {
+		return nil, "", err
+	}
 	cred, err := s.resolveCredential(ctx, orgID, meetingID)
 	if err != nil {
 		return nil, "", err

@@ -418,7 +418,7 @@ func (s *Service) CreateMeeting(ctx context.Context, orgID string, m *recsink.Me
 	m.StartDate = now
 	m.CreatedAt = now
 	if m.RecordingType == "" {
-		m.RecordingType = "none"
+		m.RecordingType = recsink.RecordingTypeCloud
 	}
 	var report *recsink.CheckReport
 	if dest != nil && key != nil {

@@ -33,6 +33,9 @@ func (db *DB) Prune(ctx context.Context, before time.Time) (recsink.PruneStats, 
 			DELETE FROM webhook_deliveries WHERE seq IN (
 				SELECT seq FROM webhook_deliveries WHERE state <> ? AND created_at < ? LIMIT ?)`,
 			[]any{recsink.DeliveryPending, b, sqlstore.PruneBatch}},
+		{"audit events", &st.AuditEvents, `
+			DELETE FROM audit_events WHERE seq IN (
+				SELECT seq FROM audit_events WHERE time < ? LIMIT ?)`, []any{b, sqlstore.PruneBatch}},
 	} {
 		for {
 			res, err := db.write.ExecContext(ctx, job.query, job.args...)

@@ -214,6 +214,9 @@ func (db *DB) MarkRecordingDeleted(ctx context.Context, orgID, id string) error 
 // name and state when they are not empty, and the cursor of the next page
 // ("" when there is none). A malformed cursor is EINVALID.
 func (db *DB) ListRecordings(ctx context.Context, orgID string, f recsink.RecordingFilter) ([]*recsink.Recording, string, error) {
+	if f.Sort.Field != "" {
+		return db.listSortedRecordings(ctx, orgID, f)
+	}
 	after, err := decodeCursor(f.Cursor)
 	if err != nil {
 		return nil, "", err
@@ -240,6 +243,70 @@ func (db *DB) ListRecordings(ctx context.Context, orgID string, f recsink.Record
 	var next string
 	if len(rs) > limit {
 		rs, next = rs[:limit], encodeCursor(seqs[limit-1])
+	}
+	return rs, next, nil
+}
+
+// sortKeys are the SQL sort key of each recsink.RecordingSorts field.
+// Duration is in milliseconds (julianday's precision), -1 while the
+// recording has no end; the size is the object's, else the bytes received.
+var sortKeys = map[string]string{
+	recsink.SortStartDate: `start_date`, // stored as fixed-width UTC text: text order is time order
+	recsink.SortRoomName:  `room_name`,
+	recsink.SortDuration:  `COALESCE(CAST(ROUND((julianday(end_date) - julianday(start_date)) * 86400000.0) AS INTEGER), -1)`,
+	recsink.SortSize:      `COALESCE(size_bytes, bytes_received)`,
+}
+
+// listSortedRecordings lists recordings in f.Sort's order with keyset
+// cursors: (sort key, seq) of the page's last row, so that a page continues
+// exactly where the previous one stopped, whatever was added since.
+func (db *DB) listSortedRecordings(ctx context.Context, orgID string, f recsink.RecordingFilter) ([]*recsink.Recording, string, error) {
+	key, ok := sortKeys[f.Sort.Field]
+	if !ok {
+		return nil, "", recsink.FieldErrorf("sortBy", "sortBy %q is not a sort field", f.Sort.Field)
+	}
+	limit := clampLimit(f.Limit)
+	query := `SELECT ` + recordingColumns + ` FROM recordings WHERE org_id = ?`
+	args := []any{orgID}
+	cmp, dir := ">", "ASC"
+	if f.Sort.Desc {
+		cmp, dir = "<", "DESC"
+	}
+	if f.Cursor != "" {
+		after, seq, err := sqlstore.DecodeSortCursor(f.Cursor, f.Sort.String())
+		if err != nil {
+			return nil, "", err
+		}
+		query += ` AND (` + key + ` ` + cmp + ` ? OR (` + key + ` = ? AND seq ` + cmp + ` ?))`
+		args = append(args, after, after, seq)
+	}
+	if f.RoomName != "" {
+		query += ` AND room_name = ?`
+		args = append(args, f.RoomName)
+	}
+	if f.State != "" {
+		query += ` AND state = ?`
+		args = append(args, f.State)
+	}
+	query += ` ORDER BY ` + key + ` ` + dir + `, seq ` + dir + ` LIMIT ?`
+	args = append(args, limit+1)
+
+	rs, seqs, err := db.queryRecordings(ctx, query, args...)
+	if err != nil {
+		return nil, "", errorf("sqlite: list recordings by %s: %w", f.Sort, err)
+	}
+	if len(rs) <= limit {
+		return rs, "", nil
+	}
+	rs, last := rs[:limit], seqs[limit-1]
+	// The key as SQL computes it, so that the next page compares like with like.
+	var k any
+	if err := db.read.QueryRowContext(ctx, `SELECT `+key+` FROM recordings WHERE seq = ?`, last).Scan(&k); err != nil {
+		return nil, "", errorf("sqlite: list recordings by %s: %w", f.Sort, err)
+	}
+	next, err := sqlstore.EncodeSortCursor(f.Sort.String(), k, last)
+	if err != nil {
+		return nil, "", errorf("sqlite: list recordings by %s: %w", f.Sort, err)
 	}
 	return rs, next, nil
 }

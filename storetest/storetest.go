@@ -25,6 +25,8 @@ func Run(t *testing.T, open func(t *testing.T) recsink.Store) {
 	t.Run("Credential", func(t *testing.T) { t.Parallel(); testCredential(t, open) })
 	t.Run("Meeting", func(t *testing.T) { t.Parallel(); testMeeting(t, open) })
 	t.Run("Recording", func(t *testing.T) { t.Parallel(); testRecording(t, open) })
+	t.Run("RecordingSort", func(t *testing.T) { t.Parallel(); testRecordingSort(t, open) })
+	t.Run("Audit", func(t *testing.T) { t.Parallel(); testAudit(t, open) })
 	t.Run("RecordingEvent", func(t *testing.T) { t.Parallel(); testRecordingEvent(t, open) })
 	t.Run("Part", func(t *testing.T) { t.Parallel(); testPart(t, open) })
 	t.Run("Webhook", func(t *testing.T) { t.Parallel(); testWebhook(t, open) })

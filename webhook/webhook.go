@@ -492,12 +492,18 @@ func subscribed(events []string, typ string) bool {
 	return len(events) == 0 || slices.Contains(events, typ)
 }
 
-// event is the JSON body of a delivery.
+// APIVersion is the apiVersion of every event: the version of the shape of
+// its data, as in Whereby's webhook envelope.
+const APIVersion = "1.0"
+
+// event is the JSON body of a delivery: Whereby's envelope (id, apiVersion,
+// createdAt, type, data).
 type event struct {
-	ID        string `json:"id"`
-	Type      string `json:"type"`
-	CreatedAt string `json:"createdAt"`
-	Data      any    `json:"data"`
+	ID         string          `json:"id"`
+	APIVersion string          `json:"apiVersion"`
+	CreatedAt  recsink.APITime `json:"createdAt"`
+	Type       string          `json:"type"`
+	Data       any             `json:"data"`
 }
 
 // Enqueue adds an event of type typ with data to the outbox when the
@@ -527,7 +533,7 @@ func (d *Dispatcher) EnqueueOnce(ctx context.Context, orgID, id, typ string, dat
 	}
 	// Microseconds: the precision every store keeps.
 	now := d.now().Truncate(time.Microsecond)
-	payload, err := json.Marshal(event{ID: id, Type: typ, CreatedAt: now.Format(time.RFC3339Nano), Data: data})
+	payload, err := json.Marshal(event{ID: id, APIVersion: APIVersion, CreatedAt: recsink.APITime(now), Type: typ, Data: data})
 	if err != nil {
 		return fmt.Errorf("webhook: enqueue %s for %s: %w", typ, orgID, err)
 	}

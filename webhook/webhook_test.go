@@ -54,8 +54,8 @@ func TestDeliver(t *testing.T) {
 		}
 	}
 	var ev struct {
-		ID, Type, CreatedAt string
-		Data                map[string]any
+		ID, Type, CreatedAt, APIVersion string
+		Data                            map[string]any
 	}
 	if err := json.Unmarshal(req.Body, &ev); err != nil {
 		t.Fatalf("body %s: %v", req.Body, err)
@@ -64,8 +64,11 @@ func TestDeliver(t *testing.T) {
 		ev.Type != recsink.WebhookRecordingFinished || ev.Data["recordingId"] != "rec_1" || ev.Data["bytes"] != 42.0 {
 		t.Fatalf("event = %+v (Recsink-Event-Id %q)", ev, req.Header.Get("Recsink-Event-Id"))
 	}
-	if _, err := time.Parse(time.RFC3339Nano, ev.CreatedAt); err != nil {
-		t.Fatalf("createdAt: %v", err)
+	if _, err := time.Parse(time.RFC3339Nano, ev.CreatedAt); err != nil || len(ev.CreatedAt) != len("2006-01-02T15:04:05.000Z") {
+		t.Fatalf("createdAt %q: %v", ev.CreatedAt, err)
+	}
+	if ev.APIVersion != "1.0" {
+		t.Fatalf("apiVersion %q", ev.APIVersion)
 	}
 
 	sig := req.Header.Get(webhook.SignatureHeader)

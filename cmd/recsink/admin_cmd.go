@@ -81,6 +81,10 @@ func runAdminCreate(ctx context.Context, args []string, stdin io.Reader, stdout,
 		}
 		return err
 	}
+	if err := store.AddAuditEvent(ctx, &recsink.AuditEvent{ID: recsink.NewID("aud"), OrgID: org.ID, Time: recsink.Now(), Actor: "cli",
+		Address: "local", Action: recsink.AuditAdminUserCreated, Target: u.ID, Details: "admin " + u.Email + " created"}); err != nil {
+		return fmt.Errorf("admin %s created, but not recorded in the audit trail: %w", u.Email, err)
+	}
 	fmt.Fprintf(stdout, "admin %s created for organization %s (id %s); sign in at /admin/\n", u.Email, org.Name, u.ID)
 	return nil
 }

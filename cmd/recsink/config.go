@@ -59,6 +59,11 @@ type Config struct {
 	// Retention is how long events, parts of finished recordings and
 	// webhook deliveries are kept before they are pruned; 0 keeps them.
 	Retention time.Duration
+	// APIRate limits each organization API key to this many requests per
+	// second, with bursts of APIBurst (0: the rate rounded up); 0 turns the
+	// limit off. Ingest is not limited.
+	APIRate  float64
+	APIBurst int
 	// ClockOffset shifts this process's own clock (recsink.Now), for tests
 	// that prove leases use the database's clock. Process-wide.
 	ClockOffset time.Duration
@@ -99,6 +104,10 @@ func DefaultConfig() Config {
 		OIDCKeyRotation:     oidc.DefaultRotateAfter,
 		RoleSessionDuration: time.Hour,
 		RoleRefreshMargin:   10 * time.Minute,
+		// About Whereby's own budget (1,000 points a minute), with room
+		// for a client's bursts.
+		APIRate:  20,
+		APIBurst: 100,
 	}
 }
 
@@ -145,6 +154,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.IngestIdleTimeout, "ingest-idle-timeout", c.IngestIdleTimeout, "an ingest stream that sends nothing for this long is cut; what it sent before stays acknowledged")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "HOST:PORT to serve /metrics on, apart from the API (default: on the API's own address, open to anyone who reaches it)")
 	fs.DurationVar(&c.Retention, "retention", c.Retention, "how long recording events, parts of finished recordings and webhook deliveries are kept before they are pruned; 0 keeps them forever")
+	fs.Float64Var(&c.APIRate, "api-rate", c.APIRate, "requests per second each organization API key may make (more answer 429 with Retry-After); 0 turns the limit off; ingest is not limited")
+	fs.IntVar(&c.APIBurst, "api-burst", c.APIBurst, "requests an API key may make at once above --api-rate")
 	fs.DurationVar(&c.ClockOffset, "clock-offset", c.ClockOffset, "tests only: shift this node's own clock by this much, to show that leases follow the database's clock")
 }
 
@@ -237,6 +248,12 @@ func (c Config) Validate() error {
 	}
 	if c.WebhookMinBackoff < 0 {
 		bad("webhook-min-backoff", "must not be negative")
+	}
+	if math.IsNaN(c.APIRate) || math.IsInf(c.APIRate, 0) || c.APIRate < 0 {
+		bad("api-rate", "must be a number of requests per second, or 0 to turn the limit off; not %g", c.APIRate)
+	}
+	if c.APIBurst < 0 {
+		bad("api-burst", "must not be negative, not %d", c.APIBurst)
 	}
 	if c.ClockOffset < -24*time.Hour || c.ClockOffset > 24*time.Hour {
 		bad("clock-offset", "must be within ±24h, not %s", c.ClockOffset)

@@ -72,7 +72,7 @@ func MustStartProcess(tb testing.TB, s3 *s3test.Server, data string, args ...str
 	addr := ln.Addr().String()
 	ln.Close()
 	p := &Process{Data: data, Addr: addr, s3: s3, logs: &syncBuffer{}}
-	p.cmd = exec.Command(mustBuild(tb), append([]string{"serve", "--addr", addr, "--data", data, "--allow-endpoint", s3.HostPort, "--log-level", "debug"}, args...)...)
+	p.cmd = exec.Command(mustBuild(tb), append([]string{"serve", "--addr", addr, "--data", data, "--allow-endpoint", s3.HostPort, "--log-level", "debug"}, append(flagIf(tb, "api-rate", "0"), args...)...)...)
 	p.cmd.Stderr = p.logs
 	if err := p.cmd.Start(); err != nil {
 		tb.Fatal(err)

@@ -63,6 +63,7 @@ func MustRunMain(tb testing.TB, s3 *s3test.Server, opts ...func(*main.Config)) *
 	cfg.Data = tb.TempDir()
 	cfg.AllowEndpoints = []string{s3.HostPort}
 	cfg.LogLevel = "debug"
+	cfg.APIRate = 0 // the rate limit has its own tests; the others call as fast as they like
 	for _, o := range opts {
 		o(&cfg)
 	}

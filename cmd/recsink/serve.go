@@ -190,6 +190,7 @@ func (m *Main) Run(ctx context.Context) error {
 	api.RecordingService = m.Service
 	api.IngestService = m.Service
 	api.WebhookService = m.Webhooks
+	api.AuditService = m.Service
 	api.Logger = m.Logger
 	api.PublicURL = cfg.PublicURL
 	api.OIDCIssuer, api.OIDCAudience = m.OIDC.Issuer(), m.OIDC.Audience()
@@ -197,6 +198,7 @@ func (m *Main) Run(ctx context.Context) error {
 	api.ReadTimeout = cfg.ReadTimeout
 	api.WriteTimeout = cfg.WriteTimeout
 	api.IngestIdleTimeout = cfg.IngestIdleTimeout
+	api.APIRate, api.APIBurst = cfg.APIRate, cfg.APIBurst
 	if m.metricsLn == nil {
 		m.Logger.Warn("/metrics is served on the public listener, open to anyone who reaches it: set --metrics-addr to serve it apart", "addr", cfg.Addr)
 		api.Handle("GET /metrics", m.Metrics.Handler())
@@ -205,7 +207,7 @@ func (m *Main) Run(ctx context.Context) error {
 	api.Handle("GET "+wellKnown, m.OIDC.Handler())
 	api.Handle("GET "+jwks, m.OIDC.Handler())
 	api.Handle("/admin/", admin.New(admin.Config{
-		Store: m.Store, Storage: m.Service, Recordings: m.Service, Meetings: m.Service,
+		Store: m.Store, Storage: m.Service, Recordings: m.Service, Meetings: m.Service, Audit: m.Service,
 		Logger: m.Logger, AllowCustomEndpoints: len(cfg.AllowEndpoints) > 0,
 		MaxDuration: cfg.MaxDuration, SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://"),
 		// The sign-in form replaces the server's read deadline with its own:

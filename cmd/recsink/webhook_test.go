@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -151,8 +152,22 @@ func TestWebhooks_StartedFinished(t *testing.T) {
 		if ev["createdAt"] == nil || !strings.HasPrefix(id, "evt_") {
 			t.Errorf("event envelope %v", ev)
 		}
+		// Whereby's envelope and time format.
+		if ev["apiVersion"] != "1.0" || !msTime.MatchString(ev["createdAt"].(string)) {
+			t.Errorf("event envelope %v", ev)
+		}
+	}
+	// Whereby's recording.finished: status "completed", sizeInMegaBytes.
+	if d["status"] != "completed" || d["sizeInMegaBytes"] != float64(len(data)/1000)/1000 || !msTime.MatchString(d["startDate"].(string)) || !msTime.MatchString(d["endDate"].(string)) {
+		t.Errorf("recording.finished data %v", d)
+	}
+	if s, ok := started["data"].(map[string]any)["status"]; ok {
+		t.Errorf("recording.started has status %v", s)
 	}
 }
+
+// msTime is a time as the API writes it: RFC 3339 in UTC with milliseconds.
+var msTime = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$`)
 
 // TestWebhooks_RetriedOnceAcrossRestart: a receiver that fails the first
 // attempts gets each event later, exactly once by id, across a restart.
