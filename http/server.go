@@ -25,6 +25,11 @@ type Server struct {
 	IngestService       recsink.IngestService
 	// WebhookService serves /v1/webhooks; when nil those routes answer 501.
 	WebhookService recsink.WebhookService
+	// StreamKeyService serves the rooms' stream keys; when nil those routes
+	// answer 501. RTMPAddr is the RTMP listener's address, for the publish
+	// URLs ("" when RTMP is off).
+	StreamKeyService recsink.StreamKeyService
+	RTMPAddr         string
 	// Logger receives the request log and internal errors; nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -173,6 +178,9 @@ var routes = []Route{
 	{"GET", "/v1/meetings/{meetingId}/recording/destination", authOrg, (*Server).handleGetMeetingDestination},
 	{"DELETE", "/v1/meetings/{meetingId}/recording/destination", authOrg, (*Server).handleDeleteMeetingDestination},
 	{"POST", "/v1/meetings/{meetingId}/recordings", authOrg, (*Server).handleStartRecording},
+	{"POST", "/v1/meetings/{meetingId}/stream-key", authOrg, (*Server).handleCreateStreamKey},
+	{"GET", "/v1/meetings/{meetingId}/stream-key", authOrg, (*Server).handleGetStreamKey},
+	{"DELETE", "/v1/meetings/{meetingId}/stream-key", authOrg, (*Server).handleDeleteStreamKey},
 
 	{"GET", "/v1/recordings", authOrg, (*Server).handleListRecordings},
 	{"GET", "/v1/recordings/{recordingId}", authOrg, (*Server).handleGetRecording},

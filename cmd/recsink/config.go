@@ -61,6 +61,10 @@ type Config struct {
 	// ClockOffset shifts this process's own clock (recsink.Now), for tests
 	// that prove leases use the database's clock. Process-wide.
 	ClockOffset time.Duration
+	// RTMPAddr and SRTAddr, when set, take live publishes with rooms'
+	// stream keys; StreamGrace is how long a dropped publish may come back.
+	RTMPAddr, SRTAddr string
+	StreamGrace       time.Duration
 }
 
 // DefaultConfig returns the embedded defaults: SQLite and a data folder
@@ -81,6 +85,7 @@ func DefaultConfig() Config {
 		WriteTimeout:      http.DefaultWriteTimeout,
 		IngestIdleTimeout: http.DefaultIngestIdleTimeout,
 		Retention:         30 * 24 * time.Hour,
+		StreamGrace:       30 * time.Second,
 	}
 }
 
@@ -122,6 +127,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.IngestIdleTimeout, "ingest-idle-timeout", c.IngestIdleTimeout, "an ingest stream that sends nothing for this long is cut; what it sent before stays acknowledged")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "HOST:PORT to serve /metrics on, apart from the API (default: on the API's own address, open to anyone who reaches it)")
 	fs.DurationVar(&c.Retention, "retention", c.Retention, "how long recording events, parts of finished recordings and webhook deliveries are kept before they are pruned; 0 keeps them forever")
+	fs.StringVar(&c.RTMPAddr, "rtmp-addr", c.RTMPAddr, "HOST:PORT to take RTMP publishes on (rtmp://HOST:PORT/live/STREAM-KEY); off unless set")
+	fs.DurationVar(&c.StreamGrace, "stream-grace", c.StreamGrace, "how long a live recording waits for a publisher whose connection dropped; one that comes back with its key within it continues the same recording")
 	fs.DurationVar(&c.ClockOffset, "clock-offset", c.ClockOffset, "tests only: shift this node's own clock by this much, to show that leases follow the database's clock")
 }
 
@@ -142,6 +149,14 @@ func (c Config) Validate() error {
 		} else if c.MetricsAddr == c.Addr && !strings.HasSuffix(c.Addr, ":0") {
 			bad("metrics-addr", "must differ from --addr: /metrics gets its own listener")
 		}
+	}
+	if c.RTMPAddr != "" {
+		if err := checkListenAddr(c.RTMPAddr); err != nil {
+			bad("rtmp-addr", "%v", err)
+		}
+	}
+	if c.StreamGrace < 0 {
+		bad("stream-grace", "must not be negative, not %s", c.StreamGrace)
 	}
 	if c.Data == "" {
 		bad("data", "must name a folder")

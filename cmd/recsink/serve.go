@@ -19,6 +19,7 @@ import (
 	"github.com/recsink/recsink/internal/redact"
 	"github.com/recsink/recsink/metrics"
 	"github.com/recsink/recsink/postgres"
+	"github.com/recsink/recsink/rtmp"
 	"github.com/recsink/recsink/s3"
 	"github.com/recsink/recsink/secrets"
 	"github.com/recsink/recsink/service"
@@ -38,8 +39,12 @@ type Main struct {
 	Service  *service.Service
 	Webhooks *webhook.Dispatcher
 	Metrics  *metrics.Metrics
-	server   *nethttp.Server
-	ln       net.Listener
+	// Live runs live publishes and the rooms' stream keys; RTMP is the
+	// RTMP listener when --rtmp-addr is set (live.go).
+	Live   *service.Live
+	RTMP   *rtmp.Server
+	server *nethttp.Server
+	ln     net.Listener
 	// The /metrics listener, when Config.MetricsAddr is set.
 	metricsServer *nethttp.Server
 	metricsLn     net.Listener
@@ -176,6 +181,9 @@ func (m *Main) Run(ctx context.Context) error {
 	api.ReadTimeout = cfg.ReadTimeout
 	api.WriteTimeout = cfg.WriteTimeout
 	api.IngestIdleTimeout = cfg.IngestIdleTimeout
+	if err := m.startLive(cfg, api); err != nil {
+		return err
+	}
 	if m.metricsLn == nil {
 		m.Logger.Warn("/metrics is served on the public listener, open to anyone who reaches it: set --metrics-addr to serve it apart", "addr", cfg.Addr)
 		api.Handle("GET /metrics", m.Metrics.Handler())
@@ -254,6 +262,7 @@ func (m *Main) Close() error {
 			m.server.Close()
 		}
 	}
+	m.closeLive()
 	if m.Service != nil {
 		errs = append(errs, m.Service.Close())
 	}

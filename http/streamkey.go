@@ -1,0 +1,121 @@
+package http
+
+import (
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/recsink/recsink"
+)
+
+// streamKeyView is a room's stream key as the API shows it. StreamKey and a
+// complete rtmp.url are only in the answer that created the key: it is
+// stored hashed and cannot be shown again.
+type streamKeyView struct {
+	MeetingID     string        `json:"meetingId"`
+	Set           bool          `json:"set"`
+	StreamKey     string        `json:"streamKey,omitempty"`
+	CreatedAt     time.Time     `json:"createdAt"`
+	LastPublishAt *time.Time    `json:"lastPublishAt"`
+	Live          bool          `json:"live"`
+	LiveProtocol  string        `json:"liveProtocol,omitempty"`
+	Publish       []publishView `json:"publish"`
+}
+
+// publishView is where a publisher sends the room's stream: url is the
+// complete URL when the key is known (at its creation), else a template with
+// {streamKey} in its place.
+type publishView struct {
+	Protocol string `json:"protocol"`
+	URL      string `json:"url"`
+	// Server and StreamKey are the two fields that encoders such as OBS ask
+	// for separately.
+	Server    string `json:"server,omitempty"`
+	StreamKey string `json:"streamKey,omitempty"`
+}
+
+func (s *Server) streamKeys(w http.ResponseWriter, r *http.Request) (recsink.StreamKeyService, bool) {
+	if s.StreamKeyService == nil {
+		s.Error(w, r, withStatus(http.StatusNotImplemented,
+			recsink.Errorf(recsink.ENOTFOUND, "live ingest is not enabled on this recsink server")))
+		return nil, false
+	}
+	return s.StreamKeyService, true
+}
+
+// handleCreateStreamKey handles POST /v1/meetings/{meetingId}/stream-key:
+// creates the room's stream key, or replaces it (the old key is refused
+// from then on).
+func (s *Server) handleCreateStreamKey(w http.ResponseWriter, r *http.Request) {
+	svc, ok := s.streamKeys(w, r)
+	if !ok {
+		return
+	}
+	k, key, err := svc.CreateStreamKey(r.Context(), orgFrom(r.Context()).ID, r.PathValue("meetingId"))
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusCreated, s.streamKeyView(r, svc, k, key))
+}
+
+// handleGetStreamKey handles GET /v1/meetings/{meetingId}/stream-key.
+func (s *Server) handleGetStreamKey(w http.ResponseWriter, r *http.Request) {
+	svc, ok := s.streamKeys(w, r)
+	if !ok {
+		return
+	}
+	k, err := svc.FindStreamKey(r.Context(), orgFrom(r.Context()).ID, r.PathValue("meetingId"))
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.streamKeyView(r, svc, k, ""))
+}
+
+// handleDeleteStreamKey handles DELETE /v1/meetings/{meetingId}/stream-key:
+// revokes the key. A publish live on it goes on to its end.
+func (s *Server) handleDeleteStreamKey(w http.ResponseWriter, r *http.Request) {
+	svc, ok := s.streamKeys(w, r)
+	if !ok {
+		return
+	}
+	if err := svc.DeleteStreamKey(r.Context(), orgFrom(r.Context()).ID, r.PathValue("meetingId")); err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) streamKeyView(r *http.Request, svc recsink.StreamKeyService, k *recsink.StreamKey, key string) streamKeyView {
+	v := streamKeyView{MeetingID: k.MeetingID, Set: true, StreamKey: key, CreatedAt: k.CreatedAt, LastPublishAt: k.LastPublishAt, Publish: []publishView{}}
+	v.Live, v.LiveProtocol = svc.LiveStatus(k.MeetingID)
+	if s.RTMPAddr != "" {
+		server := "rtmp://" + s.publishHost(r, s.RTMPAddr) + "/live"
+		p := publishView{Protocol: "rtmp", Server: server, URL: server + "/{streamKey}"}
+		if key != "" {
+			p.URL, p.StreamKey = server+"/"+key, key
+		}
+		v.Publish = append(v.Publish, p)
+	}
+	return v
+}
+
+// publishHost is HOST:PORT of a live listener as publishers reach it: the
+// host of PublicURL (else of the request) and the listener's port.
+func (s *Server) publishHost(r *http.Request, addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	host := r.Host
+	if u, err := url.Parse(s.baseURL(r)); err == nil && u.Host != "" {
+		host = u.Host
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return net.JoinHostPort(host, port)
+}
