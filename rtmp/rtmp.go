@@ -193,6 +193,11 @@ func (s *Server) serve(conn net.Conn, log *slog.Logger) error {
 		return fmt.Errorf("refused a publish: %s", recsink.ErrorMessage(err))
 	}
 
+	// Reader accepts the publish only when its Conn is the ServerConn
+	// itself; ours is wrapped, so it is accepted here.
+	if err := sc.AcceptAction(); err != nil {
+		return fmt.Errorf("accept publish: %w", err)
+	}
 	cc := &commandConn{Conn: sc}
 	r := &gortmplib.Reader{Conn: cc}
 	if err := r.Initialize(); err != nil {

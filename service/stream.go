@@ -97,11 +97,15 @@ func (l *Live) Close() {
 // LiveStatus implements recsink.StreamKeyService.
 func (l *Live) LiveStatus(meetingID string) (bool, string) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if s := l.sessions[meetingID]; s != nil {
-		return true, s.protocol
+	s := l.sessions[meetingID]
+	l.mu.Unlock()
+	if s == nil {
+		return false, ""
 	}
-	return false, ""
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// A session in its grace period waits for its publisher: not live.
+	return s.pub != nil, s.protocol
 }
 
 // errStreamKey is the refusal of a wrong or revoked key. The key itself is

@@ -1,0 +1,306 @@
+package main_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/recsink/recsink"
+	main "github.com/recsink/recsink/cmd/recsink"
+)
+
+// liveEnv is a recsink with RTMP on, the organization's storage saved, a
+// meeting and its stream key.
+type liveEnv struct {
+	*Env
+	MeetingID string
+	Key       string
+	URL       string // rtmp://HOST:PORT/live/KEY
+}
+
+func mustLiveEnv(tb testing.TB, grace time.Duration) *liveEnv {
+	tb.Helper()
+	requireTool(tb, "ffmpeg")
+	e, meeting := mustRecordingEnv(tb, func(c *main.Config) {
+		c.RTMPAddr = "127.0.0.1:0"
+		c.StreamGrace = grace
+	})
+	out := e.Org.MustDo(tb, 201, "POST", "/v1/meetings/"+meeting+"/stream-key", nil)
+	key, _ := out["streamKey"].(string)
+	pubs, _ := out["publish"].([]any)
+	if key == "" || len(pubs) != 1 {
+		tb.Fatalf("stream key answer: %v", out)
+	}
+	url, _ := pubs[0].(map[string]any)["url"].(string)
+	if !strings.HasPrefix(url, "rtmp://127.0.0.1:") || !strings.HasSuffix(url, "/live/"+key) {
+		tb.Fatalf("publish URL %q", url)
+	}
+	return &liveEnv{Env: e, MeetingID: meeting, Key: key, URL: url}
+}
+
+// publisher is a real ffmpeg publishing real-time H.264/AAC to an RTMP URL,
+// with no end of its own: a signal ends it.
+type publisher struct {
+	cmd      *exec.Cmd
+	progress string
+	stderr   *syncBuffer
+	done     chan error
+	started  time.Time
+}
+
+func startPublisher(tb testing.TB, url string) *publisher {
+	tb.Helper()
+	p := &publisher{progress: filepath.Join(tb.TempDir(), "progress"), stderr: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(requireTool(tb, "ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error", "-nostats",
+		"-progress", p.progress, "-re",
+		"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+		"-f", "lavfi", "-i", "sine=frequency=440",
+		"-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", "25",
+		"-c:a", "aac", "-f", "flv", url)
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	p.started = time.Now()
+	go func() { p.done <- p.cmd.Wait() }()
+	tb.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+		p.done <- nil
+	})
+	return p
+}
+
+// stop ends the publisher with sig and returns how much media it sent:
+// ffmpeg's own last out_time.
+func (p *publisher) stop(tb testing.TB, sig os.Signal) time.Duration {
+	tb.Helper()
+	p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		tb.Fatalf("ffmpeg did not exit on %v: %s", sig, p.stderr)
+	}
+	p.done <- nil
+	return p.sent(tb)
+}
+
+// sent reads ffmpeg's progress file: the last out_time_us is the media time
+// it wrote to the connection.
+func (p *publisher) sent(tb testing.TB) time.Duration {
+	tb.Helper()
+	f, err := os.Open(p.progress)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	var last time.Duration
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "out_time_us="); ok {
+			if us, err := strconv.ParseInt(v, 10, 64); err == nil {
+				last = time.Duration(us) * time.Microsecond
+			}
+		}
+	}
+	return last
+}
+
+// mustRefused runs an ffmpeg publish to url that recsink must refuse: it
+// exits with an error well before its deadline.
+func mustRefused(tb testing.TB, url string) string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, requireTool(tb, "ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error",
+		"-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine",
+		"-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-f", "flv", url).CombinedOutput()
+	if ctx.Err() != nil {
+		tb.Fatalf("ffmpeg publishing to a refused key ran until its deadline: %s", out)
+	}
+	if err == nil {
+		tb.Fatalf("ffmpeg publishing to a refused key exited 0: %s", out)
+	}
+	return string(out)
+}
+
+// recordings lists the organization's recordings.
+func (e *liveEnv) recordings(tb testing.TB) []map[string]any {
+	tb.Helper()
+	out := e.Org.MustDo(tb, 200, "GET", "/v1/recordings?limit=100", nil)
+	var recs []map[string]any
+	for _, r := range out["results"].([]any) {
+		recs = append(recs, r.(map[string]any))
+	}
+	return recs
+}
+
+// waitLive waits until the stream key's view says live is want.
+func (e *liveEnv) waitLive(tb testing.TB, want bool, within time.Duration) {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		out := e.Org.MustDo(tb, 200, "GET", "/v1/meetings/"+e.MeetingID+"/stream-key", nil)
+		if out["live"] == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("stream key live=%v after %s, want %v: %v\n%s", out["live"], within, want, out, grepLog(e.Main.Logs.String(), "rtmp", "live"))
+		}
+		time.Sleep(50 * time.Millisecond) // polling a condition under a deadline
+	}
+}
+
+// probePackets is ffprobe's view of an object's packets, per stream type.
+type probePackets struct {
+	types map[string]bool
+	pts   map[string][]float64 // presentation times, in file order
+	dts   map[string][]float64
+	end   float64 // the last packet's end
+}
+
+func probeLive(tb testing.TB, data []byte) probePackets {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "live.mkv")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	out, err := exec.Command(requireTool(tb, "ffprobe"), "-v", "error", "-print_format", "json",
+		"-show_streams", "-show_entries", "packet=stream_index,pts_time,dts_time,duration_time", path).Output()
+	if err != nil {
+		tb.Fatalf("ffprobe: %v", err)
+	}
+	var probe struct {
+		Packets []struct {
+			Stream   int    `json:"stream_index"`
+			PTS      string `json:"pts_time"`
+			DTS      string `json:"dts_time"`
+			Duration string `json:"duration_time"`
+		} `json:"packets"`
+		Streams []struct {
+			CodecType string `json:"codec_type"`
+			CodecName string `json:"codec_name"`
+		} `json:"streams"`
+	}
+	if err := json.Unmarshal(out, &probe); err != nil {
+		tb.Fatal(err)
+	}
+	p := probePackets{types: map[string]bool{}, pts: map[string][]float64{}, dts: map[string][]float64{}}
+	for _, s := range probe.Streams {
+		p.types[s.CodecType+"/"+s.CodecName] = true
+	}
+	for _, pk := range probe.Packets {
+		typ := probe.Streams[pk.Stream].CodecType
+		pts, _ := strconv.ParseFloat(pk.PTS, 64)
+		dts, _ := strconv.ParseFloat(pk.DTS, 64)
+		d, _ := strconv.ParseFloat(pk.Duration, 64)
+		p.pts[typ] = append(p.pts[typ], pts)
+		p.dts[typ] = append(p.dts[typ], dts)
+		p.end = max(p.end, pts+d)
+	}
+	return p
+}
+
+// check fails unless both streams are there and decoding times never go
+// back; it returns the largest jump between consecutive video frames.
+func (p probePackets) check(tb testing.TB) (maxGap float64) {
+	tb.Helper()
+	if !p.types["video/h264"] || !p.types["audio/aac"] || len(p.types) != 2 {
+		tb.Fatalf("streams %v, want video/h264 and audio/aac", p.types)
+	}
+	for typ, dts := range p.dts {
+		for i := 1; i < len(dts); i++ {
+			if dts[i] < dts[i-1] {
+				tb.Fatalf("%s decoding time goes back at packet %d: %.3f after %.3f", typ, i, dts[i], dts[i-1])
+			}
+		}
+	}
+	pts := append([]float64(nil), p.pts["video"]...)
+	sort.Float64s(pts)
+	for i := 1; i < len(pts); i++ {
+		maxGap = max(maxGap, pts[i]-pts[i-1])
+	}
+	return maxGap
+}
+
+// TestLive_RTMP: ffmpeg publishes real-time H.264/AAC with the room's key;
+// the recording starts without an API call, the end of the stream stops
+// it, and the object holds both streams with the duration streamed. A wrong
+// key, a revoked key and a second publisher are refused.
+func TestLive_RTMP(t *testing.T) {
+	e := mustLiveEnv(t, 5*time.Second)
+
+	// The key is shown once: later views give the URL template.
+	view := e.Org.MustDo(t, 200, "GET", "/v1/meetings/"+e.MeetingID+"/stream-key", nil)
+	if _, ok := view["streamKey"]; ok || view["set"] != true {
+		t.Fatalf("stream key view shows the key or is not set: %v", view)
+	}
+	if url := view["publish"].([]any)[0].(map[string]any)["url"].(string); !strings.HasSuffix(url, "/live/{streamKey}") {
+		t.Fatalf("later view's URL %q, want the template", url)
+	}
+
+	wrong := recsink.NewStreamKey()
+	mustRefused(t, strings.TrimSuffix(e.URL, e.Key)+wrong)
+	if strings.Contains(e.Main.Logs.String(), wrong) {
+		t.Fatal("the log shows a refused stream key")
+	}
+	if recs := e.recordings(t); len(recs) != 0 {
+		t.Fatalf("a refused key started recordings: %v", recs)
+	}
+
+	const streamFor = 15 * time.Second
+	p := startPublisher(t, e.URL)
+	e.waitLive(t, true, 20*time.Second)
+	recs := e.recordings(t)
+	if len(recs) != 1 || recs[0]["state"] != recsink.RecordingRecording {
+		t.Fatalf("recordings while live: %v", recs)
+	}
+	id, objectKey := recs[0]["recordingId"].(string), recs[0]["objectKey"].(string)
+
+	mustRefused(t, e.URL) // a second publisher on a live key
+	if n := len(e.recordings(t)); n != 1 {
+		t.Fatalf("%d recordings after a second publisher, want 1", n)
+	}
+
+	time.Sleep(time.Until(p.started.Add(streamFor))) // the stream's length, not a wait for a condition
+	sent := p.stop(t, os.Interrupt)
+	WaitState(t, e.Org, id, recsink.RecordingUploaded, 30*time.Second)
+
+	data := e.S3.GetObject(t, e.Bucket, objectKey)
+	probe := probeLive(t, data)
+	probe.check(t)
+	t.Logf("streamed %.2f s (ffmpeg's out_time); object: %d bytes, media %.2f s", sent.Seconds(), len(data), probe.end)
+	if d := probe.end - sent.Seconds(); d < -0.5 || d > 0.5 {
+		t.Errorf("media %.2f s, streamed %.2f s: differ by %.2f s, want within 0.5 s", probe.end, sent.Seconds(), d)
+	}
+
+	// A revoked key is refused.
+	e.Org.MustDo(t, 204, "DELETE", "/v1/meetings/"+e.MeetingID+"/stream-key", nil)
+	mustRefused(t, e.URL)
+	if n := len(e.recordings(t)); n != 1 {
+		t.Fatalf("%d recordings after a revoked key, want 1", n)
+	}
+	e.Org.MustDo(t, 404, "GET", "/v1/meetings/"+e.MeetingID+"/stream-key", nil)
+}
+
+// grepLog returns the log lines that contain any of words.
+func grepLog(log string, words ...string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(log, "\n") {
+		for _, w := range words {
+			if strings.Contains(line, w) {
+				b.WriteString(line + "\n")
+				break
+			}
+		}
+	}
+	return b.String()
+}
