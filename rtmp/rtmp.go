@@ -41,7 +41,9 @@ type Publisher interface {
 	// Authorize refuses a wrong or revoked key (EUNAUTHORIZED) or a key
 	// already live (ECONFLICT) before any media is read.
 	Authorize(ctx context.Context, key string) error
-	Publish(ctx context.Context, protocol, key string, tracks mkvmux.Tracks) (Publication, error)
+	// Publish starts or resumes the key's recording; since is when the
+	// publisher's media began to arrive.
+	Publish(ctx context.Context, protocol, key string, tracks mkvmux.Tracks, since time.Time) (Publication, error)
 }
 
 // Limits on what a publisher can make the server hold.
@@ -198,6 +200,7 @@ func (s *Server) serve(conn net.Conn, log *slog.Logger) error {
 	if err := sc.AcceptAction(); err != nil {
 		return fmt.Errorf("accept publish: %w", err)
 	}
+	since := time.Now()
 	cc := &commandConn{Conn: sc}
 	r := &gortmplib.Reader{Conn: cc}
 	if err := r.Initialize(); err != nil {
@@ -233,7 +236,7 @@ func (s *Server) serve(conn net.Conn, log *slog.Logger) error {
 	if video == nil && audio == nil {
 		return errors.New("refused a publish: it has neither H.264 video nor AAC audio")
 	}
-	pub, err := s.Publisher.Publish(ctx, Protocol, key, tracks)
+	pub, err := s.Publisher.Publish(ctx, Protocol, key, tracks, since)
 	if err != nil {
 		return fmt.Errorf("refused a publish: %s", recsink.ErrorMessage(err))
 	}

@@ -118,7 +118,10 @@ func errStreamKey() error {
 // publication that takes its media. A wrong or revoked key is EUNAUTHORIZED;
 // a key already live is ECONFLICT. A publisher that comes back within the
 // grace period with the same tracks continues the same recording.
-func (l *Live) Publish(ctx context.Context, protocol, key string, tracks mkvmux.Tracks) (*Publication, error) {
+//
+// since is when the publisher's media began to arrive (before the tracks
+// were known): a resumed recording's gap is the outage up to then.
+func (l *Live) Publish(ctx context.Context, protocol, key string, tracks mkvmux.Tracks, since time.Time) (*Publication, error) {
 	if !recsink.ValidStreamKeyShape(key) {
 		return nil, errStreamKey()
 	}
@@ -136,7 +139,7 @@ func (l *Live) Publish(ctx context.Context, protocol, key string, tracks mkvmux.
 	}
 	s := l.sessions[k.MeetingID]
 	if s != nil {
-		pub, err := s.resume(protocol, tracks)
+		pub, err := s.resume(protocol, tracks, since)
 		if err == nil || !errors.Is(err, errOtherTracks) {
 			l.mu.Unlock()
 			if err == nil {
@@ -256,7 +259,7 @@ func (s *liveSession) start(ctx context.Context, tracks mkvmux.Tracks) (*Publica
 
 // resume gives the session to a publisher that came back, within the grace
 // period. Called with l.mu held.
-func (s *liveSession) resume(protocol string, tracks mkvmux.Tracks) (*Publication, error) {
+func (s *liveSession) resume(protocol string, tracks mkvmux.Tracks, since time.Time) (*Publication, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -270,7 +273,7 @@ func (s *liveSession) resume(protocol string, tracks mkvmux.Tracks) (*Publicatio
 	s.grace.Stop()
 	// Timestamps go on from the last frame plus the outage: the object's
 	// timeline stays monotonic and keeps real time.
-	gap := time.Since(s.lastWall)
+	gap := max(since.Sub(s.lastWall), 0)
 	s.pub = &Publication{s: s, base: s.mux.Last() + gap}
 	s.protocol = protocol
 	s.l.cfg.Observer.PublishStarted(protocol)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/recsink/recsink"
 	"github.com/recsink/recsink/http"
@@ -64,8 +65,8 @@ func (p livePublisher) Authorize(ctx context.Context, key string) error {
 	return p.live.Authorize(ctx, key)
 }
 
-func (p livePublisher) Publish(ctx context.Context, protocol, key string, t mkvmux.Tracks) (rtmp.Publication, error) {
-	pub, err := p.live.Publish(ctx, protocol, key, t)
+func (p livePublisher) Publish(ctx context.Context, protocol, key string, t mkvmux.Tracks, since time.Time) (rtmp.Publication, error) {
+	pub, err := p.live.Publish(ctx, protocol, key, t, since)
 	if err != nil {
 		return nil, err
 	}

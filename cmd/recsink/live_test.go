@@ -210,8 +210,9 @@ func probeLive(tb testing.TB, data []byte) probePackets {
 }
 
 // check fails unless both streams are there and decoding times never go
-// back; it returns the largest jump between consecutive video frames.
-func (p probePackets) check(tb testing.TB) (maxGap float64) {
+// back; it returns the largest jump between consecutive video frames and
+// where it starts and ends.
+func (p probePackets) check(tb testing.TB) (maxGap, from, to float64) {
 	tb.Helper()
 	if !p.types["video/h264"] || !p.types["audio/aac"] || len(p.types) != 2 {
 		tb.Fatalf("streams %v, want video/h264 and audio/aac", p.types)
@@ -226,9 +227,11 @@ func (p probePackets) check(tb testing.TB) (maxGap float64) {
 	pts := append([]float64(nil), p.pts["video"]...)
 	sort.Float64s(pts)
 	for i := 1; i < len(pts); i++ {
-		maxGap = max(maxGap, pts[i]-pts[i-1])
+		if g := pts[i] - pts[i-1]; g > maxGap {
+			maxGap, from, to = g, pts[i-1], pts[i]
+		}
 	}
-	return maxGap
+	return maxGap, from, to
 }
 
 // TestLive_RTMP: ffmpeg publishes real-time H.264/AAC with the room's key;
@@ -276,7 +279,9 @@ func TestLive_RTMP(t *testing.T) {
 
 	data := e.S3.GetObject(t, e.Bucket, objectKey)
 	probe := probeLive(t, data)
-	probe.check(t)
+	if gap, _, _ := probe.check(t); gap > 0.5 {
+		t.Errorf("a gap of %.2f s in the video", gap)
+	}
 	t.Logf("streamed %.2f s (ffmpeg's out_time); object: %d bytes, media %.2f s", sent.Seconds(), len(data), probe.end)
 	if d := probe.end - sent.Seconds(); d < -0.5 || d > 0.5 {
 		t.Errorf("media %.2f s, streamed %.2f s: differ by %.2f s, want within 0.5 s", probe.end, sent.Seconds(), d)
@@ -303,4 +308,56 @@ func grepLog(log string, words ...string) string {
 		}
 	}
 	return b.String()
+}
+
+// TestLive_RTMPReconnect: a publisher killed mid-stream that comes back with
+// the same key within the grace period continues the same recording: one
+// object, timestamps monotonic across the gap, the gap no longer than the
+// outage.
+func TestLive_RTMPReconnect(t *testing.T) {
+	e := mustLiveEnv(t, 10*time.Second)
+
+	const part = 7 * time.Second
+	p1 := startPublisher(t, e.URL)
+	e.waitLive(t, true, 20*time.Second)
+	time.Sleep(time.Until(p1.started.Add(part))) // the first part's length
+	sent1 := p1.stop(t, os.Kill)                 // a drop: no unpublish
+	dropped := time.Now()
+	e.waitLive(t, false, 10*time.Second)
+	time.Sleep(time.Until(dropped.Add(2 * time.Second))) // the outage's length
+
+	p2 := startPublisher(t, e.URL)
+	outage := p2.started.Sub(dropped) // at least this; ffmpeg's start-up adds a little
+	e.waitLive(t, true, 20*time.Second)
+	time.Sleep(time.Until(p2.started.Add(part)))
+	sent2 := p2.stop(t, os.Interrupt)
+
+	recs := e.recordings(t)
+	if len(recs) != 1 {
+		t.Fatalf("%d recordings, want 1 continued across the reconnect: %v", len(recs), recs)
+	}
+	id, objectKey := recs[0]["recordingId"].(string), recs[0]["objectKey"].(string)
+	WaitState(t, e.Org, id, recsink.RecordingUploaded, 30*time.Second)
+	if objs := e.S3.ListObjects(t, e.Bucket, "recordings/"); len(objs) != 1 {
+		t.Fatalf("objects %v, want 1", objs)
+	}
+	probe := probeLive(t, e.S3.GetObject(t, e.Bucket, objectKey))
+	gap, from, to := probe.check(t)
+	part1, part2 := from+0.04, probe.end-to
+	ran1 := dropped.Sub(p1.started)
+	t.Logf("first publisher ran %.2f s (ffmpeg reported %.2f s sent before the kill), second sent %.2f s; restarted %.2f s after the kill; media %.2f s = %.2f s + gap %.2f s + %.2f s",
+		ran1.Seconds(), sent1.Seconds(), sent2.Seconds(), outage.Seconds(), probe.end, part1, gap, part2)
+	// Nothing the first publisher sent is lost (ffmpeg's progress lags a
+	// killed process, so it is a lower bound; its run time an upper one).
+	if part1 < sent1.Seconds()-0.1 || part1 > ran1.Seconds()+0.1 {
+		t.Errorf("first part %.2f s, want between %.2f s sent and %.2f s run", part1, sent1.Seconds(), ran1.Seconds())
+	}
+	if d := part2 - sent2.Seconds(); d < -0.5 || d > 0.5 {
+		t.Errorf("second part %.2f s, streamed %.2f s", part2, sent2.Seconds())
+	}
+	// The timeline keeps real time: the gap is the outage, from the kill
+	// to the new publisher's first media (its start-up included).
+	if gap < outage.Seconds() || gap > outage.Seconds()+1.5 {
+		t.Errorf("gap %.2f s in the video, want the outage: %.2f s plus ffmpeg's start-up", gap, outage.Seconds())
+	}
 }
