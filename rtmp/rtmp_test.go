@@ -34,8 +34,8 @@ func (p *acceptAll) Publish(context.Context, string, string, mkvmux.Tracks, time
 type nopPublication struct{}
 
 func (nopPublication) WriteVideo(time.Duration, time.Duration, [][]byte, bool) error { return nil }
-func (nopPublication) WriteAudio(time.Duration, []byte) error                      { return nil }
-func (nopPublication) End(bool, string)                                            {}
+func (nopPublication) WriteAudio(time.Duration, []byte) error                        { return nil }
+func (nopPublication) End(bool, string)                                              {}
 
 func mustServer(tb testing.TB, p rtmp.Publisher) *rtmp.Server {
 	tb.Helper()
