@@ -26,10 +26,11 @@ type Server struct {
 	// WebhookService serves /v1/webhooks; when nil those routes answer 501.
 	WebhookService recsink.WebhookService
 	// StreamKeyService serves the rooms' stream keys; when nil those routes
-	// answer 501. RTMPAddr is the RTMP listener's address, for the publish
-	// URLs ("" when RTMP is off).
+	// answer 501. RTMPAddr and SRTAddr are the live listeners' addresses,
+	// for the publish URLs ("" when off).
 	StreamKeyService recsink.StreamKeyService
 	RTMPAddr         string
+	SRTAddr          string
 	// Logger receives the request log and internal errors; nil means
 	// slog.Default().
 	Logger *slog.Logger

@@ -100,6 +100,14 @@ func (s *Server) streamKeyView(r *http.Request, svc recsink.StreamKeyService, k 
 		}
 		v.Publish = append(v.Publish, p)
 	}
+	if s.SRTAddr != "" {
+		server := "srt://" + s.publishHost(r, s.SRTAddr)
+		p := publishView{Protocol: "srt", Server: server, URL: server + "?streamid=publish:{streamKey}"}
+		if key != "" {
+			p.URL, p.StreamKey = server+"?streamid=publish:"+key, key
+		}
+		v.Publish = append(v.Publish, p)
+	}
 	return v
 }
 

@@ -128,6 +128,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "HOST:PORT to serve /metrics on, apart from the API (default: on the API's own address, open to anyone who reaches it)")
 	fs.DurationVar(&c.Retention, "retention", c.Retention, "how long recording events, parts of finished recordings and webhook deliveries are kept before they are pruned; 0 keeps them forever")
 	fs.StringVar(&c.RTMPAddr, "rtmp-addr", c.RTMPAddr, "HOST:PORT to take RTMP publishes on (rtmp://HOST:PORT/live/STREAM-KEY); off unless set")
+	fs.StringVar(&c.SRTAddr, "srt-addr", c.SRTAddr, "HOST:PORT (UDP) to take SRT publishes on (srt://HOST:PORT?streamid=publish:STREAM-KEY); off unless set")
 	fs.DurationVar(&c.StreamGrace, "stream-grace", c.StreamGrace, "how long a live recording waits for a publisher whose connection dropped; one that comes back with its key within it continues the same recording")
 	fs.DurationVar(&c.ClockOffset, "clock-offset", c.ClockOffset, "tests only: shift this node's own clock by this much, to show that leases follow the database's clock")
 }
@@ -153,6 +154,11 @@ func (c Config) Validate() error {
 	if c.RTMPAddr != "" {
 		if err := checkListenAddr(c.RTMPAddr); err != nil {
 			bad("rtmp-addr", "%v", err)
+		}
+	}
+	if c.SRTAddr != "" {
+		if err := checkListenAddr(c.SRTAddr); err != nil {
+			bad("srt-addr", "%v", err)
 		}
 	}
 	if c.StreamGrace < 0 {

@@ -11,6 +11,7 @@ import (
 	"github.com/recsink/recsink/media/mkvmux"
 	"github.com/recsink/recsink/rtmp"
 	"github.com/recsink/recsink/service"
+	"github.com/recsink/recsink/srt"
 )
 
 // startLive starts the live publishing side (issue 15): the rooms' stream
@@ -42,6 +43,19 @@ func (m *Main) startLive(cfg Config, api *http.Server) error {
 		}()
 		m.Logger.Info("rtmp listening", "addr", api.RTMPAddr)
 	}
+	if cfg.SRTAddr != "" {
+		m.SRT = &srt.Server{Publisher: srtPublisher{m.Live}, Logger: m.Logger}
+		if err := m.SRT.Listen(cfg.SRTAddr); err != nil {
+			return fmt.Errorf("--srt-addr: %w", err)
+		}
+		api.SRTAddr = m.SRT.Addr()
+		go func() {
+			if err := m.SRT.Serve(); err != nil {
+				m.Logger.Error("serve srt", "err", err)
+			}
+		}()
+		m.Logger.Info("srt listening", "addr", api.SRTAddr)
+	}
 	return nil
 }
 
@@ -51,6 +65,10 @@ func (m *Main) closeLive() {
 	if m.RTMP != nil {
 		m.RTMP.Close()
 		m.RTMP = nil
+	}
+	if m.SRT != nil {
+		m.SRT.Close()
+		m.SRT = nil
 	}
 	if m.Live != nil {
 		m.Live.Close()
@@ -66,6 +84,21 @@ func (p livePublisher) Authorize(ctx context.Context, key string) error {
 }
 
 func (p livePublisher) Publish(ctx context.Context, protocol, key string, t mkvmux.Tracks, since time.Time) (rtmp.Publication, error) {
+	pub, err := p.live.Publish(ctx, protocol, key, t, since)
+	if err != nil {
+		return nil, err
+	}
+	return pub, nil
+}
+
+// srtPublisher adapts service.Live to package srt's Publisher.
+type srtPublisher struct{ live *service.Live }
+
+func (p srtPublisher) Authorize(ctx context.Context, key string) error {
+	return p.live.Authorize(ctx, key)
+}
+
+func (p srtPublisher) Publish(ctx context.Context, protocol, key string, t mkvmux.Tracks, since time.Time) (srt.Publication, error) {
 	pub, err := p.live.Publish(ctx, protocol, key, t, since)
 	if err != nil {
 		return nil, err

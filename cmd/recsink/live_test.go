@@ -24,6 +24,7 @@ type liveEnv struct {
 	MeetingID string
 	Key       string
 	URL       string // rtmp://HOST:PORT/live/KEY
+	SRTURL    string // srt://HOST:PORT?streamid=publish:KEY
 }
 
 func mustLiveEnv(tb testing.TB, grace time.Duration) *liveEnv {
@@ -31,19 +32,24 @@ func mustLiveEnv(tb testing.TB, grace time.Duration) *liveEnv {
 	requireTool(tb, "ffmpeg")
 	e, meeting := mustRecordingEnv(tb, func(c *main.Config) {
 		c.RTMPAddr = "127.0.0.1:0"
+		c.SRTAddr = "127.0.0.1:0"
 		c.StreamGrace = grace
 	})
 	out := e.Org.MustDo(tb, 201, "POST", "/v1/meetings/"+meeting+"/stream-key", nil)
 	key, _ := out["streamKey"].(string)
 	pubs, _ := out["publish"].([]any)
-	if key == "" || len(pubs) != 1 {
+	if key == "" || len(pubs) != 2 {
 		tb.Fatalf("stream key answer: %v", out)
 	}
 	url, _ := pubs[0].(map[string]any)["url"].(string)
 	if !strings.HasPrefix(url, "rtmp://127.0.0.1:") || !strings.HasSuffix(url, "/live/"+key) {
 		tb.Fatalf("publish URL %q", url)
 	}
-	return &liveEnv{Env: e, MeetingID: meeting, Key: key, URL: url}
+	srtURL, _ := pubs[1].(map[string]any)["url"].(string)
+	if !strings.HasPrefix(srtURL, "srt://127.0.0.1:") || !strings.HasSuffix(srtURL, "?streamid=publish:"+key) {
+		tb.Fatalf("SRT publish URL %q", srtURL)
+	}
+	return &liveEnv{Env: e, MeetingID: meeting, Key: key, URL: url, SRTURL: srtURL}
 }
 
 // publisher is a real ffmpeg publishing real-time H.264/AAC to an RTMP URL,
@@ -64,7 +70,7 @@ func startPublisher(tb testing.TB, url string) *publisher {
 		"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
 		"-f", "lavfi", "-i", "sine=frequency=440",
 		"-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", "25",
-		"-c:a", "aac", "-f", "flv", url)
+		"-c:a", "aac", "-f", formatOf(url), url)
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
 		tb.Fatal(err)
@@ -114,6 +120,15 @@ func (p *publisher) sent(tb testing.TB) time.Duration {
 	return last
 }
 
+// formatOf is the container ffmpeg sends to url: FLV over RTMP, MPEG-TS
+// over SRT.
+func formatOf(url string) string {
+	if strings.HasPrefix(url, "srt://") {
+		return "mpegts"
+	}
+	return "flv"
+}
+
 // mustRefused runs an ffmpeg publish to url that recsink must refuse: it
 // exits with an error well before its deadline.
 func mustRefused(tb testing.TB, url string) string {
@@ -122,7 +137,7 @@ func mustRefused(tb testing.TB, url string) string {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, requireTool(tb, "ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error",
 		"-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine",
-		"-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-f", "flv", url).CombinedOutput()
+		"-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-f", formatOf(url), url).CombinedOutput()
 	if ctx.Err() != nil {
 		tb.Fatalf("ffmpeg publishing to a refused key ran until its deadline: %s", out)
 	}
@@ -240,6 +255,19 @@ func (p probePackets) check(tb testing.TB) (maxGap, from, to float64) {
 // key, a revoked key and a second publisher are refused.
 func TestLive_RTMP(t *testing.T) {
 	e := mustLiveEnv(t, 5*time.Second)
+	testLive(t, e, e.URL, strings.TrimSuffix(e.URL, e.Key))
+}
+
+// TestLive_SRT: the same over SRT, ffmpeg sending MPEG-TS.
+func TestLive_SRT(t *testing.T) {
+	e := mustLiveEnv(t, 5*time.Second)
+	// linger: ffmpeg's SRT socket drops what it has not sent yet at the
+	// close unless told to wait (live mode's default linger is 0).
+	testLive(t, e, e.SRTURL+"&linger=2", strings.TrimSuffix(e.SRTURL, e.Key))
+}
+
+// testLive publishes to url (and to keyless+a wrong key).
+func testLive(t *testing.T, e *liveEnv, url, keyless string) {
 
 	// The key is shown once: later views give the URL template.
 	view := e.Org.MustDo(t, 200, "GET", "/v1/meetings/"+e.MeetingID+"/stream-key", nil)
@@ -251,7 +279,7 @@ func TestLive_RTMP(t *testing.T) {
 	}
 
 	wrong := recsink.NewStreamKey()
-	mustRefused(t, strings.TrimSuffix(e.URL, e.Key)+wrong)
+	mustRefused(t, keyless+wrong)
 	if strings.Contains(e.Main.Logs.String(), wrong) {
 		t.Fatal("the log shows a refused stream key")
 	}
@@ -260,7 +288,7 @@ func TestLive_RTMP(t *testing.T) {
 	}
 
 	const streamFor = 15 * time.Second
-	p := startPublisher(t, e.URL)
+	p := startPublisher(t, url)
 	e.waitLive(t, true, 20*time.Second)
 	recs := e.recordings(t)
 	if len(recs) != 1 || recs[0]["state"] != recsink.RecordingRecording {
@@ -268,7 +296,7 @@ func TestLive_RTMP(t *testing.T) {
 	}
 	id, objectKey := recs[0]["recordingId"].(string), recs[0]["objectKey"].(string)
 
-	mustRefused(t, e.URL) // a second publisher on a live key
+	mustRefused(t, url) // a second publisher on a live key
 	if n := len(e.recordings(t)); n != 1 {
 		t.Fatalf("%d recordings after a second publisher, want 1", n)
 	}
@@ -278,6 +306,9 @@ func TestLive_RTMP(t *testing.T) {
 	WaitState(t, e.Org, id, recsink.RecordingUploaded, 30*time.Second)
 
 	data := e.S3.GetObject(t, e.Bucket, objectKey)
+	if dir := os.Getenv("RECSINK_LIVE_KEEP"); dir != "" {
+		os.WriteFile(filepath.Join(dir, formatOf(url)+".mkv"), data, 0o600)
+	}
 	probe := probeLive(t, data)
 	if gap, _, _ := probe.check(t); gap > 0.5 {
 		t.Errorf("a gap of %.2f s in the video", gap)
@@ -289,7 +320,7 @@ func TestLive_RTMP(t *testing.T) {
 
 	// A revoked key is refused.
 	e.Org.MustDo(t, 204, "DELETE", "/v1/meetings/"+e.MeetingID+"/stream-key", nil)
-	mustRefused(t, e.URL)
+	mustRefused(t, url)
 	if n := len(e.recordings(t)); n != 1 {
 		t.Fatalf("%d recordings after a revoked key, want 1", n)
 	}

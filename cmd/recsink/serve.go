@@ -25,6 +25,7 @@ import (
 	"github.com/recsink/recsink/service"
 	"github.com/recsink/recsink/spool"
 	"github.com/recsink/recsink/sqlite"
+	"github.com/recsink/recsink/srt"
 	"github.com/recsink/recsink/webhook"
 )
 
@@ -39,10 +40,11 @@ type Main struct {
 	Service  *service.Service
 	Webhooks *webhook.Dispatcher
 	Metrics  *metrics.Metrics
-	// Live runs live publishes and the rooms' stream keys; RTMP is the
-	// RTMP listener when --rtmp-addr is set (live.go).
+	// Live runs live publishes and the rooms' stream keys; RTMP and SRT
+	// are the listeners of --rtmp-addr and --srt-addr (live.go).
 	Live   *service.Live
 	RTMP   *rtmp.Server
+	SRT    *srt.Server
 	server *nethttp.Server
 	ln     net.Listener
 	// The /metrics listener, when Config.MetricsAddr is set.
