@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -295,6 +297,13 @@ func testLive(t *testing.T, e *liveEnv, url, keyless string) {
 		t.Fatalf("recordings while live: %v", recs)
 	}
 	id, objectKey := recs[0]["recordingId"].(string), recs[0]["objectKey"].(string)
+	proto := "rtmp"
+	if formatOf(url) == "mpegts" {
+		proto = "srt"
+	}
+	if m := metricsText(t, e); !strings.Contains(m, `recsink_live_publishes{protocol="`+proto+`"} 1`) {
+		t.Errorf("metrics while live:\n%s", grepLog(m, "recsink_live"))
+	}
 
 	mustRefused(t, url) // a second publisher on a live key
 	if n := len(e.recordings(t)); n != 1 {
@@ -304,6 +313,10 @@ func testLive(t *testing.T, e *liveEnv, url, keyless string) {
 	time.Sleep(time.Until(p.started.Add(streamFor))) // the stream's length, not a wait for a condition
 	sent := p.stop(t, os.Interrupt)
 	WaitState(t, e.Org, id, recsink.RecordingUploaded, 30*time.Second)
+	if m := metricsText(t, e); !strings.Contains(m, `recsink_live_publishes{protocol="`+proto+`"} 0`) ||
+		!strings.Contains(m, `recsink_live_publishes_total{protocol="`+proto+`"} 1`) {
+		t.Errorf("metrics after the stream:\n%s", grepLog(m, "recsink_live"))
+	}
 
 	data := e.S3.GetObject(t, e.Bucket, objectKey)
 	if dir := os.Getenv("RECSINK_LIVE_KEEP"); dir != "" {
@@ -391,4 +404,19 @@ func TestLive_RTMPReconnect(t *testing.T) {
 	if gap < outage.Seconds() || gap > outage.Seconds()+1.5 {
 		t.Errorf("gap %.2f s in the video, want the outage: %.2f s plus ffmpeg's start-up", gap, outage.Seconds())
 	}
+}
+
+// metricsText returns recsink's /metrics.
+func metricsText(tb testing.TB, e *liveEnv) string {
+	tb.Helper()
+	resp, err := http.Get(e.Main.MetricsURL() + "/metrics")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(b)
 }
