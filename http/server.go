@@ -171,7 +171,7 @@ var routes = []Route{
 	{"POST", "/v1/webhooks/rotate-secret", authOrg, (*Server).handleRotateWebhookSecret},
 	{"GET", "/v1/webhooks/deliveries", authOrg, (*Server).handleListWebhookDeliveries},
 
-	{"POST", "/v1/meetings", authOrg, (*Server).handleCreateMeeting},
+	{"POST", "/v1/meetings", authOrg, (*Server).handleCreateMeetingStreamKey},
 	{"GET", "/v1/meetings", authOrg, (*Server).handleListMeetings},
 	{"GET", "/v1/meetings/{meetingId}", authOrg, (*Server).handleGetMeeting},
 	{"DELETE", "/v1/meetings/{meetingId}", authOrg, (*Server).handleDeleteMeeting},

@@ -1,6 +1,10 @@
 package http
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -37,8 +41,8 @@ type publishView struct {
 
 func (s *Server) streamKeys(w http.ResponseWriter, r *http.Request) (recsink.StreamKeyService, bool) {
 	if s.StreamKeyService == nil {
-		s.Error(w, r, withStatus(http.StatusNotImplemented,
-			recsink.Errorf(recsink.ENOTFOUND, "live ingest is not enabled on this recsink server")))
+		// 404 rather than 501: the server works, this part is off.
+		s.Error(w, r, recsink.Errorf(recsink.ENOTFOUND, "live ingest is not enabled on this recsink server"))
 		return nil, false
 	}
 	return s.StreamKeyService, true
@@ -126,4 +130,108 @@ func (s *Server) publishHost(r *http.Request, addr string) string {
 		host = h
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// handleCreateMeetingStreamKey handles POST /v1/meetings: the meeting
+// handler's own answer, plus the room's stream key when the body asks for
+// one with "streamKey": true (the field is taken out before the meeting
+// handler reads the body).
+func (s *Server) handleCreateMeetingStreamKey(w http.ResponseWriter, r *http.Request) {
+	want, err := takeStreamKeyField(r)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	if !want {
+		s.handleCreateMeeting(w, r)
+		return
+	}
+	svc, ok := s.streamKeys(w, r)
+	if !ok {
+		return
+	}
+	rec := &bufferedResponse{header: http.Header{}}
+	s.handleCreateMeeting(rec, r)
+	var view map[string]any
+	if rec.status != http.StatusCreated || json.Unmarshal(rec.body.Bytes(), &view) != nil {
+		rec.flush(w)
+		return
+	}
+	meetingID, _ := view["meetingId"].(string)
+	k, key, err := svc.CreateStreamKey(r.Context(), orgFrom(r.Context()).ID, meetingID)
+	if err != nil {
+		// The meeting exists: the key can be created with its own route.
+		s.Error(w, r, fmt.Errorf("meeting %s was created but not its stream key: %w", meetingID, err))
+		return
+	}
+	view["streamKey"] = s.streamKeyView(r, svc, k, key)
+	for name, v := range rec.header {
+		w.Header()[name] = v
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusCreated, view)
+}
+
+// takeStreamKeyField removes a top-level "streamKey" from a JSON body and
+// reports whether it was true. A body that is not a JSON object, or too
+// large, is left as it is for the meeting handler to refuse.
+func takeStreamKeyField(r *http.Request) (bool, error) {
+	const limit = 64 << 10
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return false, err
+	}
+	restore := func(b []byte) {
+		r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(b), r.Body))
+	}
+	var fields map[string]json.RawMessage
+	if len(body) > limit || json.Unmarshal(body, &fields) != nil {
+		restore(body)
+		return false, nil
+	}
+	raw, ok := fields["streamKey"]
+	if !ok {
+		restore(body)
+		return false, nil
+	}
+	var want bool
+	if err := json.Unmarshal(raw, &want); err != nil {
+		return false, recsink.FieldErrorf("streamKey", "streamKey must be true or false")
+	}
+	delete(fields, "streamKey")
+	b, err := json.Marshal(fields)
+	if err != nil {
+		return false, err
+	}
+	restore(b)
+	r.ContentLength = int64(len(b))
+	return want, nil
+}
+
+// bufferedResponse holds a handler's answer so that it can be added to.
+type bufferedResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufferedResponse) Header() http.Header { return b.header }
+
+func (b *bufferedResponse) WriteHeader(status int) {
+	if b.status == 0 {
+		b.status = status
+	}
+}
+
+func (b *bufferedResponse) Write(p []byte) (int, error) {
+	b.WriteHeader(http.StatusOK)
+	return b.body.Write(p)
+}
+
+func (b *bufferedResponse) flush(w http.ResponseWriter) {
+	for name, v := range b.header {
+		w.Header()[name] = v
+	}
+	w.WriteHeader(b.status)
+	w.Write(b.body.Bytes())
 }

@@ -420,3 +420,35 @@ func metricsText(tb testing.TB, e *liveEnv) string {
 	}
 	return string(b)
 }
+
+// TestLive_StreamKeyAPI: a key created with its meeting, shown once; a
+// replaced key is refused at the handshake; keys of unknown meetings are
+// not found.
+func TestLive_StreamKeyAPI(t *testing.T) {
+	e := mustLiveEnv(t, time.Second)
+	out := e.Org.MustDo(t, 201, "POST", "/v1/meetings", map[string]any{
+		"endDate":   time.Now().Add(time.Hour).UTC().Format(time.RFC3339),
+		"streamKey": true,
+	})
+	sk, _ := out["streamKey"].(map[string]any)
+	if key, _ := sk["streamKey"].(string); !recsink.ValidStreamKeyShape(key) || out["meetingId"] == nil || sk["meetingId"] != out["meetingId"] {
+		t.Fatalf("meeting created with a stream key: %v", out)
+	}
+	plain := e.Org.MustDo(t, 201, "POST", "/v1/meetings", map[string]any{
+		"endDate": time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "streamKey": false})
+	if _, ok := plain["streamKey"]; ok {
+		t.Fatalf("streamKey false gave a key: %v", plain)
+	}
+	e.Org.MustDo(t, 404, "GET", "/v1/meetings/"+plain["meetingId"].(string)+"/stream-key", nil)
+	e.Org.MustDo(t, 400, "POST", "/v1/meetings", map[string]any{
+		"endDate": time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "streamKey": "yes"})
+	e.Org.MustDo(t, 404, "POST", "/v1/meetings/mtg_nope/stream-key", nil)
+
+	// Replacing: the old key is refused from then on.
+	old := e.URL
+	e.Org.MustDo(t, 201, "POST", "/v1/meetings/"+e.MeetingID+"/stream-key", nil)
+	mustRefused(t, old)
+	if n := len(e.recordings(t)); n != 0 {
+		t.Fatalf("a replaced key started %d recordings", n)
+	}
+}
