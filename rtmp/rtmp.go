@@ -63,12 +63,13 @@ type Server struct {
 	Publisher Publisher
 	Logger    *slog.Logger
 
-	ln    net.Listener
-	sem   chan struct{}
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-	done  chan struct{}
+	ln     net.Listener
+	sem    chan struct{}
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+	done   chan struct{}
 }
 
 // Listen opens addr; Serve must follow.
@@ -115,9 +116,14 @@ func (s *Server) Serve() error {
 			continue
 		}
 		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			conn.Close()
+			return nil
+		}
 		s.conns[conn] = struct{}{}
+		s.wg.Add(1) // under mu: Close's Wait starts after every Add
 		s.mu.Unlock()
-		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			defer func() { <-s.sem }()
@@ -138,6 +144,7 @@ func (s *Server) Close() error {
 	close(s.done)
 	err := s.ln.Close()
 	s.mu.Lock()
+	s.closed = true
 	for c := range s.conns {
 		c.Close()
 	}

@@ -97,6 +97,8 @@ func TestServer_Garbage(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond) // polling a condition under a deadline
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.published != 0 {
 		t.Fatalf("garbage published %d streams", p.published)
 	}

@@ -55,11 +55,12 @@ type Server struct {
 	Publisher Publisher
 	Logger    *slog.Logger
 
-	ln    gosrt.Listener
-	sem   chan struct{}
-	mu    sync.Mutex
-	conns map[gosrt.Conn]struct{}
-	wg    sync.WaitGroup
+	ln     gosrt.Listener
+	sem    chan struct{}
+	mu     sync.Mutex
+	conns  map[gosrt.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
 }
 
 // Listen opens addr (UDP); Serve must follow.
@@ -119,7 +120,14 @@ func (s *Server) Serve() error {
 			req.Reject(gosrt.REJX_OVERLOAD)
 			continue
 		}
-		s.wg.Add(1)
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			req.Reject(gosrt.REJX_OVERLOAD)
+			return nil
+		}
+		s.wg.Add(1) // under mu: Close's Wait starts after every Add
+		s.mu.Unlock()
 		go func() {
 			defer s.wg.Done()
 			defer func() { <-s.sem }()
@@ -135,6 +143,7 @@ func (s *Server) Close() error {
 	}
 	s.ln.Close()
 	s.mu.Lock()
+	s.closed = true
 	for c := range s.conns {
 		c.Close()
 	}

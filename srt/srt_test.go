@@ -65,6 +65,8 @@ func TestServer_Garbage(t *testing.T) {
 		t.Fatalf("Serve ended: %v", err)
 	default:
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.published != 0 {
 		t.Fatalf("garbage published %d streams", p.published)
 	}
