@@ -33,6 +33,9 @@ type LiveConfig struct {
 	// maximum duration of any recording.
 	Recordings recsink.RecordingService
 	Ingest     recsink.IngestService
+	// Storage, when set, tells the room's file format before a recording
+	// starts, so that an mp4 room refuses a publish without starting one.
+	Storage recsink.StorageService
 	// Grace is how long a recording waits for a publisher whose connection
 	// dropped; zero means DefaultStreamGrace.
 	Grace    time.Duration
@@ -211,6 +214,9 @@ type liveSession struct {
 // start starts the room's recording and its remuxer.
 func (s *liveSession) start(ctx context.Context, tracks mkvmux.Tracks) (*Publication, error) {
 	l := s.l
+	if err := l.checkFormat(ctx, s.orgID, s.meetingID); err != nil {
+		return nil, err
+	}
 	rec, token, err := l.cfg.Recordings.StartRecording(ctx, s.orgID, s.meetingID)
 	if err != nil {
 		return nil, err
@@ -220,7 +226,7 @@ func (s *liveSession) start(ctx context.Context, tracks mkvmux.Tracks) (*Publica
 		// The remuxer writes Matroska only; an mp4 room refuses live input
 		// rather than store Matroska under a .mp4 name.
 		_, _ = l.cfg.Recordings.StopRecording(context.WithoutCancel(ctx), s.orgID, rec.ID)
-		return nil, recsink.FieldErrorf("fileFormat", "live ingest writes Matroska; the room's destination asks for %s", rec.Destination.FileFormat)
+		return nil, errFormat(rec.Destination.FileFormat)
 	}
 	pr, pw := io.Pipe()
 	s.pw = pw
@@ -418,6 +424,30 @@ func (l *Live) Authorize(ctx context.Context, key string) error {
 		if live {
 			return recsink.Errorf(recsink.ECONFLICT, "the stream key is live: a second publisher is refused")
 		}
+	}
+	return l.checkFormat(ctx, k.OrgID, k.MeetingID)
+}
+
+func errFormat(format string) error {
+	return recsink.FieldErrorf("fileFormat", "live ingest writes Matroska (mkv); the room's destination asks for %s", format)
+}
+
+// checkFormat refuses a publish into a room whose destination (its own,
+// else the organization's) asks for another container than Matroska. A
+// room without a destination is left to StartRecording to refuse.
+func (l *Live) checkFormat(ctx context.Context, orgID, meetingID string) error {
+	if l.cfg.Storage == nil {
+		return nil
+	}
+	cred, err := l.cfg.Storage.FindStorage(ctx, orgID, meetingID)
+	if recsink.ErrorCode(err) == recsink.ENOTFOUND {
+		cred, err = l.cfg.Storage.FindStorage(ctx, orgID, recsink.ScopeOrganization)
+	}
+	if err != nil {
+		return nil
+	}
+	if f := cred.Destination.FileFormat; f != "" && f != "mkv" {
+		return errFormat(f)
 	}
 	return nil
 }

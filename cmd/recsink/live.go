@@ -25,6 +25,7 @@ func (m *Main) startLive(cfg Config, api *http.Server) error {
 		Keys:       keys,
 		Recordings: m.Service,
 		Ingest:     m.Service,
+		Storage:    m.Service,
 		Grace:      cfg.StreamGrace,
 		Logger:     m.Logger,
 		Observer:   m.Metrics.NewLive(),

@@ -444,6 +444,18 @@ func TestLive_StreamKeyAPI(t *testing.T) {
 		"endDate": time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "streamKey": "yes"})
 	e.Org.MustDo(t, 404, "POST", "/v1/meetings/mtg_nope/stream-key", nil)
 
+	// A room that wants mp4 refuses live input (the remuxer writes
+	// Matroska), naming the format, and starts no recording.
+	mp4 := e.Storage(e.Bucket+"/mp4", e.Env.Key)
+	mp4["fileFormat"] = "mp4"
+	e.Org.MustDo(t, 200, "PUT", "/v1/meetings/"+e.MeetingID+"/recording/destination", mp4)
+	mustRefused(t, e.URL)
+	mustContain(t, e.Main.Logs.String(), "live ingest writes Matroska (mkv); the room's destination asks for mp4")
+	if n := len(e.recordings(t)); n != 0 {
+		t.Fatalf("an mp4 room started %d recordings", n)
+	}
+	e.Org.MustDo(t, 204, "DELETE", "/v1/meetings/"+e.MeetingID+"/recording/destination", nil)
+
 	// Replacing: the old key is refused from then on.
 	old := e.URL
 	e.Org.MustDo(t, 201, "POST", "/v1/meetings/"+e.MeetingID+"/stream-key", nil)
