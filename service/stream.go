@@ -135,29 +135,37 @@ func (l *Live) Publish(ctx context.Context, protocol, key string, tracks mkvmux.
 		return nil, fmt.Errorf("live: find stream key: %w", err)
 	}
 
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return nil, &recsink.Error{Code: recsink.EUNAVAILABLE, RetryAfter: 2, Message: "recsink is shutting down"}
-	}
-	s := l.sessions[k.MeetingID]
-	if s != nil {
-		pub, err := s.resume(protocol, tracks, since)
-		if err == nil || !errors.Is(err, errOtherTracks) {
-			l.mu.Unlock()
-			if err == nil {
-				l.touch(k.MeetingID)
-			}
-			return pub, err
-		}
-		// Different tracks cannot continue the same Matroska stream: the
-		// waiting recording ends and a new one starts.
-		l.mu.Unlock()
-		s.finish("the publisher came back with other tracks")
+	var s *liveSession
+	for {
 		l.mu.Lock()
-		if l.sessions[k.MeetingID] != nil {
+		if l.closed {
 			l.mu.Unlock()
-			return nil, recsink.Errorf(recsink.ECONFLICT, "the stream key is live: a second publisher is refused")
+			return nil, &recsink.Error{Code: recsink.EUNAVAILABLE, RetryAfter: 2, Message: "recsink is shutting down"}
+		}
+		s = l.sessions[k.MeetingID]
+		if s == nil {
+			break // l.mu held
+		}
+		pub, err := s.resume(protocol, tracks, since)
+		l.mu.Unlock()
+		switch {
+		case err == nil:
+			l.touch(k.MeetingID)
+			return pub, nil
+		case errors.Is(err, errOtherTracks):
+			// Different tracks cannot continue the same Matroska stream:
+			// the waiting recording ends and a new one starts.
+			s.finish("the publisher came back with other tracks")
+		case errors.Is(err, errEnding):
+		default:
+			return nil, err
+		}
+		// The session is ending (its grace period just ran out, or the
+		// tracks differ): once it has, this publish starts a new one.
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 	}
 	// The session is in the map while the recording starts, so that a
@@ -187,7 +195,10 @@ func (l *Live) touch(meetingID string) {
 	}
 }
 
-var errOtherTracks = errors.New("other tracks")
+var (
+	errOtherTracks = errors.New("other tracks")
+	errEnding      = errors.New("the session is ending")
+)
 
 // liveSession is one room's live recording: from the first publish to the
 // end of the stream, or the end of the grace period after a drop.
@@ -272,7 +283,7 @@ func (s *liveSession) resume(protocol string, tracks mkvmux.Tracks, since time.T
 	case s.starting || s.pub != nil:
 		return nil, recsink.Errorf(recsink.ECONFLICT, "the stream key is live: a second publisher is refused")
 	case s.ended:
-		return nil, &recsink.Error{Code: recsink.EUNAVAILABLE, RetryAfter: 1, Message: "the previous publish is still ending; try again"}
+		return nil, errEnding
 	case !s.mux.Tracks().Equal(tracks):
 		return nil, errOtherTracks
 	}
