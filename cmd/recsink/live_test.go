@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -463,4 +464,39 @@ func TestLive_StreamKeyAPI(t *testing.T) {
 	if n := len(e.recordings(t)); n != 0 {
 		t.Fatalf("a replaced key started %d recordings", n)
 	}
+}
+
+// TestLive_RTMPRotation: a key saved mid-publish leaves the live recording
+// on its old key, which the drain view shows draining with it, and drained
+// once the stream ends.
+func TestLive_RTMPRotation(t *testing.T) {
+	e := mustLiveEnv(t, time.Second)
+	b := e.S3.CreateUser(t, "user")
+	e.S3.PutBucketPolicy(t, e.Bucket, e.Env.Key, e.Env.Key.ID, b.ID)
+
+	p := startPublisher(t, e.URL)
+	e.waitLive(t, true, 20*time.Second)
+	id := e.recordings(t)[0]["recordingId"].(string)
+	e.Org.MustDo(t, 200, "PUT", "/v1/storage", e.Storage(e.Bucket+"/recordings", b))
+	a := credentialsByKey(t, e.Org)["organization/"+e.Env.Key.ID]
+	if a["state"] != recsink.CredentialDraining || fmt.Sprint(activeIDs(a)) != fmt.Sprint([]string{id}) {
+		t.Fatalf("old key while live: %v; want draining, held by %s", a, id)
+	}
+	time.Sleep(time.Until(p.started.Add(8 * time.Second))) // the stream's length
+	p.stop(t, os.Interrupt)
+	out := WaitState(t, e.Org, id, recsink.RecordingUploaded, 30*time.Second)
+	if got := out["credential"].(map[string]any)["accessKeyId"]; got != e.Env.Key.ID {
+		t.Fatalf("the live recording moved to key %v", got)
+	}
+	for end := time.Now().Add(10 * time.Second); ; {
+		a = credentialsByKey(t, e.Org)["organization/"+e.Env.Key.ID]
+		if a["state"] == recsink.CredentialDrained {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("old key after the stream: %v, want drained", a)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a condition under a deadline
+	}
+	probeLive(t, e.S3.GetObject(t, e.Bucket, out["objectKey"].(string))).check(t)
 }
