@@ -2,6 +2,7 @@ package recsink
 
 import (
 	"context"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -26,6 +27,14 @@ const StreamKeyPrefix = "rsl_"
 // an RTMP path and an SRT stream ID as it is.
 func NewStreamKey() string {
 	return StreamKeyPrefix + RandomToken(24)
+}
+
+var streamKeyRE = regexp.MustCompile(StreamKeyPrefix + `[A-Za-z0-9_-]+`)
+
+// RedactStreamKeys masks every stream key in s: protocol libraries quote a
+// publish URL, key included, in their errors.
+func RedactStreamKeys(s string) string {
+	return streamKeyRE.ReplaceAllString(s, StreamKeyPrefix+"***")
 }
 
 // ValidStreamKeyShape reports whether key looks like a stream key; a key

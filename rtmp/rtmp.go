@@ -163,7 +163,7 @@ func (s *Server) handle(conn net.Conn) {
 		}
 	}()
 	if err := s.serve(conn, log); err != nil {
-		log.Info("rtmp: connection ended", "err", err)
+		log.Info("rtmp: connection ended", "err", recsink.RedactStreamKeys(err.Error()))
 	}
 }
 

@@ -115,4 +115,8 @@ func TestServer_KeyShape(t *testing.T) {
 	if recsink.ValidStreamKeyShape("rsl_short") || !recsink.ValidStreamKeyShape(recsink.NewStreamKey()) {
 		t.Fatal("ValidStreamKeyShape")
 	}
+	key := recsink.NewStreamKey()
+	if got := recsink.RedactStreamKeys("publish rtmp://h/live/" + key + " failed"); got != "publish rtmp://h/live/rsl_*** failed" {
+		t.Fatalf("RedactStreamKeys: %q", got)
+	}
 }

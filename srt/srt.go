@@ -182,7 +182,7 @@ func (s *Server) handle(req gosrt.ConnRequest) {
 	}
 	conn, err := req.Accept()
 	if err != nil {
-		log.Info("srt: accept", "err", err)
+		log.Info("srt: accept", "err", recsink.RedactStreamKeys(err.Error()))
 		return
 	}
 	s.mu.Lock()
@@ -195,7 +195,7 @@ func (s *Server) handle(req gosrt.ConnRequest) {
 		conn.Close()
 	}()
 	if err := s.serve(ctx, conn, key); err != nil {
-		log.Info("srt: connection ended", "err", err)
+		log.Info("srt: connection ended", "err", recsink.RedactStreamKeys(err.Error()))
 	}
 }
 
