@@ -173,7 +173,7 @@ var routes = []Route{
 
 	{"POST", "/v1/meetings", authOrg, (*Server).handleCreateMeetingStreamKey},
 	{"GET", "/v1/meetings", authOrg, (*Server).handleListMeetings},
-	{"GET", "/v1/meetings/{meetingId}", authOrg, (*Server).handleGetMeeting},
+	{"GET", "/v1/meetings/{meetingId}", authOrg, (*Server).handleGetMeetingStreamKey},
 	{"DELETE", "/v1/meetings/{meetingId}", authOrg, (*Server).handleDeleteMeeting},
 	{"PUT", "/v1/meetings/{meetingId}/recording/destination", authOrg, (*Server).handlePutMeetingDestination},
 	{"GET", "/v1/meetings/{meetingId}/recording/destination", authOrg, (*Server).handleGetMeetingDestination},

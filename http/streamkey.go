@@ -235,3 +235,34 @@ func (b *bufferedResponse) flush(w http.ResponseWriter) {
 	w.WriteHeader(b.status)
 	w.Write(b.body.Bytes())
 }
+
+// handleGetMeetingStreamKey handles GET /v1/meetings/{meetingId}: the
+// meeting handler's own answer, plus the room's stream key state and
+// publish URL templates (never the key) when live ingest is on.
+func (s *Server) handleGetMeetingStreamKey(w http.ResponseWriter, r *http.Request) {
+	if s.StreamKeyService == nil {
+		s.handleGetMeeting(w, r)
+		return
+	}
+	rec := &bufferedResponse{header: http.Header{}}
+	s.handleGetMeeting(rec, r)
+	var view map[string]any
+	if rec.status != http.StatusOK || json.Unmarshal(rec.body.Bytes(), &view) != nil {
+		rec.flush(w)
+		return
+	}
+	k, err := s.StreamKeyService.FindStreamKey(r.Context(), orgFrom(r.Context()).ID, r.PathValue("meetingId"))
+	switch {
+	case recsink.ErrorCode(err) == recsink.ENOTFOUND:
+		view["streamKey"] = map[string]any{"set": false}
+	case err != nil:
+		s.Error(w, r, err)
+		return
+	default:
+		view["streamKey"] = s.streamKeyView(r, s.StreamKeyService, k, "")
+	}
+	for name, v := range rec.header {
+		w.Header()[name] = v
+	}
+	writeJSON(w, http.StatusOK, view)
+}

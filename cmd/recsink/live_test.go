@@ -441,6 +441,16 @@ func TestLive_StreamKeyAPI(t *testing.T) {
 		t.Fatalf("streamKey false gave a key: %v", plain)
 	}
 	e.Org.MustDo(t, 404, "GET", "/v1/meetings/"+plain["meetingId"].(string)+"/stream-key", nil)
+	if v := e.Org.MustDo(t, 200, "GET", "/v1/meetings/"+plain["meetingId"].(string), nil); fmt.Sprint(v["streamKey"]) != "map[set:false]" {
+		t.Fatalf("meeting view without a key: %v", v)
+	}
+	// The meeting's view gives the publish URL templates, never the key.
+	v := e.Org.MustDo(t, 200, "GET", "/v1/meetings/"+out["meetingId"].(string), nil)
+	vk, _ := v["streamKey"].(map[string]any)
+	if vk["set"] != true || vk["streamKey"] != nil || len(vk["publish"].([]any)) != 2 ||
+		!strings.HasSuffix(vk["publish"].([]any)[0].(map[string]any)["url"].(string), "/live/{streamKey}") {
+		t.Fatalf("meeting view with a key: %v", v)
+	}
 	e.Org.MustDo(t, 400, "POST", "/v1/meetings", map[string]any{
 		"endDate": time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "streamKey": "yes"})
 	e.Org.MustDo(t, 404, "POST", "/v1/meetings/mtg_nope/stream-key", nil)
