@@ -29,6 +29,12 @@ type Server struct {
 	// AuditService records every change made through the API and serves
 	// GET /v1/audit; when nil nothing is recorded and that route answers 501.
 	AuditService recsink.AuditService
+	// StreamKeyService serves the rooms' stream keys; when nil those routes
+	// answer 501. RTMPAddr and SRTAddr are the live listeners' addresses,
+	// for the publish URLs ("" when off).
+	StreamKeyService recsink.StreamKeyService
+	RTMPAddr         string
+	SRTAddr          string
 	// Logger receives the request log and internal errors; nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -195,14 +201,17 @@ var routes = []Route{
 	{"POST", "/v1/webhooks/rotate-secret", authOrg, (*Server).handleRotateWebhookSecret},
 	{"GET", "/v1/webhooks/deliveries", authOrg, (*Server).handleListWebhookDeliveries},
 
-	{"POST", "/v1/meetings", authOrg, (*Server).handleCreateMeeting},
+	{"POST", "/v1/meetings", authOrg, (*Server).handleCreateMeetingStreamKey},
 	{"GET", "/v1/meetings", authOrg, (*Server).handleListMeetings},
-	{"GET", "/v1/meetings/{meetingId}", authOrg, (*Server).handleGetMeeting},
+	{"GET", "/v1/meetings/{meetingId}", authOrg, (*Server).handleGetMeetingStreamKey},
 	{"DELETE", "/v1/meetings/{meetingId}", authOrg, (*Server).handleDeleteMeeting},
 	{"PUT", "/v1/meetings/{meetingId}/recording/destination", authOrg, (*Server).handlePutMeetingDestination},
 	{"GET", "/v1/meetings/{meetingId}/recording/destination", authOrg, (*Server).handleGetMeetingDestination},
 	{"DELETE", "/v1/meetings/{meetingId}/recording/destination", authOrg, (*Server).handleDeleteMeetingDestination},
 	{"POST", "/v1/meetings/{meetingId}/recordings", authOrg, (*Server).handleStartRecording},
+	{"POST", "/v1/meetings/{meetingId}/stream-key", authOrg, (*Server).handleCreateStreamKey},
+	{"GET", "/v1/meetings/{meetingId}/stream-key", authOrg, (*Server).handleGetStreamKey},
+	{"DELETE", "/v1/meetings/{meetingId}/stream-key", authOrg, (*Server).handleDeleteStreamKey},
 
 	{"GET", "/v1/recordings", authOrg, (*Server).handleListRecordings},
 	{"GET", "/v1/recordings/{recordingId}", authOrg, (*Server).handleGetRecording},

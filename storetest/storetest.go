@@ -32,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) recsink.Store) {
 	t.Run("Webhook", func(t *testing.T) { t.Parallel(); testWebhook(t, open) })
 	t.Run("Admin", func(t *testing.T) { t.Parallel(); testAdmin(t, open) })
 	t.Run("Lease", func(t *testing.T) { t.Parallel(); testLease(t, open) })
+	t.Run("StreamKey", func(t *testing.T) { t.Parallel(); testStreamKey(t, open) })
 	t.Run("Fence", func(t *testing.T) { t.Parallel(); testFence(t, open) })
 	t.Run("Prune", func(t *testing.T) { t.Parallel(); testPrune(t, open) })
 	t.Run("BadText", func(t *testing.T) { testBadText(t, open) })

@@ -78,6 +78,10 @@ type Config struct {
 	// they are refreshed.
 	RoleSessionDuration time.Duration
 	RoleRefreshMargin   time.Duration
+	// RTMPAddr and SRTAddr, when set, take live publishes with rooms'
+	// stream keys; StreamGrace is how long a dropped publish may come back.
+	RTMPAddr, SRTAddr string
+	StreamGrace       time.Duration
 }
 
 // DefaultConfig returns the embedded defaults: SQLite and a data folder
@@ -108,6 +112,7 @@ func DefaultConfig() Config {
 		// for a client's bursts.
 		APIRate:  20,
 		APIBurst: 100,
+		StreamGrace:       30 * time.Second,
 	}
 }
 
@@ -156,6 +161,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Retention, "retention", c.Retention, "how long recording events, parts of finished recordings and webhook deliveries are kept before they are pruned; 0 keeps them forever")
 	fs.Float64Var(&c.APIRate, "api-rate", c.APIRate, "requests per second each organization API key may make (more answer 429 with Retry-After); 0 turns the limit off; ingest is not limited")
 	fs.IntVar(&c.APIBurst, "api-burst", c.APIBurst, "requests an API key may make at once above --api-rate")
+	fs.StringVar(&c.RTMPAddr, "rtmp-addr", c.RTMPAddr, "HOST:PORT to take RTMP publishes on (rtmp://HOST:PORT/live/STREAM-KEY); off unless set")
+	fs.StringVar(&c.SRTAddr, "srt-addr", c.SRTAddr, "HOST:PORT (UDP) to take SRT publishes on (srt://HOST:PORT?streamid=publish:STREAM-KEY); off unless set")
+	fs.DurationVar(&c.StreamGrace, "stream-grace", c.StreamGrace, "how long a live recording waits for a publisher whose connection dropped; one that comes back with its key within it continues the same recording")
 	fs.DurationVar(&c.ClockOffset, "clock-offset", c.ClockOffset, "tests only: shift this node's own clock by this much, to show that leases follow the database's clock")
 }
 
@@ -176,6 +184,19 @@ func (c Config) Validate() error {
 		} else if c.MetricsAddr == c.Addr && !strings.HasSuffix(c.Addr, ":0") {
 			bad("metrics-addr", "must differ from --addr: /metrics gets its own listener")
 		}
+	}
+	if c.RTMPAddr != "" {
+		if err := checkListenAddr(c.RTMPAddr); err != nil {
+			bad("rtmp-addr", "%v", err)
+		}
+	}
+	if c.SRTAddr != "" {
+		if err := checkListenAddr(c.SRTAddr); err != nil {
+			bad("srt-addr", "%v", err)
+		}
+	}
+	if c.StreamGrace < 0 {
+		bad("stream-grace", "must not be negative, not %s", c.StreamGrace)
 	}
 	if c.Data == "" {
 		bad("data", "must name a folder")

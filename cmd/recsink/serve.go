@@ -20,11 +20,13 @@ import (
 	"github.com/recsink/recsink/metrics"
 	"github.com/recsink/recsink/oidc"
 	"github.com/recsink/recsink/postgres"
+	"github.com/recsink/recsink/rtmp"
 	"github.com/recsink/recsink/s3"
 	"github.com/recsink/recsink/secrets"
 	"github.com/recsink/recsink/service"
 	"github.com/recsink/recsink/spool"
 	"github.com/recsink/recsink/sqlite"
+	"github.com/recsink/recsink/srt"
 	"github.com/recsink/recsink/webhook"
 )
 
@@ -42,6 +44,11 @@ type Main struct {
 	// OIDC is recsink's own identity provider, whose tokens customers'
 	// roles trust.
 	OIDC   *oidc.Provider
+	// Live runs live publishes and the rooms' stream keys; RTMP and SRT
+	// are the listeners of --rtmp-addr and --srt-addr (live.go).
+	Live   *service.Live
+	RTMP   *rtmp.Server
+	SRT    *srt.Server
 	server *nethttp.Server
 	ln     net.Listener
 	// The /metrics listener, when Config.MetricsAddr is set.
@@ -199,6 +206,9 @@ func (m *Main) Run(ctx context.Context) error {
 	api.WriteTimeout = cfg.WriteTimeout
 	api.IngestIdleTimeout = cfg.IngestIdleTimeout
 	api.APIRate, api.APIBurst = cfg.APIRate, cfg.APIBurst
+	if err := m.startLive(cfg, api); err != nil {
+		return err
+	}
 	if m.metricsLn == nil {
 		m.Logger.Warn("/metrics is served on the public listener, open to anyone who reaches it: set --metrics-addr to serve it apart", "addr", cfg.Addr)
 		api.Handle("GET /metrics", m.Metrics.Handler())
@@ -280,6 +290,7 @@ func (m *Main) Close() error {
 			m.server.Close()
 		}
 	}
+	m.closeLive()
 	if m.Service != nil {
 		errs = append(errs, m.Service.Close())
 	}

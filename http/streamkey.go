@@ -1,0 +1,268 @@
+package http
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/recsink/recsink"
+)
+
+// streamKeyView is a room's stream key as the API shows it. StreamKey and a
+// complete rtmp.url are only in the answer that created the key: it is
+// stored hashed and cannot be shown again.
+type streamKeyView struct {
+	MeetingID     string        `json:"meetingId"`
+	Set           bool          `json:"set"`
+	StreamKey     string        `json:"streamKey,omitempty"`
+	CreatedAt     time.Time     `json:"createdAt"`
+	LastPublishAt *time.Time    `json:"lastPublishAt"`
+	Live          bool          `json:"live"`
+	LiveProtocol  string        `json:"liveProtocol,omitempty"`
+	Publish       []publishView `json:"publish"`
+}
+
+// publishView is where a publisher sends the room's stream: url is the
+// complete URL when the key is known (at its creation), else a template with
+// {streamKey} in its place.
+type publishView struct {
+	Protocol string `json:"protocol"`
+	URL      string `json:"url"`
+	// Server and StreamKey are the two fields that encoders such as OBS ask
+	// for separately.
+	Server    string `json:"server,omitempty"`
+	StreamKey string `json:"streamKey,omitempty"`
+}
+
+func (s *Server) streamKeys(w http.ResponseWriter, r *http.Request) (recsink.StreamKeyService, bool) {
+	if s.StreamKeyService == nil {
+		// 404 rather than 501: the server works, this part is off.
+		s.Error(w, r, recsink.Errorf(recsink.ENOTFOUND, "live ingest is not enabled on this recsink server"))
+		return nil, false
+	}
+	return s.StreamKeyService, true
+}
+
+// handleCreateStreamKey handles POST /v1/meetings/{meetingId}/stream-key:
+// creates the room's stream key, or replaces it (the old key is refused
+// from then on).
+func (s *Server) handleCreateStreamKey(w http.ResponseWriter, r *http.Request) {
+	svc, ok := s.streamKeys(w, r)
+	if !ok {
+		return
+	}
+	k, key, err := svc.CreateStreamKey(r.Context(), orgFrom(r.Context()).ID, r.PathValue("meetingId"))
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusCreated, s.streamKeyView(r, svc, k, key))
+}
+
+// handleGetStreamKey handles GET /v1/meetings/{meetingId}/stream-key.
+func (s *Server) handleGetStreamKey(w http.ResponseWriter, r *http.Request) {
+	svc, ok := s.streamKeys(w, r)
+	if !ok {
+		return
+	}
+	k, err := svc.FindStreamKey(r.Context(), orgFrom(r.Context()).ID, r.PathValue("meetingId"))
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.streamKeyView(r, svc, k, ""))
+}
+
+// handleDeleteStreamKey handles DELETE /v1/meetings/{meetingId}/stream-key:
+// revokes the key. A publish live on it goes on to its end.
+func (s *Server) handleDeleteStreamKey(w http.ResponseWriter, r *http.Request) {
+	svc, ok := s.streamKeys(w, r)
+	if !ok {
+		return
+	}
+	if err := svc.DeleteStreamKey(r.Context(), orgFrom(r.Context()).ID, r.PathValue("meetingId")); err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) streamKeyView(r *http.Request, svc recsink.StreamKeyService, k *recsink.StreamKey, key string) streamKeyView {
+	v := streamKeyView{MeetingID: k.MeetingID, Set: true, StreamKey: key, CreatedAt: k.CreatedAt, LastPublishAt: k.LastPublishAt, Publish: []publishView{}}
+	v.Live, v.LiveProtocol = svc.LiveStatus(k.MeetingID)
+	if s.RTMPAddr != "" {
+		server := "rtmp://" + s.publishHost(r, s.RTMPAddr) + "/live"
+		p := publishView{Protocol: "rtmp", Server: server, URL: server + "/{streamKey}"}
+		if key != "" {
+			p.URL, p.StreamKey = server+"/"+key, key
+		}
+		v.Publish = append(v.Publish, p)
+	}
+	if s.SRTAddr != "" {
+		server := "srt://" + s.publishHost(r, s.SRTAddr)
+		p := publishView{Protocol: "srt", Server: server, URL: server + "?streamid=publish:{streamKey}"}
+		if key != "" {
+			p.URL, p.StreamKey = server+"?streamid=publish:"+key, key
+		}
+		v.Publish = append(v.Publish, p)
+	}
+	return v
+}
+
+// publishHost is HOST:PORT of a live listener as publishers reach it: the
+// host of PublicURL (else of the request) and the listener's port.
+func (s *Server) publishHost(r *http.Request, addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	host := r.Host
+	if u, err := url.Parse(s.baseURL(r)); err == nil && u.Host != "" {
+		host = u.Host
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// handleCreateMeetingStreamKey handles POST /v1/meetings: the meeting
+// handler's own answer, plus the room's stream key when the body asks for
+// one with "streamKey": true (the field is taken out before the meeting
+// handler reads the body).
+func (s *Server) handleCreateMeetingStreamKey(w http.ResponseWriter, r *http.Request) {
+	want, err := takeStreamKeyField(r)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	if !want {
+		s.handleCreateMeeting(w, r)
+		return
+	}
+	svc, ok := s.streamKeys(w, r)
+	if !ok {
+		return
+	}
+	rec := &bufferedResponse{header: http.Header{}}
+	s.handleCreateMeeting(rec, r)
+	var view map[string]any
+	if rec.status != http.StatusCreated || json.Unmarshal(rec.body.Bytes(), &view) != nil {
+		rec.flush(w)
+		return
+	}
+	meetingID, _ := view["meetingId"].(string)
+	k, key, err := svc.CreateStreamKey(r.Context(), orgFrom(r.Context()).ID, meetingID)
+	if err != nil {
+		// The meeting exists: the key can be created with its own route.
+		s.Error(w, r, fmt.Errorf("meeting %s was created but not its stream key: %w", meetingID, err))
+		return
+	}
+	view["streamKey"] = s.streamKeyView(r, svc, k, key)
+	for name, v := range rec.header {
+		w.Header()[name] = v
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusCreated, view)
+}
+
+// takeStreamKeyField removes a top-level "streamKey" from a JSON body and
+// reports whether it was true. A body that is not a JSON object, or too
+// large, is left as it is for the meeting handler to refuse.
+func takeStreamKeyField(r *http.Request) (bool, error) {
+	const limit = 64 << 10
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return false, err
+	}
+	restore := func(b []byte) {
+		r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(b), r.Body))
+	}
+	var fields map[string]json.RawMessage
+	if len(body) > limit || json.Unmarshal(body, &fields) != nil {
+		restore(body)
+		return false, nil
+	}
+	raw, ok := fields["streamKey"]
+	if !ok {
+		restore(body)
+		return false, nil
+	}
+	var want bool
+	if err := json.Unmarshal(raw, &want); err != nil {
+		return false, recsink.FieldErrorf("streamKey", "streamKey must be true or false")
+	}
+	delete(fields, "streamKey")
+	b, err := json.Marshal(fields)
+	if err != nil {
+		return false, err
+	}
+	restore(b)
+	r.ContentLength = int64(len(b))
+	return want, nil
+}
+
+// bufferedResponse holds a handler's answer so that it can be added to.
+type bufferedResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufferedResponse) Header() http.Header { return b.header }
+
+func (b *bufferedResponse) WriteHeader(status int) {
+	if b.status == 0 {
+		b.status = status
+	}
+}
+
+func (b *bufferedResponse) Write(p []byte) (int, error) {
+	b.WriteHeader(http.StatusOK)
+	return b.body.Write(p)
+}
+
+func (b *bufferedResponse) flush(w http.ResponseWriter) {
+	for name, v := range b.header {
+		w.Header()[name] = v
+	}
+	w.WriteHeader(b.status)
+	w.Write(b.body.Bytes())
+}
+
+// handleGetMeetingStreamKey handles GET /v1/meetings/{meetingId}: the
+// meeting handler's own answer, plus the room's stream key state and
+// publish URL templates (never the key) when live ingest is on.
+func (s *Server) handleGetMeetingStreamKey(w http.ResponseWriter, r *http.Request) {
+	if s.StreamKeyService == nil {
+		s.handleGetMeeting(w, r)
+		return
+	}
+	rec := &bufferedResponse{header: http.Header{}}
+	s.handleGetMeeting(rec, r)
+	var view map[string]any
+	if rec.status != http.StatusOK || json.Unmarshal(rec.body.Bytes(), &view) != nil {
+		rec.flush(w)
+		return
+	}
+	k, err := s.StreamKeyService.FindStreamKey(r.Context(), orgFrom(r.Context()).ID, r.PathValue("meetingId"))
+	switch {
+	case recsink.ErrorCode(err) == recsink.ENOTFOUND:
+		view["streamKey"] = map[string]any{"set": false}
+	case err != nil:
+		s.Error(w, r, err)
+		return
+	default:
+		view["streamKey"] = s.streamKeyView(r, s.StreamKeyService, k, "")
+	}
+	for name, v := range rec.header {
+		w.Header()[name] = v
+	}
+	writeJSON(w, http.StatusOK, view)
+}
