@@ -40,6 +40,8 @@ const (
 	AuditRecordingDeleted      = "recording.deleted"
 	AuditRecordingsBulkDeleted = "recordings.bulk_delete"
 	AuditAdminUserCreated      = "admin_user.created"
+	AuditStreamKeySet          = "stream_key.set"
+	AuditStreamKeyRevoked      = "stream_key.revoked"
 )
 
 // AuditStore keeps the audit trail. Part of Store; old events go with

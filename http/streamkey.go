@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"time"
 
 	"github.com/recsink/recsink"
 )
@@ -17,14 +16,14 @@ import (
 // complete rtmp.url are only in the answer that created the key: it is
 // stored hashed and cannot be shown again.
 type streamKeyView struct {
-	MeetingID     string        `json:"meetingId"`
-	Set           bool          `json:"set"`
-	StreamKey     string        `json:"streamKey,omitempty"`
-	CreatedAt     time.Time     `json:"createdAt"`
-	LastPublishAt *time.Time    `json:"lastPublishAt"`
-	Live          bool          `json:"live"`
-	LiveProtocol  string        `json:"liveProtocol,omitempty"`
-	Publish       []publishView `json:"publish"`
+	MeetingID     string           `json:"meetingId"`
+	Set           bool             `json:"set"`
+	StreamKey     string           `json:"streamKey,omitempty"`
+	CreatedAt     recsink.APITime  `json:"createdAt"`
+	LastPublishAt *recsink.APITime `json:"lastPublishAt"`
+	Live          bool             `json:"live"`
+	LiveProtocol  string           `json:"liveProtocol,omitempty"`
+	Publish       []publishView    `json:"publish"`
 }
 
 // publishView is where a publisher sends the room's stream: url is the
@@ -61,6 +60,7 @@ func (s *Server) handleCreateStreamKey(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
+	s.audit(r, recsink.AuditStreamKeySet, k.MeetingID, "stream key created or replaced; an earlier key is refused from now on")
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusCreated, s.streamKeyView(r, svc, k, key))
 }
@@ -90,11 +90,12 @@ func (s *Server) handleDeleteStreamKey(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
+	s.audit(r, recsink.AuditStreamKeyRevoked, r.PathValue("meetingId"), "stream key revoked")
 	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Server) streamKeyView(r *http.Request, svc recsink.StreamKeyService, k *recsink.StreamKey, key string) streamKeyView {
-	v := streamKeyView{MeetingID: k.MeetingID, Set: true, StreamKey: key, CreatedAt: k.CreatedAt, LastPublishAt: k.LastPublishAt, Publish: []publishView{}}
+	v := streamKeyView{MeetingID: k.MeetingID, Set: true, StreamKey: key, CreatedAt: recsink.APITime(k.CreatedAt), LastPublishAt: recsink.APITimeOf(k.LastPublishAt), Publish: []publishView{}}
 	v.Live, v.LiveProtocol = svc.LiveStatus(k.MeetingID)
 	if s.RTMPAddr != "" {
 		server := "rtmp://" + s.publishHost(r, s.RTMPAddr) + "/live"
@@ -164,6 +165,7 @@ func (s *Server) handleCreateMeetingStreamKey(w http.ResponseWriter, r *http.Req
 		s.Error(w, r, fmt.Errorf("meeting %s was created but not its stream key: %w", meetingID, err))
 		return
 	}
+	s.audit(r, recsink.AuditStreamKeySet, k.MeetingID, "stream key created with the meeting")
 	view["streamKey"] = s.streamKeyView(r, svc, k, key)
 	for name, v := range rec.header {
 		w.Header()[name] = v

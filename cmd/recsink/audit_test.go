@@ -49,3 +49,34 @@ func TestAudit_API(t *testing.T) {
 		t.Errorf("storage.saved lacks the key ID or the bucket: %s", b)
 	}
 }
+
+// TestAudit_StreamKeys: a room's stream key created and revoked is in the
+// audit trail, never the key itself.
+func TestAudit_StreamKeys(t *testing.T) {
+	t.Parallel()
+	e, meeting := mustRecordingEnv(t)
+	created := e.Org.MustDo(t, 201, "POST", "/v1/meetings/"+meeting+"/stream-key", nil)
+	key, _ := created["streamKey"].(string)
+	if key == "" {
+		t.Fatalf("no stream key in %v", created)
+	}
+	e.Org.MustDo(t, 204, "DELETE", "/v1/meetings/"+meeting+"/stream-key", nil)
+
+	out := e.Org.MustDo(t, 200, "GET", "/v1/audit", nil)
+	var got []string
+	for _, r := range out["results"].([]any) {
+		ev := r.(map[string]any)
+		got = append(got, ev["action"].(string)+" "+ev["target"].(string))
+	}
+	want := []string{
+		recsink.AuditStreamKeyRevoked + " " + meeting,
+		recsink.AuditStreamKeySet + " " + meeting,
+		recsink.AuditStorageSaved + " " + recsink.ScopeOrganization,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("audit trail:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if b, _ := json.Marshal(out); strings.Contains(string(b), key) {
+		t.Fatalf("the audit trail shows the stream key: %s", b)
+	}
+}
