@@ -34,6 +34,7 @@ func (s *Service) credentialsChanged(orgID string) {
 		r.mu.Lock()
 		clear(r.refused)
 		r.mu.Unlock()
+		r.keyChanges.Add(1)
 		r.poke()
 	}
 }

@@ -23,7 +23,11 @@ type recorder struct {
 	file   spoolFile
 	layout spool.Layout
 	kick   chan struct{} // cap 1: credentials changed or state changed
-	done   chan struct{}
+	// keyChanges counts the credential changes that woke the recording: an
+	// attempt that fails after one began was made with what may be an old
+	// key, so the next one goes at once instead of after a backoff.
+	keyChanges atomic.Uint64
+	done       chan struct{}
 	// resumed is set by Open for the upload loop to finish the resume.
 	resumed *resumed
 

@@ -12,6 +12,8 @@ import (
 type partResult struct {
 	n    int32
 	cred string
+	// keys is the recording's keyChanges when the attempt began.
+	keys uint64
 	err  error
 }
 
@@ -59,12 +61,14 @@ func (r *recorder) run(ctx context.Context, deadline *time.Timer) {
 				client, cred := r.client, r.cred.ID
 				r.mu.Unlock()
 				inflight[n] = cred
-				go func() { results <- partResult{n: n, cred: cred, err: r.upload(ctx, client, n)} }()
+				keys := r.keyChanges.Load()
+				go func() { results <- partResult{n: n, cred: cred, keys: keys, err: r.upload(ctx, client, n)} }()
 			}
 			if r.stopped() && len(inflight) == 0 && len(r.uploadable()) == 0 {
 				r.mu.Lock()
 				cred, client := r.cred.ID, r.client
 				r.mu.Unlock()
+				keys := r.keyChanges.Load()
 				var err error
 				switch {
 				case r.fin != nil && r.fz == nil:
@@ -89,7 +93,7 @@ func (r *recorder) run(ctx context.Context, deadline *time.Timer) {
 				if r.handle(err, cred, failures, 0) {
 					return
 				}
-				failures, retryAt = r.next(cred, failures)
+				failures, retryAt = r.next(cred, failures, keys)
 				continue
 			}
 		}
@@ -113,7 +117,7 @@ func (r *recorder) run(ctx context.Context, deadline *time.Timer) {
 				if r.handle(res.err, res.cred, failures, res.n) {
 					return
 				}
-				failures, retryAt = r.next(res.cred, failures)
+				failures, retryAt = r.next(res.cred, failures, res.keys)
 			}
 			r.keyReleased(res.cred, inflight)
 		case <-r.file.Ready():
@@ -160,13 +164,15 @@ func (r *recorder) keyReleased(credID string, inflight map[int32]string) {
 }
 
 // next returns the failure count and the time of the next attempt after a
-// failure with credential credID: at once when the recording has just
-// switched to another key, else after a backoff.
-func (r *recorder) next(credID string, failures int) (int, time.Time) {
+// failure with credential credID of an attempt that began when the
+// recording's keyChanges was keys: at once when the recording has just
+// switched to another key, or a key was saved while the attempt ran (its
+// wake-up came while it was in flight), else after a backoff.
+func (r *recorder) next(credID string, failures int, keys uint64) (int, time.Time) {
 	r.mu.Lock()
 	switched := r.cred.ID != credID
 	r.mu.Unlock()
-	if switched {
+	if switched || r.keyChanges.Load() != keys {
 		return failures, time.Time{}
 	}
 	return failures + 1, time.Now().Add(r.backoff(failures + 1))
