@@ -110,9 +110,9 @@ func DefaultConfig() Config {
 		RoleRefreshMargin:   10 * time.Minute,
 		// About Whereby's own budget (1,000 points a minute), with room
 		// for a client's bursts.
-		APIRate:  20,
-		APIBurst: 100,
-		StreamGrace:       30 * time.Second,
+		APIRate:     20,
+		APIBurst:    100,
+		StreamGrace: 30 * time.Second,
 	}
 }
 

@@ -43,7 +43,7 @@ type Main struct {
 	Metrics  *metrics.Metrics
 	// OIDC is recsink's own identity provider, whose tokens customers'
 	// roles trust.
-	OIDC   *oidc.Provider
+	OIDC *oidc.Provider
 	// Live runs live publishes and the rooms' stream keys; RTMP and SRT
 	// are the listeners of --rtmp-addr and --srt-addr (live.go).
 	Live   *service.Live
