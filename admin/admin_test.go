@@ -86,6 +86,7 @@ func MustApp(tb testing.TB, o appOptions) *App {
 	if err := svc.Open(ctx); err != nil {
 		tb.Fatal(err)
 	}
+	live := service.NewLive(service.LiveConfig{Keys: db, Recordings: svc, Ingest: svc, Storage: svc, Logger: logger})
 	api := rshttp.NewServer()
 	api.OrganizationService = svc
 	api.StorageService = svc
@@ -103,6 +104,7 @@ func MustApp(tb testing.TB, o appOptions) *App {
 		AllowCustomEndpoints: o.s3 != nil,
 		MaxDuration:          24 * time.Hour,
 		SecureCookies:        o.secure,
+		Live:                 admin.LiveConfig{StreamKeys: live, RTMPAddr: "127.0.0.1:1935", SRTAddr: "127.0.0.1:9000"},
 	}))
 	var srv *httptest.Server
 	if o.tls {
@@ -112,6 +114,7 @@ func MustApp(tb testing.TB, o appOptions) *App {
 	}
 	tb.Cleanup(func() {
 		srv.Close()
+		live.Close()
 		svc.Close()
 		db.Close()
 	})
@@ -148,10 +151,12 @@ type Browser struct {
 func (a *App) NewBrowser(tb testing.TB) *Browser {
 	tb.Helper()
 	jar, _ := cookiejar.New(nil)
-	c := a.Server.Client()
+	// A copy: the test server's client is shared, and each browser has
+	// its own cookies.
+	c := *a.Server.Client()
 	c.Jar = jar
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &Browser{app: a, client: c}
+	return &Browser{app: a, client: &c}
 }
 
 // Get fetches a page and returns its status and body.

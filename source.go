@@ -1,0 +1,8 @@
+package recsink
+
+// How a recording was received (Recording.Source).
+const (
+	SourceHTTP = "http"
+	SourceRTMP = "rtmp"
+	SourceSRT  = "srt"
+)
