@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/recsink/recsink"
+	"github.com/recsink/recsink/internal/s3test"
 	"github.com/recsink/recsink/storetest"
 )
 
@@ -123,5 +124,54 @@ func TestAdminStreamKey(t *testing.T) {
 	}
 	if want := []string{recsink.AuditStreamKeyRevoked, recsink.AuditStreamKeySet}; strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("audit trail %v, want %v", got, want)
+	}
+}
+
+// TestAdminRecordingSource: the Recordings page says how each recording was
+// received: HTTP for one started through the API, RTMP for a live publish's.
+func TestAdminRecordingSource(t *testing.T) {
+	t.Parallel()
+	srv := s3test.MustStart(t)
+	app := MustApp(t, appOptions{s3: srv})
+	org, email, password := app.MustOrg(t)
+	key := srv.CreateUser(t, "user")
+	bucket := srv.CreateBucket(t, key.ID)
+	ctx := context.Background()
+	dest := recsink.Destination{Bucket: bucket, Region: s3test.Region, Endpoint: srv.Endpoint, ForcePathStyle: true, FileFormat: recsink.FormatMKV}
+	if _, _, err := app.Service.SaveStorage(ctx, org.ID, recsink.ScopeOrganization, dest, key); err != nil {
+		t.Fatal(err)
+	}
+	m, err := app.Service.CreateMeeting(ctx, org.ID, &recsink.Meeting{RoomName: "/http-room", EndDate: time.Now().Add(time.Hour)}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _, err := app.Service.StartRecording(ctx, org.ID, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Source != recsink.SourceHTTP {
+		t.Errorf("source %q, want %q", rec.Source, recsink.SourceHTTP)
+	}
+	m2, err := app.Service.CreateMeeting(ctx, org.ID, &recsink.Meeting{RoomName: "/live-room", EndDate: time.Now().Add(time.Hour)}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, _, err := app.Service.StartRecording(recsink.WithSource(ctx, recsink.SourceRTMP), org.ID, m2.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	b := app.NewBrowser(t)
+	b.MustSignIn(t, email, password)
+	status, body := b.Get(t, "/admin/recordings")
+	if status != http.StatusOK {
+		t.Fatalf("recordings: %d\n%s", status, body)
+	}
+	for id, want := range map[string]string{rec.ID: "HTTP", live.ID: "RTMP"} {
+		re := regexp.MustCompile(`(?s)` + id + `.*?<td class="source">([^<]*)</td>`)
+		got := re.FindStringSubmatch(body)
+		if got == nil || got[1] != want {
+			t.Errorf("recording %s received by %v, want %s:\n%s", id, got, want, body)
+		}
 	}
 }
