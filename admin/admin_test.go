@@ -47,6 +47,8 @@ type appOptions struct {
 	s3     *s3test.Server
 	secure bool
 	tls    bool
+	// streamKeys, when set, wraps the live service the Rooms page reads.
+	streamKeys func(recsink.StreamKeyService) recsink.StreamKeyService
 }
 
 // MustApp starts the app on a temp dir; with an S3 server, its endpoint is
@@ -87,6 +89,10 @@ func MustApp(tb testing.TB, o appOptions) *App {
 		tb.Fatal(err)
 	}
 	live := service.NewLive(service.LiveConfig{Keys: db, Recordings: svc, Ingest: svc, Storage: svc, Logger: logger})
+	var keys recsink.StreamKeyService = live
+	if o.streamKeys != nil {
+		keys = o.streamKeys(live)
+	}
 	api := rshttp.NewServer()
 	api.OrganizationService = svc
 	api.StorageService = svc
@@ -104,7 +110,7 @@ func MustApp(tb testing.TB, o appOptions) *App {
 		AllowCustomEndpoints: o.s3 != nil,
 		MaxDuration:          24 * time.Hour,
 		SecureCookies:        o.secure,
-		Live:                 admin.LiveConfig{StreamKeys: live, RTMPAddr: "127.0.0.1:1935", SRTAddr: "127.0.0.1:9000"},
+		Live:                 admin.LiveConfig{StreamKeys: keys, RTMPAddr: "127.0.0.1:1935", SRTAddr: "127.0.0.1:9000"},
 	}))
 	var srv *httptest.Server
 	if o.tls {

@@ -175,3 +175,41 @@ func TestAdminRecordingSource(t *testing.T) {
 		}
 	}
 }
+
+// liveNow reports every room as live on SRT.
+type liveNow struct{ recsink.StreamKeyService }
+
+func (liveNow) LiveStatus(string) (bool, string) { return true, recsink.SourceSRT }
+
+// TestAdminStreamKeyLive: a room with a publish live on its key shows "live
+// now" with the protocol, and its last publish.
+func TestAdminStreamKeyLive(t *testing.T) {
+	t.Parallel()
+	app := MustApp(t, appOptions{streamKeys: func(s recsink.StreamKeyService) recsink.StreamKeyService { return liveNow{s} }})
+	ctx := context.Background()
+	org, email, password := app.MustOrg(t)
+	m := storetest.NewMeeting(org.ID)
+	m.EndDate = time.Now().Add(time.Hour)
+	if err := app.Store.CreateMeeting(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	b := app.NewBrowser(t)
+	b.MustSignIn(t, email, password)
+	if _, body := b.Get(t, "/admin/rooms"); strings.Contains(body, "live now") {
+		t.Errorf("a room without a key shows live now")
+	}
+	k := &recsink.StreamKey{OrgID: org.ID, MeetingID: m.ID, Hash: recsink.HashToken(recsink.NewStreamKey()), CreatedAt: time.Now().UTC()}
+	if err := app.Store.PutStreamKey(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	if err := app.Store.TouchStreamKey(ctx, m.ID, at); err != nil {
+		t.Fatal(err)
+	}
+	_, body := b.Get(t, "/admin/rooms?fragment=live")
+	for _, want := range []string{"live now (SRT)", `last publish <time datetime="2026-03-04T05:06:07Z"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("rooms page lacks %q:\n%s", want, body)
+		}
+	}
+}
