@@ -74,7 +74,10 @@ type Recording struct {
 	// Checksum is the object's full-object checksum as S3 verified and
 	// reports it, "ALGORITHM:base64" ("CRC64NVME:..."), once it is
 	// complete; what `head-object --checksum-mode ENABLED` prints.
-	Checksum  string    `json:"checksum,omitempty"`
+	Checksum string `json:"checksum,omitempty"`
+	// Source is how the recording is received, set at start:
+	// SourceHTTP (the ingest API), SourceRTMP or SourceSRT (a live publish).
+	Source    string    `json:"source"`
 	LastError string    `json:"lastError,omitempty"`
 	UpdatedAt time.Time `json:"-"`
 	// Owner is the node that runs the recording; it is changed only by

@@ -51,6 +51,18 @@ type Config struct {
 	// before anyone is signed in; zero means DefaultSignInReadTimeout. Keep
 	// it within the server's own read timeout, which it replaces.
 	SignInReadTimeout time.Duration
+	// Live shows each room's stream key on the Rooms page and lets the
+	// admin replace or revoke it; nil hides both (live ingest is off).
+	Live LiveConfig
+}
+
+// LiveConfig is what the Rooms page needs for the rooms' stream keys.
+type LiveConfig struct {
+	StreamKeys recsink.StreamKeyService
+	// RTMPAddr and SRTAddr are the live listeners' addresses ("" when off)
+	// and PublicURL the server's public base URL: the publish URLs are
+	// built from them as the API builds them.
+	RTMPAddr, SRTAddr, PublicURL string
 }
 
 // DefaultSignInReadTimeout is how long the sign-in form may take to arrive.
@@ -110,6 +122,8 @@ func New(cfg Config) *Handler {
 	h.mux.Handle("GET /admin/recordings/{id}", h.auth(h.handleRecording))
 	h.mux.Handle("POST /admin/recordings/{id}/delete", h.auth(h.handleRecordingDelete))
 	h.mux.Handle("GET /admin/rooms", h.auth(h.handleRooms))
+	h.mux.Handle("POST /admin/rooms/{id}/stream-key", h.auth(h.handleStreamKeyReplace))
+	h.mux.Handle("POST /admin/rooms/{id}/stream-key/revoke", h.auth(h.handleStreamKeyRevoke))
 	h.mux.Handle("GET /admin/activity", h.auth(h.handleActivity))
 	h.mux.HandleFunc("/admin/", h.handleNotFound)
 	return h

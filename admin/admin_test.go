@@ -47,6 +47,8 @@ type appOptions struct {
 	s3     *s3test.Server
 	secure bool
 	tls    bool
+	// streamKeys, when set, wraps the live service the Rooms page reads.
+	streamKeys func(recsink.StreamKeyService) recsink.StreamKeyService
 }
 
 // MustApp starts the app on a temp dir; with an S3 server, its endpoint is
@@ -86,6 +88,11 @@ func MustApp(tb testing.TB, o appOptions) *App {
 	if err := svc.Open(ctx); err != nil {
 		tb.Fatal(err)
 	}
+	live := service.NewLive(service.LiveConfig{Keys: db, Recordings: svc, Ingest: svc, Storage: svc, Logger: logger})
+	var keys recsink.StreamKeyService = live
+	if o.streamKeys != nil {
+		keys = o.streamKeys(live)
+	}
 	api := rshttp.NewServer()
 	api.OrganizationService = svc
 	api.StorageService = svc
@@ -103,6 +110,7 @@ func MustApp(tb testing.TB, o appOptions) *App {
 		AllowCustomEndpoints: o.s3 != nil,
 		MaxDuration:          24 * time.Hour,
 		SecureCookies:        o.secure,
+		Live:                 admin.LiveConfig{StreamKeys: keys, RTMPAddr: "127.0.0.1:1935", SRTAddr: "127.0.0.1:9000"},
 	}))
 	var srv *httptest.Server
 	if o.tls {
@@ -112,6 +120,7 @@ func MustApp(tb testing.TB, o appOptions) *App {
 	}
 	tb.Cleanup(func() {
 		srv.Close()
+		live.Close()
 		svc.Close()
 		db.Close()
 	})
@@ -148,10 +157,12 @@ type Browser struct {
 func (a *App) NewBrowser(tb testing.TB) *Browser {
 	tb.Helper()
 	jar, _ := cookiejar.New(nil)
-	c := a.Server.Client()
+	// A copy: the test server's client is shared, and each browser has
+	// its own cookies.
+	c := *a.Server.Client()
 	c.Jar = jar
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &Browser{app: a, client: c}
+	return &Browser{app: a, client: &c}
 }
 
 // Get fetches a page and returns its status and body.

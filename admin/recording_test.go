@@ -120,6 +120,10 @@ func TestAdminRecordingPlayDelete(t *testing.T) {
 			t.Errorf("recording page lacks %q:\n%s", want, text)
 		}
 	}
+	// The facts' labels are upper case by the style sheet.
+	if !strings.Contains(strings.ToLower(text), "received by\nhttp") {
+		t.Errorf("recording page does not say it was received by HTTP:\n%s", text)
+	}
 
 	// Delete: refused without the confirmation, done with it.
 	must(t, ctx,

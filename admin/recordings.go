@@ -63,6 +63,7 @@ type roomRow struct {
 	Room     string
 	Own      *recsink.CredentialUsage   // the room's own current destination, if any
 	Draining []*recsink.CredentialUsage // the room's replaced keys still held
+	Stream   *roomStreamKey             // nil when live ingest is off
 }
 
 type roomsData struct {
@@ -70,6 +71,7 @@ type roomsData struct {
 	OwnCount  int
 	OrgKey    string // the organization's current key ID, used by rooms without their own
 	OrgBucket string
+	Live      bool // live ingest is on: the stream key columns show
 }
 
 func (h *Handler) handleRooms(w http.ResponseWriter, r *http.Request, s *recsink.AdminSession) {
@@ -83,7 +85,7 @@ func (h *Handler) handleRooms(w http.ResponseWriter, r *http.Request, s *recsink
 		h.renderError(w, r, s, err)
 		return
 	}
-	d := &roomsData{}
+	d := &roomsData{Live: h.cfg.Live.StreamKeys != nil}
 	byScope := map[string][]*recsink.CredentialUsage{}
 	for _, u := range usages {
 		byScope[u.Scope] = append(byScope[u.Scope], u)
@@ -100,6 +102,10 @@ func (h *Handler) handleRooms(w http.ResponseWriter, r *http.Request, s *recsink
 			case recsink.CredentialDraining:
 				row.Draining = append(row.Draining, u)
 			}
+		}
+		if row.Stream, err = h.streamKeyOf(r, s, m.ID); err != nil {
+			h.renderError(w, r, s, err)
+			return
 		}
 		if row.Own != nil {
 			d.OwnCount++

@@ -32,7 +32,7 @@ type message struct {
 
 // pageNames are the templates that are whole pages; each is parsed with the
 // layout.
-var pageNames = []string{"signin", "message", "storage", "keys", "recordings", "recording", "rooms", "activity"}
+var pageNames = []string{"signin", "message", "streamkey", "storage", "keys", "recordings", "recording", "rooms", "activity"}
 
 func parsePages(funcs template.FuncMap) map[string]*template.Template {
 	pages := map[string]*template.Template{}
@@ -113,6 +113,7 @@ func (h *Handler) funcs() template.FuncMap {
 		"trimSlash":   func(s string) string { return strings.TrimPrefix(s, "/") },
 		"add1":        func(i int) int { return i + 1 },
 		"add":         add,
+		"ingest":      ingestName,
 	}
 }
 

@@ -38,17 +38,19 @@ type recordingView struct {
 	// Filename and SizeInMegaBytes are Whereby's: the object's name after
 	// the last slash, and its size (the bytes received while it has none)
 	// in megabytes of 10^6 bytes, to 3 decimals.
-	Filename        string        `json:"filename"`
-	SizeInMegaBytes float64       `json:"sizeInMegaBytes"`
-	SHA256          string        `json:"sha256,omitempty"`
-	Checksum        string        `json:"checksum,omitempty"`
-	Bucket          string        `json:"bucket"`
-	ObjectKey       string        `json:"objectKey"`
-	FileFormat      string        `json:"fileFormat"`
-	Credential      credentialRef `json:"credential"`
-	LastError       string        `json:"lastError,omitempty"`
-	Ingest          *ingestView   `json:"ingest,omitempty"`
-	Events          *[]eventView  `json:"events,omitempty"`
+	Filename        string  `json:"filename"`
+	SizeInMegaBytes float64 `json:"sizeInMegaBytes"`
+	SHA256          string  `json:"sha256,omitempty"`
+	Checksum        string  `json:"checksum,omitempty"`
+	Bucket          string  `json:"bucket"`
+	ObjectKey       string  `json:"objectKey"`
+	FileFormat      string  `json:"fileFormat"`
+	// Source is how the recording is received: "http", "rtmp" or "srt".
+	Source     string        `json:"source"`
+	Credential credentialRef `json:"credential"`
+	LastError  string        `json:"lastError,omitempty"`
+	Ingest     *ingestView   `json:"ingest,omitempty"`
+	Events     *[]eventView  `json:"events,omitempty"`
 }
 
 // eventView is the JSON shape of a recording event.
@@ -84,6 +86,7 @@ func newRecordingView(rec *recsink.Recording) recordingView {
 		SizeBytes:       rec.SizeBytes,
 		Filename:        path.Base(rec.ObjectKey),
 		SizeInMegaBytes: sizeInMegaBytes(rec),
+		Source:          recordingSource(rec),
 		SHA256:          rec.SHA256,
 		Checksum:        rec.Checksum,
 		Bucket:          rec.Destination.BucketPath(),
@@ -261,4 +264,13 @@ func (s *Server) handleBulkDelete(w http.ResponseWriter, r *http.Request) {
 		s.audit(r, recsink.AuditRecordingsBulkDeleted, strconv.Itoa(len(*in.RecordingIDs))+" recordings", "bulk delete of "+strings.Join(*in.RecordingIDs, ", "))
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// recordingSource is how rec is received; a recording that says nothing
+// came in over HTTP, as every one did before live ingest.
+func recordingSource(rec *recsink.Recording) string {
+	if rec.Source == "" {
+		return recsink.SourceHTTP
+	}
+	return rec.Source
 }

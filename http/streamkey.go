@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/url"
 
 	"github.com/recsink/recsink"
 )
@@ -97,40 +95,10 @@ func (s *Server) handleDeleteStreamKey(w http.ResponseWriter, r *http.Request) {
 func (s *Server) streamKeyView(r *http.Request, svc recsink.StreamKeyService, k *recsink.StreamKey, key string) streamKeyView {
 	v := streamKeyView{MeetingID: k.MeetingID, Set: true, StreamKey: key, CreatedAt: recsink.APITime(k.CreatedAt), LastPublishAt: recsink.APITimeOf(k.LastPublishAt), Publish: []publishView{}}
 	v.Live, v.LiveProtocol = svc.LiveStatus(k.MeetingID)
-	if s.RTMPAddr != "" {
-		server := "rtmp://" + s.publishHost(r, s.RTMPAddr) + "/live"
-		p := publishView{Protocol: "rtmp", Server: server, URL: server + "/{streamKey}"}
-		if key != "" {
-			p.URL, p.StreamKey = server+"/"+key, key
-		}
-		v.Publish = append(v.Publish, p)
-	}
-	if s.SRTAddr != "" {
-		server := "srt://" + s.publishHost(r, s.SRTAddr)
-		p := publishView{Protocol: "srt", Server: server, URL: server + "?streamid=publish:{streamKey}"}
-		if key != "" {
-			p.URL, p.StreamKey = server+"?streamid=publish:"+key, key
-		}
-		v.Publish = append(v.Publish, p)
+	for _, p := range recsink.PublishEndpoints(s.baseURL(r), r.Host, s.RTMPAddr, s.SRTAddr, key) {
+		v.Publish = append(v.Publish, publishView{Protocol: p.Protocol, URL: p.URL, Server: p.Server, StreamKey: p.StreamKey})
 	}
 	return v
-}
-
-// publishHost is HOST:PORT of a live listener as publishers reach it: the
-// host of PublicURL (else of the request) and the listener's port.
-func (s *Server) publishHost(r *http.Request, addr string) string {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	host := r.Host
-	if u, err := url.Parse(s.baseURL(r)); err == nil && u.Host != "" {
-		host = u.Host
-	}
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	return net.JoinHostPort(host, port)
 }
 
 // handleCreateMeetingStreamKey handles POST /v1/meetings: the meeting

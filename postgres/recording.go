@@ -15,7 +15,7 @@ const recordingColumns = `seq, id, org_id, meeting_id, room_name, state, credent
 	provider, bucket, prefix, region, endpoint, force_path_style, file_format,
 	object_key, upload_id, ingest_token_hash, start_date, end_date, stop_reason,
 	bytes_received, bytes_uploaded, size_bytes, sha256, last_error, updated_at,
-	owner_node, owner_url, lease_epoch, lease_expires_at, checksum_algorithm, checksum`
+	owner_node, owner_url, lease_epoch, lease_expires_at, checksum_algorithm, checksum, source`
 
 // holdingStates are the states in which a recording holds its credential,
 // as an SQL list.
@@ -40,16 +40,16 @@ func (db *DB) CreateRecording(ctx context.Context, r *recsink.Recording, ttl tim
 			provider, bucket, prefix, region, endpoint, force_path_style, file_format,
 			object_key, upload_id, ingest_token_hash, start_date, end_date, stop_reason,
 			bytes_received, bytes_uploaded, size_bytes, sha256, last_error, updated_at,
-			owner_node, owner_url, lease_epoch, lease_expires_at, checksum_algorithm, checksum)
+			owner_node, owner_url, lease_epoch, lease_expires_at, checksum_algorithm, checksum, source)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
 			$16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, now(),
-			$27, $28, 1, now() + $29::float8 * interval '1 second', $30, $31)
+			$27, $28, 1, now() + $29::float8 * interval '1 second', $30, $31, $32)
 		RETURNING updated_at, lease_expires_at`,
 		r.ID, r.OrgID, r.MeetingID, r.RoomName, r.State, r.CredentialID, r.AccessKeyID, r.PartSize,
 		d.Provider, d.Bucket, d.Prefix, d.Region, d.Endpoint, d.ForcePathStyle, d.FileFormat,
 		r.ObjectKey, r.UploadID, blob(r.IngestTokenHash), r.StartDate, r.EndDate, r.StopReason,
 		r.BytesReceived, r.BytesUploaded, r.SizeBytes, r.SHA256, r.LastError,
-		r.Owner.Node, r.Owner.URL, ttl.Seconds(), string(r.ChecksumAlgorithm), r.Checksum).Scan(&updatedAt, &expires)
+		r.Owner.Node, r.Owner.URL, ttl.Seconds(), string(r.ChecksumAlgorithm), r.Checksum, r.Source).Scan(&updatedAt, &expires)
 	switch {
 	case isUnique(err) && constraint(err) == objectKeyIndex:
 		return errObjectTaken(r)
@@ -336,7 +336,7 @@ func scanRecording(row pgx.Row) (*recsink.Recording, int64, error) {
 		&d.Provider, &d.Bucket, &d.Prefix, &d.Region, &d.Endpoint, &d.ForcePathStyle, &d.FileFormat,
 		&r.ObjectKey, &r.UploadID, &r.IngestTokenHash, &r.StartDate, &r.EndDate, &r.StopReason,
 		&r.BytesReceived, &r.BytesUploaded, &r.SizeBytes, &r.SHA256, &r.LastError, &r.UpdatedAt,
-		&r.Owner.Node, &r.Owner.URL, &r.Owner.Epoch, &r.Owner.LeaseExpiresAt, &r.ChecksumAlgorithm, &r.Checksum); err != nil {
+		&r.Owner.Node, &r.Owner.URL, &r.Owner.Epoch, &r.Owner.LeaseExpiresAt, &r.ChecksumAlgorithm, &r.Checksum, &r.Source); err != nil {
 		return nil, 0, err
 	}
 	return &r, seq, nil

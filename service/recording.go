@@ -88,6 +88,7 @@ func (s *Service) StartRecording(ctx context.Context, orgID, meetingID string) (
 		PartSize:        layout.BaseSize,
 		UpdatedAt:       now,
 		Owner:           recsink.Owner{Node: s.cfg.NodeID, URL: s.cfg.NodeURL},
+		Source:          recsink.SourceFrom(ctx),
 	}
 	// When the name is taken in the bucket, or by another recording (the
 	// store's check, across nodes), the recording ID is added so that no

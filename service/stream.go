@@ -228,7 +228,7 @@ func (s *liveSession) start(ctx context.Context, tracks mkvmux.Tracks) (*Publica
 	if err := l.checkFormat(ctx, s.orgID, s.meetingID); err != nil {
 		return nil, err
 	}
-	rec, token, err := l.cfg.Recordings.StartRecording(ctx, s.orgID, s.meetingID)
+	rec, token, err := l.cfg.Recordings.StartRecording(recsink.WithSource(ctx, s.protocol), s.orgID, s.meetingID)
 	if err != nil {
 		return nil, err
 	}

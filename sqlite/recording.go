@@ -15,7 +15,7 @@ const recordingColumns = `seq, id, org_id, meeting_id, room_name, state, credent
 	provider, bucket, prefix, region, endpoint, force_path_style, file_format,
 	object_key, upload_id, ingest_token_hash, start_date, end_date, stop_reason,
 	bytes_received, bytes_uploaded, size_bytes, sha256, last_error, updated_at,
-	owner_node, owner_url, lease_epoch, lease_expires_at, checksum_algorithm, checksum`
+	owner_node, owner_url, lease_epoch, lease_expires_at, checksum_algorithm, checksum, source`
 
 // holdingStates are the states in which a recording holds its credential,
 // as an SQL list.
@@ -42,15 +42,15 @@ func (db *DB) CreateRecording(ctx context.Context, r *recsink.Recording, ttl tim
 			provider, bucket, prefix, region, endpoint, force_path_style, file_format,
 			object_key, upload_id, ingest_token_hash, start_date, end_date, stop_reason,
 			bytes_received, bytes_uploaded, size_bytes, sha256, last_error, updated_at,
-			owner_node, owner_url, lease_epoch, lease_expires_at, checksum_algorithm, checksum)
+			owner_node, owner_url, lease_epoch, lease_expires_at, checksum_algorithm, checksum, source)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, `+sqlNow+`,
-			?, ?, 1, `+sqlNowPlus+`, ?, ?)
+			?, ?, 1, `+sqlNowPlus+`, ?, ?, ?)
 		RETURNING updated_at, lease_expires_at`,
 		r.ID, r.OrgID, r.MeetingID, r.RoomName, r.State, r.CredentialID, r.AccessKeyID, r.PartSize,
 		d.Provider, d.Bucket, d.Prefix, d.Region, d.Endpoint, d.ForcePathStyle, d.FileFormat,
 		r.ObjectKey, r.UploadID, blob(r.IngestTokenHash), formatTime(r.StartDate), formatNullTime(r.EndDate), r.StopReason,
 		r.BytesReceived, r.BytesUploaded, r.SizeBytes, r.SHA256, r.LastError,
-		r.Owner.Node, r.Owner.URL, modifier(ttl), r.ChecksumAlgorithm, r.Checksum).Scan(&updatedAt, &expires)
+		r.Owner.Node, r.Owner.URL, modifier(ttl), r.ChecksumAlgorithm, r.Checksum, r.Source).Scan(&updatedAt, &expires)
 	switch {
 	case isUnique(err):
 		// Which unique index: the ID's, or the object's. One writer, so
@@ -372,7 +372,7 @@ func scanRecording(row scanner) (*recsink.Recording, int64, error) {
 		&d.Provider, &d.Bucket, &d.Prefix, &d.Region, &d.Endpoint, &d.ForcePathStyle, &d.FileFormat,
 		&r.ObjectKey, &r.UploadID, &r.IngestTokenHash, &startDate, &endDate, &r.StopReason,
 		&r.BytesReceived, &r.BytesUploaded, &size, &r.SHA256, &r.LastError, &updatedAt,
-		&r.Owner.Node, &r.Owner.URL, &r.Owner.Epoch, &leaseExpires, &r.ChecksumAlgorithm, &r.Checksum); err != nil {
+		&r.Owner.Node, &r.Owner.URL, &r.Owner.Epoch, &leaseExpires, &r.ChecksumAlgorithm, &r.Checksum, &r.Source); err != nil {
 		return nil, 0, err
 	}
 	var err error

@@ -509,6 +509,7 @@ func testRecording(t *testing.T, open func(t *testing.T) recsink.Store) {
 		r.ChecksumAlgorithm = recsink.ChecksumCRC32C
 		r.Checksum = "CRC32C:yZRlqg=="
 		r.LastError = "s3: UploadPart: AccessDenied"
+		r.Source = recsink.SourceRTMP // set at start only: an update leaves it
 		if err := s.UpdateRecording(ctx, r); err != nil {
 			t.Fatal(err)
 		}
@@ -516,6 +517,7 @@ func testRecording(t *testing.T, open func(t *testing.T) recsink.Store) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		r.Source = recsink.SourceSRT
 		checkRecording(t, got, r)
 	})
 
@@ -807,6 +809,8 @@ func NewRecording(orgID, roomName, state string) *recsink.Recording {
 		BytesUploaded:     5,
 		LastError:         "",
 		Owner:             recsink.Owner{Node: TestNode, URL: "http://" + TestNode},
+		// Not the default, so that the round trip shows the store keeps it.
+		Source: recsink.SourceSRT,
 	}
 }
 
@@ -935,6 +939,7 @@ func checkRecording(t *testing.T, got, want *recsink.Recording) {
 		got.BytesUploaded != want.BytesUploaded || !equalPtr(got.SizeBytes, want.SizeBytes) ||
 		got.SHA256 != want.SHA256 || got.LastError != want.LastError ||
 		got.ChecksumAlgorithm != want.ChecksumAlgorithm || got.Checksum != want.Checksum ||
+		got.Source != want.Source ||
 		// Stores stamp UpdatedAt themselves and set it on the recording as
 		// saved (so a microsecond store truncates its clock first).
 		!got.UpdatedAt.Equal(want.UpdatedAt) {

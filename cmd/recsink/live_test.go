@@ -297,6 +297,9 @@ func testLive(t *testing.T, e *liveEnv, url, keyless string) {
 	if len(recs) != 1 || recs[0]["state"] != recsink.RecordingRecording {
 		t.Fatalf("recordings while live: %v", recs)
 	}
+	if want, _, _ := strings.Cut(url, "://"); recs[0]["source"] != want {
+		t.Errorf("recording's source %v, want %s", recs[0]["source"], want)
+	}
 	id, objectKey := recs[0]["recordingId"].(string), recs[0]["objectKey"].(string)
 	proto := "rtmp"
 	if formatOf(url) == "mpegts" {
