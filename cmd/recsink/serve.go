@@ -43,7 +43,7 @@ type Main struct {
 	Metrics  *metrics.Metrics
 	// OIDC is recsink's own identity provider, whose tokens customers'
 	// roles trust.
-	OIDC   *oidc.Provider
+	OIDC *oidc.Provider
 	// Live runs live publishes and the rooms' stream keys; RTMP and SRT
 	// are the listeners of --rtmp-addr and --srt-addr (live.go).
 	Live   *service.Live
@@ -163,17 +163,18 @@ func (m *Main) Run(ctx context.Context) error {
 			AllowEndpoints: cfg.AllowEndpoints, Logger: m.Logger, Options: s3.Options{ResponseHeaderTimeout: cfg.S3Timeout},
 			Identity: m.OIDC, RoleSessionDuration: cfg.RoleSessionDuration, RoleRefreshMargin: cfg.RoleRefreshMargin,
 		}),
-		Box:             box,
-		Spool:           sp,
-		Logger:          m.Logger,
-		MaxDuration:     cfg.MaxDuration,
-		MaxIngestRate:   int64(cfg.MaxIngestMbps * 1e6 / 8),
-		Notifier:        m.Webhooks,
-		Observer:        m.Metrics,
-		NodeID:          nodeID,
-		NodeURL:         nodeURL,
-		LeaseTTL:        cfg.LeaseTTL,
-		NodeLossTimeout: cfg.NodeLossTimeout,
+		Box:                     box,
+		Spool:                   sp,
+		Logger:                  m.Logger,
+		MaxDuration:             cfg.MaxDuration,
+		MaxIngestRate:           int64(cfg.MaxIngestMbps * 1e6 / 8),
+		Notifier:                m.Webhooks,
+		Observer:                m.Metrics,
+		NodeID:                  nodeID,
+		NodeURL:                 nodeURL,
+		LeaseTTL:                cfg.LeaseTTL,
+		NodeLossTimeout:         cfg.NodeLossTimeout,
+		CredentialCheckInterval: credentialCheckInterval(cfg.CredentialCheckInterval),
 	})
 	m.Metrics.SetSource(m.Service)
 	if err := m.Service.Open(ctx); err != nil {
@@ -358,4 +359,12 @@ func redactDSN(dsn string) string {
 		}
 	}
 	return dsn
+}
+
+// credentialCheckInterval maps the flag's 0 (off) to the service's negative.
+func credentialCheckInterval(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
