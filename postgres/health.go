@@ -98,4 +98,3 @@ func (db *DB) CountFailingCredentials(ctx context.Context) (int, error) {
 	}
 	return n, nil
 }
-
