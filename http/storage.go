@@ -270,6 +270,18 @@ type credentialView struct {
 
 	// SafeToDeleteReason says why the key is not yet safe to delete.
 	SafeToDeleteReason string `json:"safeToDeleteReason,omitempty"`
+	// Health is what the key health watch last found.
+	Health healthView `json:"health"`
+}
+
+// healthView is a credential's health in the rotation view.
+type healthView struct {
+	State     string           `json:"state"` // "ok" or "failing"
+	Since     *recsink.APITime `json:"since,omitempty"`
+	Check     string           `json:"check,omitempty"`
+	Code      string           `json:"code,omitempty"`
+	Reason    string           `json:"reason,omitempty"`
+	CheckedAt *recsink.APITime `json:"checkedAt,omitempty"`
 }
 
 type activeView struct {
@@ -304,6 +316,10 @@ func (s *Server) handleListCredentials(w http.ResponseWriter, r *http.Request) {
 			SafeToDeleteAfter: recsink.APITimeOf(u.SafeToDeleteAfter),
 
 			SafeToDeleteReason: u.SafeToDeleteReason,
+			Health: healthView{
+				State: u.Health.State, Since: recsink.APITimeOf(u.Health.Since), Check: u.Health.Check,
+				Code: u.Health.Code, Reason: u.Health.Reason, CheckedAt: recsink.APITimeOf(u.Health.CheckedAt),
+			},
 		})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"results": results})
