@@ -108,6 +108,9 @@ type storageView struct {
 	CreatedAt          recsink.APITime `json:"createdAt"`
 	// Check is the report of the checks run when the settings were saved.
 	Check *recsink.CheckReport `json:"check,omitempty"`
+	// Parity is, on a save for a scope with running recordings, whether the
+	// new key can take them over.
+	Parity *recsink.Parity `json:"parity,omitempty"`
 }
 
 func newStorageView(c *recsink.Credential, report *recsink.CheckReport) storageView {
@@ -124,6 +127,9 @@ func newStorageView(c *recsink.Credential, report *recsink.CheckReport) storageV
 		CredentialID:       c.ID,
 		CreatedAt:          recsink.APITime(c.CreatedAt),
 		Check:              report,
+	}
+	if report != nil {
+		v.Parity = report.Parity
 	}
 	if recsink.IsRoleARN(c.AccessKeyID) {
 		v.AuthenticationType, v.OIDCRoleARN = recsink.AuthRoleBased, c.AccessKeyID

@@ -262,6 +262,14 @@ func (s *Service) SaveStorage(ctx context.Context, orgID, scope string, dest rec
 	if !report.OK {
 		return nil, report, &recsink.CheckError{Report: report}
 	}
+	// Whether the new key can take over the scope's running recordings:
+	// a warning in the answer, never a refusal.
+	if report.Parity, err = s.checkParity(ctx, orgID, scope, dest, key); err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, err
+		}
+		s.log.Warn("key parity check", "org", orgID, "scope", scope, "err", err)
+	}
 	c := &recsink.Credential{
 		ID:          recsink.NewID("cred"),
 		OrgID:       orgID,
