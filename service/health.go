@@ -34,9 +34,9 @@ func (s *Service) healthWatch(ctx context.Context) {
 		return
 	}
 	for {
-		// Wake four times a period, jittered, so that credentials saved at
-		// once and nodes started at once spread their checks.
-		wait := every/4 + time.Duration(rand.Int64N(int64(every/4)+1))
+		// Wake about six times a period, jittered, so that credentials
+		// saved at once and nodes started at once spread their checks.
+		wait := every/8 + time.Duration(rand.Int64N(int64(every/8)+1))
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
@@ -46,7 +46,7 @@ func (s *Service) healthWatch(ctx context.Context) {
 	}
 }
 
-// checkHealth checks each watched credential whose last check is a period old.
+// checkHealth checks each watched credential that is due.
 func (s *Service) checkHealth(ctx context.Context) {
 	creds, err := s.store.ListWatchedCredentials(ctx)
 	if err != nil {
@@ -63,7 +63,10 @@ func (s *Service) checkHealth(ctx context.Context) {
 		if err != nil {
 			return
 		}
-		ok, err := s.store.ClaimCredentialCheck(ctx, c.ID, now, now.Add(-s.cfg.CredentialCheckInterval))
+		// Due three quarters of a period after the last check: with the
+		// wake-ups above, each credential is checked again within one
+		// period, so a key that stops working is found within one.
+		ok, err := s.store.ClaimCredentialCheck(ctx, c.ID, now, now.Add(-s.cfg.CredentialCheckInterval*3/4))
 		if err != nil || !ok {
 			continue // checked lately, here or by another node
 		}

@@ -28,6 +28,9 @@ func TestKeyHealth_FailingRecovered(t *testing.T) {
 	e.S3.DeleteUser(t, b.ID)
 	ev := rcv.WaitEvent(t, recsink.WebhookCredentialFailing, forB, 20*time.Second)
 	t.Logf("credential.failing %s after the key was deleted (watch period %s): %v", time.Since(deleted).Round(time.Millisecond), period, ev["data"])
+	if took := time.Since(deleted); took > 3*period {
+		t.Errorf("credential.failing %s after the key was deleted; want about one watch period (%s)", took, period)
+	}
 	d := ev["data"].(map[string]any)
 	// Usually HeadBucket; a later step when the key went during a check.
 	if d["check"] == "" || d["code"] != "InvalidAccessKeyId" || d["state"] != "failing" {
