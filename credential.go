@@ -1,6 +1,9 @@
 package recsink
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // ScopeOrganization is the scope of an organization's default destination;
 // any other scope is a meeting ID (a room's override).
@@ -45,10 +48,56 @@ type CredentialUsage struct {
 	// SafeToDeleteReason says in plain words why the key is not yet safe to
 	// delete; empty when no recording holds it.
 	SafeToDeleteReason string `json:"safeToDeleteReason,omitempty"`
+	// Health is what the key health watch last found.
+	Health CredentialHealth `json:"health"`
 }
 
 // AssociatedData returns the data that a credential's ciphertext is bound
 // to, so that a secret copied onto another row does not decrypt.
 func (c *Credential) AssociatedData() []byte {
 	return []byte("recsink credential v1\x00" + c.OrgID + "\x00" + c.ID + "\x00" + c.AccessKeyID)
+}
+
+// Credential health states, as the key health watch last found them.
+const (
+	CredentialHealthOK      = "ok"
+	CredentialHealthFailing = "failing"
+)
+
+// CredentialHealth is what the key health watch last found of a saved key
+// or role that recordings use or will use: it is re-checked on a schedule,
+// so that a key deleted or stripped of a permission is known before the
+// next meeting fails.
+type CredentialHealth struct {
+	State string `json:"state"` // CredentialHealthOK or CredentialHealthFailing
+	// Since is when the check started failing, on the database's clock.
+	Since *time.Time `json:"since,omitempty"`
+	// Check is the step that failed ("HeadBucket", "PutObject", ...), Code
+	// S3's error code, and Reason the plain explanation.
+	Check     string     `json:"check,omitempty"`
+	Code      string     `json:"code,omitempty"`
+	Reason    string     `json:"reason,omitempty"`
+	CheckedAt *time.Time `json:"checkedAt,omitempty"` // nil until first checked
+}
+
+// CredentialHealthStore keeps the key health watch's state in the database,
+// so that it survives restarts and reads the same from every node.
+type CredentialHealthStore interface {
+	// ListWatchedCredentials returns, across organizations, every
+	// credential that is current or held by an unfinished recording.
+	ListWatchedCredentials(ctx context.Context) ([]*Credential, error)
+	// ClaimCredentialCheck sets the credential's last check time to now
+	// where it was never checked or last checked before before, and reports
+	// whether it did: one node checks each credential per period.
+	ClaimCredentialCheck(ctx context.Context, id string, now, before time.Time) (bool, error)
+	// SetCredentialHealth records a check's outcome at now: h.State failing
+	// starts a failing spell (Since = now) unless one is under way, ok ends
+	// it. It reports whether the state changed, so that exactly one node
+	// reports each change.
+	SetCredentialHealth(ctx context.Context, id string, now time.Time, h CredentialHealth) (bool, error)
+	// ListCredentialHealth returns the health of the organization's
+	// credentials by ID.
+	ListCredentialHealth(ctx context.Context, orgID string) (map[string]CredentialHealth, error)
+	// CountFailingCredentials counts watched credentials in a failing spell.
+	CountFailingCredentials(ctx context.Context) (int, error)
 }

@@ -195,6 +195,10 @@ type CheckReport struct {
 	// probe multipart upload, as recordings will ask for it; "" for none.
 	Checksum ChecksumAlgorithm `json:"checksum,omitempty"`
 	Checks   []Check           `json:"checks"`
+	// Parity is, on a save for a scope with running recordings, whether the
+	// new key can take them over; nil when none runs. The API shows it
+	// beside the report.
+	Parity *Parity `json:"-"`
 }
 
 // Part is one confirmed part of a multipart upload.
@@ -337,3 +341,19 @@ type StorageClient interface {
 
 // Now is the clock, replaceable in tests.
 var Now = func() time.Time { return time.Now().UTC() }
+
+// Parity says whether a key or role being saved for a scope can take over
+// the scope's running recordings: continue their multipart uploads and
+// write under their prefix, as the spec's "identical permissions" asks.
+// It warns; it does not refuse the save.
+type Parity struct {
+	RunningRecordings int    `json:"runningRecordings"`
+	OK                bool   `json:"ok"`
+	Message           string `json:"message"`
+	// Check is the operation the new key was refused ("ListParts",
+	// "PutObject", ...), Permission the IAM permission it lacks and Code
+	// S3's error code; empty when OK.
+	Check      string `json:"check,omitempty"`
+	Permission string `json:"permission,omitempty"`
+	Code       string `json:"code,omitempty"`
+}

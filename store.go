@@ -16,6 +16,7 @@ type Store interface {
 	AdminStore
 	SigningKeyStore
 	AuditStore
+	CredentialHealthStore
 
 	CreateOrganization(ctx context.Context, org *Organization, apiKeyHash []byte) error
 	FindOrganizationByAPIKeyHash(ctx context.Context, hash []byte) (*Organization, error)

@@ -13,12 +13,15 @@ const (
 	WebhookRecordingUploadBlocked = "recording.upload_blocked"
 	WebhookRecordingUploadResumed = "recording.upload_resumed"
 	WebhookCredentialDrained      = "credential.drained"
+	WebhookCredentialFailing      = "credential.failing"
+	WebhookCredentialRecovered    = "credential.recovered"
 )
 
 // WebhookEventTypes lists every event type an endpoint may subscribe to.
 var WebhookEventTypes = []string{
 	WebhookRecordingStarted, WebhookRecordingFinished, WebhookRecordingFailed,
 	WebhookRecordingUploadBlocked, WebhookRecordingUploadResumed, WebhookCredentialDrained,
+	WebhookCredentialFailing, WebhookCredentialRecovered,
 }
 
 // WebhookEndpoint is an organization's webhook receiver. Its signing secret

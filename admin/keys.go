@@ -27,6 +27,9 @@ type keyView struct {
 	HoldingMore int // holding recordings beyond those fetched
 	SafeAfter   *time.Time
 	Timeline    *timeline
+	// Failing is what the key health watch found wrong with a generation
+	// in use (current or draining); nil while its checks pass.
+	Failing *recsink.CredentialHealth
 }
 
 // step is one of the spec's four rotation steps, with its live state.
@@ -43,6 +46,9 @@ type keysData struct {
 	Old       *keyView // the organization's previous key, when one was rotated out
 	Rotating  bool
 	NoStorage bool
+	// Failing lists the keys in use whose last health check failed: the
+	// banner above the page.
+	Failing []*keyView
 }
 
 // loadKeys builds the keys view of the organization from ListCredentials,
@@ -79,6 +85,10 @@ func (h *Handler) loadKeys(r *http.Request, s *recsink.AdminSession, rooms map[s
 		}
 		if k.State != recsink.CredentialCurrent && u.ReplacedAt != nil && (k.ReplacedAt == nil || u.ReplacedAt.After(*k.ReplacedAt)) {
 			k.ReplacedAt = u.ReplacedAt
+		}
+		if u.Health.State == recsink.CredentialHealthFailing && u.State != recsink.CredentialDrained && k.Failing == nil {
+			hl := u.Health
+			k.Failing = &hl
 		}
 		if u.SafeToDeleteAfter != nil && (k.SafeAfter == nil || u.SafeToDeleteAfter.After(*k.SafeAfter)) {
 			t := *u.SafeToDeleteAfter
@@ -117,6 +127,11 @@ func (h *Handler) loadKeys(r *http.Request, s *recsink.AdminSession, rooms map[s
 		return order[i].SavedAt.After(order[j].SavedAt)
 	})
 	d := &keysData{Keys: order}
+	for _, k := range order {
+		if k.Failing != nil {
+			d.Failing = append(d.Failing, k)
+		}
+	}
 	d.Current, d.Old = orgKeys(usages, byKey)
 	d.NoStorage = d.Current == nil
 	d.Rotating = d.Old != nil

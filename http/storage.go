@@ -108,6 +108,9 @@ type storageView struct {
 	CreatedAt          recsink.APITime `json:"createdAt"`
 	// Check is the report of the checks run when the settings were saved.
 	Check *recsink.CheckReport `json:"check,omitempty"`
+	// Parity is, on a save for a scope with running recordings, whether the
+	// new key can take them over.
+	Parity *recsink.Parity `json:"parity,omitempty"`
 }
 
 func newStorageView(c *recsink.Credential, report *recsink.CheckReport) storageView {
@@ -124,6 +127,9 @@ func newStorageView(c *recsink.Credential, report *recsink.CheckReport) storageV
 		CredentialID:       c.ID,
 		CreatedAt:          recsink.APITime(c.CreatedAt),
 		Check:              report,
+	}
+	if report != nil {
+		v.Parity = report.Parity
 	}
 	if recsink.IsRoleARN(c.AccessKeyID) {
 		v.AuthenticationType, v.OIDCRoleARN = recsink.AuthRoleBased, c.AccessKeyID
@@ -270,6 +276,18 @@ type credentialView struct {
 
 	// SafeToDeleteReason says why the key is not yet safe to delete.
 	SafeToDeleteReason string `json:"safeToDeleteReason,omitempty"`
+	// Health is what the key health watch last found.
+	Health healthView `json:"health"`
+}
+
+// healthView is a credential's health in the rotation view.
+type healthView struct {
+	State     string           `json:"state"` // "ok" or "failing"
+	Since     *recsink.APITime `json:"since,omitempty"`
+	Check     string           `json:"check,omitempty"`
+	Code      string           `json:"code,omitempty"`
+	Reason    string           `json:"reason,omitempty"`
+	CheckedAt *recsink.APITime `json:"checkedAt,omitempty"`
 }
 
 type activeView struct {
@@ -304,6 +322,10 @@ func (s *Server) handleListCredentials(w http.ResponseWriter, r *http.Request) {
 			SafeToDeleteAfter: recsink.APITimeOf(u.SafeToDeleteAfter),
 
 			SafeToDeleteReason: u.SafeToDeleteReason,
+			Health: healthView{
+				State: u.Health.State, Since: recsink.APITimeOf(u.Health.Since), Check: u.Health.Check,
+				Code: u.Health.Code, Reason: u.Health.Reason, CheckedAt: recsink.APITimeOf(u.Health.CheckedAt),
+			},
 		})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"results": results})

@@ -24,6 +24,12 @@ type Source interface {
 	DrainingCredentials(ctx context.Context) (int, error)
 }
 
+// FailingSource is a Source that also counts the saved keys and roles the
+// key health watch found failing (the service implements it).
+type FailingSource interface {
+	FailingCredentials(ctx context.Context) (int, error)
+}
+
 // Disk reports the spool disk's free space and the headroom the spool keeps
 // on it (it refuses new media below it): the spool implements it.
 type Disk interface {
@@ -47,6 +53,7 @@ type Metrics struct {
 	spoolUsedDesc  *prometheus.Desc
 	spoolLimitDesc *prometheus.Desc
 	drainingDesc   *prometheus.Desc
+	failingDesc    *prometheus.Desc
 	diskFreeDesc   *prometheus.Desc
 	headroomDesc   *prometheus.Desc
 	source         Source
@@ -81,6 +88,7 @@ func New() *Metrics {
 		spoolUsedDesc:  prometheus.NewDesc("recsink_spool_bytes", "Bytes held in the local spool until S3 confirms them.", nil, nil),
 		spoolLimitDesc: prometheus.NewDesc("recsink_spool_limit_bytes", "The spool's size limit (0: none).", nil, nil),
 		drainingDesc:   prometheus.NewDesc("recsink_credentials_draining", "Replaced access keys still held by running recordings.", nil, nil),
+		failingDesc:    prometheus.NewDesc("recsink_credentials_failing", "Saved keys and roles in use whose last health check failed.", nil, nil),
 		diskFreeDesc:   prometheus.NewDesc("recsink_spool_disk_free_bytes", "Bytes free on the spool's disk; new media is refused (503) below recsink_spool_disk_headroom_bytes.", nil, nil),
 		headroomDesc:   prometheus.NewDesc("recsink_spool_disk_headroom_bytes", "Free space the spool keeps on its disk (--disk-headroom), so that the database can still record the parts that free the spool.", nil, nil),
 	}
@@ -125,6 +133,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.spoolUsedDesc
 	ch <- m.spoolLimitDesc
 	ch <- m.drainingDesc
+	ch <- m.failingDesc
 	ch <- m.diskFreeDesc
 	ch <- m.headroomDesc
 }
@@ -151,5 +160,10 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	if n, err := m.source.DrainingCredentials(ctx); err == nil {
 		ch <- prometheus.MustNewConstMetric(m.drainingDesc, prometheus.GaugeValue, float64(n))
+	}
+	if f, ok := m.source.(FailingSource); ok {
+		if n, err := f.FailingCredentials(ctx); err == nil {
+			ch <- prometheus.MustNewConstMetric(m.failingDesc, prometheus.GaugeValue, float64(n))
+		}
 	}
 }

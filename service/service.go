@@ -57,6 +57,9 @@ type Config struct {
 	// NodeLossTimeout is how long a recording whose unsent bytes are on a
 	// node that is gone waits for that node before it is failed (1 h).
 	NodeLossTimeout time.Duration
+	// CredentialCheckInterval is how often the key health watch re-checks
+	// each saved key and role in use (1 h); negative turns it off.
+	CredentialCheckInterval time.Duration
 }
 
 // Service implements the recsink service interfaces.
@@ -115,6 +118,9 @@ func New(cfg Config) *Service {
 	if cfg.NodeLossTimeout <= 0 {
 		cfg.NodeLossTimeout = time.Hour
 	}
+	if cfg.CredentialCheckInterval == 0 {
+		cfg.CredentialCheckInterval = time.Hour
+	}
 	if cfg.NodeID == "" {
 		cfg.NodeID = "local"
 	}
@@ -142,7 +148,7 @@ func New(cfg Config) *Service {
 // lease renewals, takeovers, and the watch on credentials saved by any node.
 func (s *Service) startBackground() {
 	s.started.Do(func() {
-		for _, loop := range []func(context.Context){s.renewals, s.takeoverLoop, s.watchCredentials} {
+		for _, loop := range []func(context.Context){s.renewals, s.takeoverLoop, s.watchCredentials, s.healthWatch} {
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
@@ -256,6 +262,14 @@ func (s *Service) SaveStorage(ctx context.Context, orgID, scope string, dest rec
 	if !report.OK {
 		return nil, report, &recsink.CheckError{Report: report}
 	}
+	// Whether the new key can take over the scope's running recordings:
+	// a warning in the answer, never a refusal.
+	if report.Parity, err = s.checkParity(ctx, orgID, scope, dest, key); err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, err
+		}
+		s.log.Warn("key parity check", "org", orgID, "scope", scope, "err", err)
+	}
 	c := &recsink.Credential{
 		ID:          recsink.NewID("cred"),
 		OrgID:       orgID,
@@ -357,13 +371,20 @@ func (s *Service) ListCredentials(ctx context.Context, orgID string) ([]*recsink
 	if err != nil {
 		return nil, err
 	}
+	health, err := s.store.ListCredentialHealth(ctx, orgID)
+	if err != nil {
+		return nil, err
+	}
 	now, err := s.store.Now(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]*recsink.CredentialUsage, 0, len(creds))
 	for _, c := range creds {
-		u := &recsink.CredentialUsage{Credential: *c, ActiveRecordings: []string{}}
+		u := &recsink.CredentialUsage{Credential: *c, ActiveRecordings: []string{}, Health: health[c.ID]}
+		if u.Health.State == "" {
+			u.Health.State = recsink.CredentialHealthOK
+		}
 		var open *recsink.Recording // a holder with no end that can be promised
 		var last *recsink.Recording // the running holder that may run longest
 		for _, r := range holding {

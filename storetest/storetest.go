@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) recsink.Store) {
 	t.Run("BadText", func(t *testing.T) { testBadText(t, open) })
 	t.Run("PruneBatches", func(t *testing.T) { testPruneBatches(t, open) })
 	t.Run("SigningKey", func(t *testing.T) { t.Parallel(); testSigningKey(t, open) })
+	t.Run("CredentialHealth", func(t *testing.T) { t.Parallel(); testCredentialHealth(t, open) })
 }
 
 func testOrganization(t *testing.T, open func(t *testing.T) recsink.Store) {

@@ -43,6 +43,9 @@ type Config struct {
 	// NodeLossTimeout is how long recordings wait for a dead node that holds
 	// their unsent bytes before they are failed.
 	NodeLossTimeout time.Duration
+	// CredentialCheckInterval is how often the key health watch re-checks
+	// each saved key and role in use (jittered); 0 turns it off.
+	CredentialCheckInterval time.Duration
 	// DiskHeadroom is the free space kept on the spool's disk; negative:
 	// spool.DefaultHeadroom.
 	DiskHeadroom int64
@@ -88,15 +91,16 @@ type Config struct {
 // under ./recsink-data, listening on 127.0.0.1:8080.
 func DefaultConfig() Config {
 	return Config{
-		Addr:            "127.0.0.1:8080",
-		Data:            "recsink-data",
-		MaxDuration:     24 * time.Hour,
-		MaxIngestMbps:   50,
-		SpoolLimit:      10 << 30,
-		DiskHeadroom:    -1,
-		LogLevel:        "info",
-		LeaseTTL:        15 * time.Second,
-		NodeLossTimeout: time.Hour,
+		Addr:                    "127.0.0.1:8080",
+		Data:                    "recsink-data",
+		MaxDuration:             24 * time.Hour,
+		MaxIngestMbps:           50,
+		SpoolLimit:              10 << 30,
+		DiskHeadroom:            -1,
+		LogLevel:                "info",
+		LeaseTTL:                15 * time.Second,
+		NodeLossTimeout:         time.Hour,
+		CredentialCheckInterval: time.Hour,
 
 		ReadTimeout:       http.DefaultReadTimeout,
 		WriteTimeout:      http.DefaultWriteTimeout,
@@ -153,6 +157,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RoleRefreshMargin, "role-refresh-margin", c.RoleRefreshMargin, "temporary credentials are refreshed this long before they expire")
 	fs.StringVar(&c.NodeURL, "node-url", "", "base URL other recsink nodes reach this one at, to send on ingest of recordings it runs (default: --public-url, else the listen address)")
 	fs.DurationVar(&c.NodeLossTimeout, "node-loss-timeout", c.NodeLossTimeout, "how long a recording whose unsent bytes are on a dead node waits for that node to come back before it is failed")
+	fs.DurationVar(&c.CredentialCheckInterval, "credential-check-interval", c.CredentialCheckInterval, "how often every saved key and role in use is re-checked against its bucket (jittered); a key that starts failing sends credential.failing; 0 turns the watch off")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "how long this node's claim on its recordings lasts without renewal; another node takes over a dead node's recordings after it (at least 1s)")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "time to read a whole request, headers and body, on the API and admin routes; ingest streams have --ingest-idle-timeout instead")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "time to write a response on the API and admin routes")
@@ -247,6 +252,9 @@ func (c Config) Validate() error {
 	// Leases are renewed at a fraction of the TTL: below a second the
 	// renewal ticker gets a period of zero and panics, and no database
 	// round trip fits.
+	if c.CredentialCheckInterval < 0 {
+		bad("credential-check-interval", "must be 0 (off) or a positive duration such as 1h, not %s", c.CredentialCheckInterval)
+	}
 	if c.LeaseTTL < time.Second {
 		bad("lease-ttl", "must be at least 1s, not %s", c.LeaseTTL)
 	}

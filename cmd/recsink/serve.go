@@ -163,17 +163,18 @@ func (m *Main) Run(ctx context.Context) error {
 			AllowEndpoints: cfg.AllowEndpoints, Logger: m.Logger, Options: s3.Options{ResponseHeaderTimeout: cfg.S3Timeout},
 			Identity: m.OIDC, RoleSessionDuration: cfg.RoleSessionDuration, RoleRefreshMargin: cfg.RoleRefreshMargin,
 		}),
-		Box:             box,
-		Spool:           sp,
-		Logger:          m.Logger,
-		MaxDuration:     cfg.MaxDuration,
-		MaxIngestRate:   int64(cfg.MaxIngestMbps * 1e6 / 8),
-		Notifier:        m.Webhooks,
-		Observer:        m.Metrics,
-		NodeID:          nodeID,
-		NodeURL:         nodeURL,
-		LeaseTTL:        cfg.LeaseTTL,
-		NodeLossTimeout: cfg.NodeLossTimeout,
+		Box:                     box,
+		Spool:                   sp,
+		Logger:                  m.Logger,
+		MaxDuration:             cfg.MaxDuration,
+		MaxIngestRate:           int64(cfg.MaxIngestMbps * 1e6 / 8),
+		Notifier:                m.Webhooks,
+		Observer:                m.Metrics,
+		NodeID:                  nodeID,
+		NodeURL:                 nodeURL,
+		LeaseTTL:                cfg.LeaseTTL,
+		NodeLossTimeout:         cfg.NodeLossTimeout,
+		CredentialCheckInterval: credentialCheckInterval(cfg.CredentialCheckInterval),
 	})
 	m.Metrics.SetSource(m.Service)
 	if err := m.Service.Open(ctx); err != nil {
@@ -359,4 +360,12 @@ func redactDSN(dsn string) string {
 		}
 	}
 	return dsn
+}
+
+// credentialCheckInterval maps the flag's 0 (off) to the service's negative.
+func credentialCheckInterval(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

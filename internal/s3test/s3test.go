@@ -230,6 +230,14 @@ func (s *Server) stop() error {
 func (s *Server) CreateUser(tb testing.TB, role string) recsink.AccessKey {
 	tb.Helper()
 	k := recsink.AccessKey{ID: "AKTEST" + strings.ToUpper(randomHex(8)), Secret: randomHex(20)}
+	s.CreateUserWithKey(tb, role, k)
+	return k
+}
+
+// CreateUserWithKey creates an account with role and the given key: after
+// DeleteUser, it brings the same key back to life.
+func (s *Server) CreateUserWithKey(tb testing.TB, role string, k recsink.AccessKey) {
+	tb.Helper()
 	body, err := xml.Marshal(struct {
 		XMLName xml.Name `xml:"Account"`
 		Access  string   `xml:"Access"`
@@ -240,7 +248,6 @@ func (s *Server) CreateUser(tb testing.TB, role string) recsink.AccessKey {
 		tb.Fatal(err)
 	}
 	s.admin(tb, "/create-user", nil, body)
-	return k
 }
 
 // DeleteUser deletes the account of keyID; its key stops working at once.
