@@ -19,7 +19,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/recsink/recsink"
-	main "github.com/recsink/recsink/cmd/recsink"
 	"github.com/recsink/recsink/internal/crc"
 	"github.com/recsink/recsink/internal/s3test"
 )
@@ -159,15 +158,7 @@ func TestRecording_PartCorruptedInTransit(t *testing.T) {
 	t.Parallel()
 	s3 := MustStartS3(t)
 	proxy := newCorruptProxy(t, s3.Endpoint)
-	m := MustRunMain(t, s3, func(c *main.Config) {
-		c.AllowEndpoints = append(c.AllowEndpoints, strings.TrimPrefix(proxy.URL, "http://"))
-	})
-	e := &Env{S3: s3, Main: m, Org: m.MustCreateOrg(t)}
-	e.Key = s3.CreateUser(t, "user")
-	e.Bucket = s3.CreateBucket(t, e.Key.ID)
-	body := e.Storage(e.Bucket, e.Key)
-	body["endpoint"] = proxy.URL
-	e.Org.MustDo(t, 200, "PUT", "/v1/storage", body)
+	e := mustEnvThrough(t, s3, proxy.URL)
 	rec := MustStartRecording(t, e.Org, e.MustMeeting(t, e.Org))
 	data := randomBytes(t, 12*mib+3)
 	rec.MustPut(t, data)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/recsink/recsink"
 	main "github.com/recsink/recsink/cmd/recsink"
+	"github.com/recsink/recsink/internal/s3test"
 )
 
 // faultProxy stands between recsink and versitygw and spoils some part
@@ -80,15 +81,8 @@ func TestRecording_S3Faults(t *testing.T) {
 	t.Parallel()
 	s3 := MustStartS3(t)
 	proxy := newFaultProxy(t, s3.Endpoint)
-	m := MustRunMain(t, s3, func(c *main.Config) {
-		c.AllowEndpoints = append(c.AllowEndpoints, strings.TrimPrefix(proxy.URL, "http://"))
-	})
-	e := &Env{S3: s3, Main: m, Org: m.MustCreateOrg(t)}
-	e.Key = s3.CreateUser(t, "user")
-	e.Bucket = s3.CreateBucket(t, e.Key.ID)
-	body := e.Storage(e.Bucket, e.Key)
-	body["endpoint"] = proxy.URL
-	e.Org.MustDo(t, 200, "PUT", "/v1/storage", body)
+	e := mustEnvThrough(t, s3, proxy.URL)
+	m := e.Main
 	rec := MustStartRecording(t, e.Org, e.MustMeeting(t, e.Org))
 	data := randomBytes(t, 26*mib+17)
 	rec.MustPut(t, data[:13*mib])
@@ -141,15 +135,8 @@ func TestRecording_ResumeFindsPartsInS3(t *testing.T) {
 		rp.ServeHTTP(w, r)
 	}))
 	defer proxy.Close()
-	m := MustRunMain(t, s3, func(c *main.Config) {
-		c.AllowEndpoints = append(c.AllowEndpoints, strings.TrimPrefix(proxy.URL, "http://"))
-	})
-	e := &Env{S3: s3, Main: m, Org: m.MustCreateOrg(t)}
-	e.Key = s3.CreateUser(t, "user")
-	e.Bucket = s3.CreateBucket(t, e.Key.ID)
-	body := e.Storage(e.Bucket, e.Key)
-	body["endpoint"] = proxy.URL
-	e.Org.MustDo(t, 200, "PUT", "/v1/storage", body)
+	e := mustEnvThrough(t, s3, proxy.URL)
+	m := e.Main
 	rec := MustStartRecording(t, e.Org, e.MustMeeting(t, e.Org))
 	data := randomBytes(t, 7*mib)
 	rec.MustPut(t, data)
@@ -195,4 +182,20 @@ func uploadID(tb testing.TB, m *TestMain, id string) *string {
 		tb.Fatal(err)
 	}
 	return &rec.UploadID
+}
+
+// mustEnvThrough runs recsink with an organization whose storage reaches
+// versitygw through the test proxy at proxyURL (allowed as an endpoint).
+func mustEnvThrough(tb testing.TB, s3 *s3test.Server, proxyURL string) *Env {
+	tb.Helper()
+	m := MustRunMain(tb, s3, func(c *main.Config) {
+		c.AllowEndpoints = append(c.AllowEndpoints, strings.TrimPrefix(proxyURL, "http://"))
+	})
+	e := &Env{S3: s3, Main: m, Org: m.MustCreateOrg(tb)}
+	e.Key = s3.CreateUser(tb, "user")
+	e.Bucket = s3.CreateBucket(tb, e.Key.ID)
+	body := e.Storage(e.Bucket, e.Key)
+	body["endpoint"] = proxyURL
+	e.Org.MustDo(tb, 200, "PUT", "/v1/storage", body)
+	return e
 }
