@@ -237,6 +237,10 @@ func checkJSON(body []byte) error {
 				continue
 			case '}', ']':
 				path, isArray, index = path[:len(path)-1], isArray[:len(isArray)-1], index[:len(index)-1]
+				// What follows the closed value in its parent: a key in an
+				// object; nothing to name at the top level, where a second
+				// value ({}"" say) is refused by the decoder afterwards.
+				expectKey = len(isArray) > 0 && !isArray[len(isArray)-1]
 			}
 		case string:
 			name := field()
