@@ -16,7 +16,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -32,6 +31,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/recsink/recsink/internal/freeport"
 )
 
 // Environment variables that steer MustStart.
@@ -265,7 +265,7 @@ func start(bin string) (c *Cluster, err error) {
 	// and we try another port.
 	for range 5 {
 		c = &Cluster{dir: dir, bin: bin, cred: cred}
-		if c.Port, err = freePort(); err != nil {
+		if c.Port, err = freeport.One(); err != nil {
 			return nil, err
 		}
 		if err = c.run(bin, cred); err == nil {
@@ -482,16 +482,6 @@ func findBinDir() string {
 func versionOf(binDir string) int {
 	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
 	return n
-}
-
-// freePort returns a free loopback port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func randomHex(n int) string {

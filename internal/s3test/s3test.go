@@ -32,6 +32,7 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/recsink/recsink/internal/freeport"
 
 	"github.com/recsink/recsink"
 )
@@ -418,18 +419,14 @@ func findBinary() string {
 	return ""
 }
 
-// freePorts returns two distinct free loopback ports.
+// freePorts returns two free loopback ports below the ephemeral range, so
+// that a restart finds them still free.
 func freePorts() (string, string, error) {
-	var ports []string
-	for range 2 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", "", err
-		}
-		defer l.Close()
-		ports = append(ports, strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
+	base, err := freeport.Consecutive(2)
+	if err != nil {
+		return "", "", err
 	}
-	return ports[0], ports[1], nil
+	return strconv.Itoa(base), strconv.Itoa(base + 1), nil
 }
 
 func randomHex(n int) string {

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -25,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/recsink/recsink/internal/freeport"
 
 	"github.com/recsink/recsink"
 )
@@ -568,39 +568,9 @@ func findSeaweedFS() string {
 }
 
 // freeSeaweedPorts returns a base of nine consecutive free loopback ports
-// (master, volume, filer, S3 gRPC and admin) and one more free port for S3.
+// (master, volume, filer, S3 gRPC and admin) and the S3 port after them, all
+// below the ephemeral range so that a restart finds them still free.
 func freeSeaweedPorts() (base, s3port int, err error) {
-	for range 50 {
-		n, _ := rand.Int(rand.Reader, big.NewInt(20000))
-		base = 30000 + int(n.Int64())
-		var ls []net.Listener
-		ok := true
-		for i := range 9 {
-			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i)))
-			if err != nil {
-				ok = false
-				break
-			}
-			ls = append(ls, l)
-		}
-		var l net.Listener
-		if ok {
-			if l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-				ok = false
-			} else {
-				s3port = l.Addr().(*net.TCPAddr).Port
-				ls = append(ls, l)
-				if s3port >= base && s3port < base+9 {
-					ok = false
-				}
-			}
-		}
-		for _, l := range ls {
-			l.Close()
-		}
-		if ok {
-			return base, s3port, nil
-		}
-	}
-	return 0, 0, errors.New("no nine consecutive free ports found")
+	base, err = freeport.Consecutive(10)
+	return base, base + 9, err
 }
