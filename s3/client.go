@@ -131,11 +131,44 @@ func (c *client) UploadPart(ctx context.Context, key string, up recsink.Upload, 
 	}
 	out, err := c.s3.UploadPart(ctx, in, opts...)
 	if err != nil {
-		return fail(c.fail(ctx, "UploadPart", err))
+		return fail(c.refusalBehind(ctx, key, up.ID, c.fail(ctx, "UploadPart", err)))
 	}
 	part.ETag = aws.ToString(out.ETag)
 	return part, nil
 }
+
+// refusalBehind returns S3's own refusal when err is a part upload whose
+// connection was lost with no answer read, and err otherwise.
+//
+// An endpoint that refuses a request (a deleted key, a denied permission)
+// may answer at once and close the connection while the part's body is
+// still on its way; the client then sees a reset, not the answer (versitygw
+// does this under load). A lost connection is retried as S3 being down, so
+// the recording would read "S3 keeps failing" for what is a refused key.
+// A request with no body, signed the same way, gets the answer instead.
+func (c *client) refusalBehind(ctx context.Context, key, uploadID string, err error) error {
+	var se *recsink.StorageError
+	if !errors.As(err, &se) || se.StatusCode != 0 || se.Code != "" {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, refusalProbeTimeout)
+	defer cancel()
+	_, perr := c.s3.ListParts(ctx, &awss3.ListPartsInput{
+		Bucket:   aws.String(c.bucket),
+		Key:      aws.String(key),
+		UploadId: aws.String(uploadID),
+		MaxParts: aws.Int32(1),
+	})
+	var pe *recsink.StorageError
+	if perr = c.fail(ctx, "UploadPart", perr); errors.As(perr, &pe) && pe.StatusCode >= 400 && pe.StatusCode < 500 && pe.Code != "NoSuchUpload" {
+		return perr
+	}
+	return err
+}
+
+// refusalProbeTimeout bounds the request that asks S3 why a part's
+// connection was lost.
+const refusalProbeTimeout = 10 * time.Second
 
 // ListParts returns every part of the upload that S3 holds, sorted by
 // number, paging through S3's listing. Offsets assume that the parts are
