@@ -98,6 +98,16 @@ func MustStart(tb testing.TB, target string) *Proxy {
 			pr.Out.Host = pr.In.Host
 		},
 		Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 64},
+		// A connection the server dropped is dropped for the client too,
+		// as it would be with no proxy in between: a 502 in its place
+		// would be an answer that S3 never gave.
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, _ error) {
+			if sw, ok := w.(*sniffer); ok {
+				sw.lost = true
+				return
+			}
+			w.WriteHeader(http.StatusBadGateway)
+		},
 	}
 	p.srv = &http.Server{
 		Handler: http.HandlerFunc(p.serve),
@@ -298,10 +308,11 @@ func (p *Proxy) serve(w http.ResponseWriter, req *http.Request) {
 	sw := &sniffer{ResponseWriter: w}
 	p.rp.ServeHTTP(sw, req)
 	rec.End = time.Now()
-	rec.Status = sw.status
-	if sw.status == http.StatusBadGateway && sw.body.Len() == 0 {
-		rec.Status = 0
+	if sw.lost {
+		p.record(rec) // Status 0: no answer
+		panic(http.ErrAbortHandler)
 	}
+	rec.Status = sw.status
 	rec.Code = errorCode(sw.body.Bytes())
 	p.record(rec)
 }
@@ -317,6 +328,7 @@ func (p *Proxy) record(r Request) {
 // to find an S3 error code.
 type sniffer struct {
 	http.ResponseWriter
+	lost   bool // the server dropped the connection; nothing was written
 	status int
 	body   bytes.Buffer
 }
