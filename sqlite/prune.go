@@ -15,42 +15,32 @@ import (
 func (db *DB) Prune(ctx context.Context, before time.Time) (recsink.PruneStats, error) {
 	var st recsink.PruneStats
 	b := formatTime(before)
-	for _, job := range []struct {
-		what  string
-		n     *int64
-		query string
-		args  []any
-	}{
-		{"recording events", &st.RecordingEvents, `
+	jobs := []sqlstore.PruneJob{
+		{What: "recording events", N: &st.RecordingEvents, Query: `
 			DELETE FROM recording_events WHERE seq IN (
 				SELECT e.seq FROM recording_events e JOIN recordings r ON r.id = e.recording_id
-				WHERE r.state IN ` + sqlstore.FinishedStates + ` AND r.updated_at < ? LIMIT ?)`, []any{b, sqlstore.PruneBatch}},
-		{"recording parts", &st.Parts, `
+				WHERE r.state IN ` + sqlstore.FinishedStates + ` AND r.updated_at < ? LIMIT ?)`, Args: []any{b, sqlstore.PruneBatch}},
+		{What: "recording parts", N: &st.Parts, Query: `
 			DELETE FROM recording_parts WHERE rowid IN (
 				SELECT p.rowid FROM recording_parts p JOIN recordings r ON r.id = p.recording_id
-				WHERE r.state IN ` + sqlstore.FinishedStates + ` AND r.updated_at < ? LIMIT ?)`, []any{b, sqlstore.PruneBatch}},
-		{"webhook deliveries", &st.WebhookDeliveries, `
+				WHERE r.state IN ` + sqlstore.FinishedStates + ` AND r.updated_at < ? LIMIT ?)`, Args: []any{b, sqlstore.PruneBatch}},
+		{What: "webhook deliveries", N: &st.WebhookDeliveries, Query: `
 			DELETE FROM webhook_deliveries WHERE seq IN (
 				SELECT seq FROM webhook_deliveries WHERE state <> ? AND created_at < ? LIMIT ?)`,
-			[]any{recsink.DeliveryPending, b, sqlstore.PruneBatch}},
-		{"audit events", &st.AuditEvents, `
+			Args: []any{recsink.DeliveryPending, b, sqlstore.PruneBatch}},
+		{What: "audit events", N: &st.AuditEvents, Query: `
 			DELETE FROM audit_events WHERE seq IN (
-				SELECT seq FROM audit_events WHERE time < ? LIMIT ?)`, []any{b, sqlstore.PruneBatch}},
-	} {
-		for {
-			res, err := db.write.ExecContext(ctx, job.query, job.args...)
-			if err != nil {
-				return st, errorf("sqlite: prune %s: %w", job.what, err)
-			}
-			n, err := res.RowsAffected()
-			if err != nil {
-				return st, errorf("sqlite: prune %s: %w", job.what, err)
-			}
-			*job.n += n
-			if n < sqlstore.PruneBatch {
-				break
-			}
+				SELECT seq FROM audit_events WHERE time < ? LIMIT ?)`, Args: []any{b, sqlstore.PruneBatch}},
+	}
+	err := sqlstore.Prune(ctx, jobs, func(ctx context.Context, query string, args ...any) (int64, error) {
+		res, err := db.write.ExecContext(ctx, query, args...)
+		if err != nil {
+			return 0, err
 		}
+		return res.RowsAffected()
+	})
+	if err != nil {
+		return st, errorf("sqlite: %w", err)
 	}
 	return st, nil
 }

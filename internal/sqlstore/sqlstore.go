@@ -4,6 +4,8 @@
 package sqlstore
 
 import (
+	"context"
+	"fmt"
 	"sort"
 	"strings"
 
@@ -72,4 +74,32 @@ func TransitionError(r *recsink.Recording, from string, ended bool) error {
 // ErrNotFinished is the conflict of deleting a recording that still runs.
 func ErrNotFinished(id, state string) error {
 	return recsink.Errorf(recsink.ECONFLICT, "recording %s is %s: only a finished recording (uploaded or failed) can be deleted", id, state)
+}
+
+// PruneJob is one table's share of Store.Prune: a statement that deletes at
+// most PruneBatch old rows, and where to count them.
+type PruneJob struct {
+	What  string // what the rows are, for an error
+	N     *int64 // counts the rows deleted
+	Query string
+	Args  []any
+}
+
+// Prune runs each job's statement with exec until it deletes fewer than
+// PruneBatch rows. exec runs one statement and returns how many rows it
+// deleted; its error is returned naming the job.
+func Prune(ctx context.Context, jobs []PruneJob, exec func(ctx context.Context, query string, args ...any) (int64, error)) error {
+	for _, job := range jobs {
+		for {
+			n, err := exec(ctx, job.Query, job.Args...)
+			if err != nil {
+				return fmt.Errorf("prune %s: %w", job.What, err)
+			}
+			*job.N += n
+			if n < PruneBatch {
+				break
+			}
+		}
+	}
+	return nil
 }
