@@ -202,3 +202,57 @@ func TestRecording_SIGKILLBeforeWebMUpload(t *testing.T) {
 	t.Logf("killed before the .webm upload existed, then with 6 MiB acknowledged: %s, %s, ffprobe %s s (media %.3f s), Chromium %+v",
 		webmKey, headContentType(t, s3, key, bucket, webmKey), header, dur, pb)
 }
+
+// TestRecording_WebMKeySwitched: a live WebM recording renamed .webm at its
+// first bytes switches keys mid-recording (key A deleted in S3, key B
+// saved): the parts after the switch go to the .webm upload with B, and
+// the object is <base>.webm, video/webm, finalized. recording.started and
+// recording.finished both name the final key.
+func TestRecording_WebMKeySwitched(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("encodes 20 s of media")
+	}
+	media := liveMedia(t, "webm", 20)
+	if len(media) < 12*mib {
+		t.Fatalf("ffmpeg made only %d bytes of WebM; want over 12 MiB", len(media))
+	}
+	e, meeting, rcv, b, _ := rotationEnv(t)
+	rec := MustStartRecording(t, e.Org, meeting)
+	webmKey := strings.TrimSuffix(rec.ObjectKey, ".mkv") + ".webm"
+	rec.MustPut(t, media[:11*mib]) // part 1 held back, part 2 goes up with A
+	waitUploaded(t, e.Org, rec.ID, 5*mib)
+	e.Org.MustDo(t, 200, "PUT", "/v1/storage", e.Storage(e.Bucket+"/recordings", b))
+	e.S3.DeleteUser(t, e.Key.ID)
+	rec.MustPut(t, media[11*mib:])
+	e.Org.MustDo(t, 200, "POST", "/v1/recordings/"+rec.ID+"/stop", nil)
+	out := WaitState(t, e.Org, rec.ID, recsink.RecordingUploaded, 60*time.Second)
+	if out["objectKey"] != webmKey {
+		t.Fatalf("objectKey %v, want %s", out["objectKey"], webmKey)
+	}
+	if got := out["credential"].(map[string]any)["accessKeyId"]; got != b.ID {
+		t.Errorf("recording holds %v after the switch, want %s", got, b.ID)
+	}
+	findEvent(t, out, recsink.EventCredentialSwitched)
+	for _, typ := range []string{recsink.WebhookRecordingStarted, recsink.WebhookRecordingFinished} {
+		ev := rcv.WaitEvent(t, typ, forRecording(rec.ID), 20*time.Second)
+		if d := ev["data"].(map[string]any); d["objectKey"] != webmKey || d["filename"] != path.Base(webmKey) {
+			t.Errorf("%s names %v (%v); want %s", typ, d["objectKey"], d["filename"], webmKey)
+		}
+	}
+	if ct := headContentType(t, e.S3, b, e.Bucket, webmKey); ct != "video/webm" {
+		t.Errorf("Content-Type %q, want video/webm", ct)
+	}
+	if objs := e.S3.ListObjects(t, e.Bucket, ""); len(objs) != 1 || objs[0] != webmKey {
+		t.Errorf("objects in the bucket %v; want only %s", objs, webmKey)
+	}
+	object := e.S3.GetObject(t, e.Bucket, webmKey)
+	if !bytes.Contains(object, media[5*mib:]) {
+		t.Error("the object does not hold the recorder's bytes after part 1 unchanged")
+	}
+	header, dur := probeFormatDuration(t, object, "webm")
+	if d, err := strconv.ParseFloat(header, 64); err != nil || math.Abs(d-dur) > 0.5 {
+		t.Errorf("ffprobe format=duration %q, media %.3f s", header, dur)
+	}
+	t.Logf("switched from %s to %s mid-recording: %s, ffprobe %s s (media %.3f s)", e.Key.ID, b.ID, webmKey, header, dur)
+}
