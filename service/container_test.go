@@ -273,3 +273,37 @@ func TestContainer_RenameFails(t *testing.T) {
 		t.Errorf("no event explains the name: %v", events)
 	}
 }
+
+// TestContainer_StartedAtStop: a recording that received no bytes is
+// announced at its stop, under its provisional name, before it finishes,
+// and its empty object has the file format's Content-Type.
+func TestContainer_StartedAtStop(t *testing.T) {
+	t.Parallel()
+	s3 := newTypedS3()
+	n := MustOpenNode(t, MustOpenStore(t), s3, "node-1", nil)
+	orgID, meetingID := MustSetUp(t, n, "AKIAEMPTY")
+	ctx := context.Background()
+	rec, _, err := n.StartRecording(ctx, orgID, meetingID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.StopRecording(ctx, orgID, rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	finished(t, n, orgID, rec.ID)
+	started, done := "evt_"+rec.ID+"_started", "evt_"+rec.ID+"_finished"
+	<-n.notes.queued(recsink.WebhookRecordingFinished, done)
+	if n.notes.count(recsink.WebhookRecordingStarted, started) != 1 || n.notes.seqOf(recsink.WebhookRecordingStarted, started) > n.notes.seqOf(recsink.WebhookRecordingFinished, done) {
+		t.Errorf("recording.started queued %d times, at %d, finished at %d; want once, before",
+			n.notes.count(recsink.WebhookRecordingStarted, started), n.notes.seqOf(recsink.WebhookRecordingStarted, started), n.notes.seqOf(recsink.WebhookRecordingFinished, done))
+	}
+	if !n.notes.has(recsink.WebhookRecordingStarted, rec.ID, "objectKey", rec.ObjectKey) || !n.notes.has(recsink.WebhookRecordingFinished, rec.ID, "objectKey", rec.ObjectKey) {
+		t.Errorf("events do not name %s", rec.ObjectKey)
+	}
+	s3.mu.Lock()
+	ct := s3.types[rec.ObjectKey]
+	s3.mu.Unlock()
+	if ct != "video/x-matroska" {
+		t.Errorf("empty object written with Content-Type %q; want video/x-matroska", ct)
+	}
+}
