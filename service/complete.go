@@ -52,7 +52,7 @@ func completeObject(ctx context.Context, client recsink.StorageClient, rec *recs
 		if err := client.AbortMultipartUpload(ctx, rec.ObjectKey, rec.UploadID); err != nil && !isNoSuchUpload(err) {
 			return recsink.Checksum{}, err
 		}
-		if err := client.PutObject(ctx, rec.ObjectKey, rec.Destination.ContentType(), map[string]string{"recording-id": rec.ID}, bytes.NewReader(nil), 0); err != nil {
+		if err := client.PutObject(ctx, rec.ObjectKey, keyContentType(rec.Destination, rec.ObjectKey), map[string]string{"recording-id": rec.ID}, bytes.NewReader(nil), 0); err != nil {
 			return recsink.Checksum{}, err
 		}
 		return emptyChecksum(rec.ChecksumAlgorithm), nil
@@ -87,7 +87,7 @@ func emptyChecksum(alg recsink.ChecksumAlgorithm) recsink.Checksum {
 // of the key: once the row reads uploaded, any node may report the key
 // drained.
 func (r *recorder) finishUploaded(ctx context.Context, client recsink.StorageClient, received, size int64, sha string, sum recsink.Checksum) error {
-	key := r.rec.ObjectKey
+	key, _ := r.object()
 	if sum.IsZero() {
 		if got, _, err := client.HeadObject(ctx, key); err == nil && got != size {
 			r.fail(ctx, fmt.Sprintf("the object in the bucket has %d bytes where %d were sent", got, size))

@@ -438,7 +438,8 @@ func (r *recorder) uploadBody(ctx context.Context, client recsink.StorageClient,
 		return recsink.Part{}, err
 	}
 	defer done()
-	p, err := client.UploadPart(wctx, r.rec.ObjectKey, r.rec.Upload(), n, body, size)
+	key, up := r.object()
+	p, err := client.UploadPart(wctx, key, up, n, body, size)
 	if err != nil {
 		r.s.cfg.Observer.UploadFailed(errorLabel(err))
 		return recsink.Part{}, err

@@ -104,15 +104,25 @@ func (s *Service) Append(ctx context.Context, id, token string, offset int64, bo
 	cr := &cancelableReader{ctx: call.ctx, r: body}
 	var in io.Reader = cr
 	if before == 0 && offset <= 0 { // -1: a PUT, at the end
-		// The first bytes tell the container: one that the object's name
-		// and Content-Type (fixed at start by the file format) would
-		// misstate is refused before a byte is kept.
+		// The first bytes tell the container: one that the destination's
+		// file format does not take is refused before a byte is kept; the
+		// object is named after it (see placeObject) and only then
+		// announced.
 		br := bufio.NewReader(cr)
 		head, _ := br.Peek(media.SniffLen)
-		if err := checkContainer(r.rec.Destination.FileFormat, media.Sniff(head)); err != nil {
+		kind := media.Sniff(head)
+		if err := checkContainer(r.rec.Destination.FileFormat, kind); err != nil {
 			cr.close()
 			return 0, err
 		}
+		if err := r.placeObject(call.ctx, kind); err != nil {
+			cr.close()
+			if call.ctx.Err() != nil && ctx.Err() == nil {
+				return 0, r.cutOff(call, 0)
+			}
+			return 0, err
+		}
+		r.announce()
 		in = br
 	}
 	n, err := r.file.Append(call.ctx, in, offset)

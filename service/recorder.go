@@ -167,13 +167,15 @@ func (r *recorder) transition(ctx context.Context, change func(rec *recsink.Reco
 }
 
 // publish makes a saved copy the recording in memory. It sets the mutable
-// fields one by one: the others (ID, token hash, object key) never change
-// and are read without the lock.
+// fields one by one: the others (ID, token hash) never change and are read
+// without the lock. The object key and upload change once, at the first
+// bytes: read them with object().
 func (r *recorder) publish(next *recsink.Recording) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rec := &r.rec
 	rec.State, rec.EndDate, rec.StopReason = next.State, next.EndDate, next.StopReason
+	rec.ObjectKey, rec.UploadID, rec.ChecksumAlgorithm = next.ObjectKey, next.UploadID, next.ChecksumAlgorithm
 	rec.BytesReceived = next.BytesReceived
 	// Parts confirmed while the row was being saved count too.
 	rec.BytesUploaded = max(next.BytesUploaded, rec.BytesUploaded)

@@ -133,8 +133,9 @@ func (s *Service) StartRecording(ctx context.Context, orgID, meetingID string) (
 		return nil, "", err
 	}
 	r := s.newRecorder(*rec, file, layout, cred, client, claimed)
+	// recording.started waits for the first bytes, which may rename the
+	// object (see placeObject), or the stop.
 	r.event(recsink.EventStarted, "recording started into s3://%s/%s with key %s", rec.Destination.Bucket, rec.ObjectKey, cred.AccessKeyID)
-	r.notify(recsink.WebhookRecordingStarted, "")
 	s.launch(r, s.cfg.MaxDuration)
 	return r.snapshot(), token, nil
 }
@@ -292,6 +293,9 @@ func (r *recorder) stop(ctx context.Context, reason string) error {
 	} else {
 		r.event(recsink.EventStopped, "stopped after %d bytes", rec.BytesReceived)
 	}
+	// Sent at the first bytes; a recording that received none is
+	// announced now, its name final (a repeat is one event).
+	r.announce()
 	r.mu.Lock()
 	r.stopSaved = true
 	r.mu.Unlock()

@@ -63,10 +63,11 @@ func (r *recorder) reconcile(ctx context.Context, known []recsink.Part) {
 	r.mu.Lock()
 	client := r.client
 	r.mu.Unlock()
+	key, up := r.object()
 	var inS3 []recsink.Part
 	release, err := r.s.slots.Acquire(ctx, r.rec.OrgID)
 	if err == nil {
-		inS3, err = client.ListParts(ctx, r.rec.ObjectKey, r.rec.UploadID)
+		inS3, err = client.ListParts(ctx, key, up.ID)
 		release()
 	}
 	if err != nil {

@@ -209,7 +209,8 @@ func (r *recorder) upload(ctx context.Context, client recsink.StorageClient, n i
 	}
 	defer pr.Close()
 	began := time.Now()
-	part, err := client.UploadPart(wctx, r.rec.ObjectKey, r.rec.Upload(), n, pr, pr.Size())
+	key, up := r.object()
+	part, err := client.UploadPart(wctx, key, up, n, pr, pr.Size())
 	if err != nil {
 		r.s.cfg.Observer.UploadFailed(errorLabel(err))
 		return err

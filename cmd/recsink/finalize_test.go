@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -118,10 +119,11 @@ func TestRecording_LiveMatroskaFinalized(t *testing.T) {
 	testLiveFinalized(t, "matroska", "mkv", recsink.FormatMKV, "video/x-matroska")
 }
 
-// TestRecording_LiveWebMFinalized: the same for live WebM (VP8 + Opus),
-// stored under the mkv file format (WebM is Matroska).
+// TestRecording_LiveWebMFinalized: the same for live WebM (VP8 + Opus)
+// into a room whose fileFormat is mkv: the first bytes name the object
+// <base>.webm with Content-Type video/webm, not the provisional .mkv.
 func TestRecording_LiveWebMFinalized(t *testing.T) {
-	testLiveFinalized(t, "webm", "webm", recsink.FormatMKV, "video/x-matroska")
+	testLiveFinalized(t, "webm", "webm", recsink.FormatMKV, "video/webm")
 }
 
 // TestRecording_LiveFMP4Finalized: the same for live fragmented MP4
@@ -154,7 +156,19 @@ func testLiveFinalized(t *testing.T, format, ext, fileFormat, contentType string
 	e.Org.MustDo(t, 200, "POST", "/v1/recordings/"+rec.ID+"/stop", nil)
 	out := WaitState(t, e.Org, rec.ID, recsink.RecordingUploaded, 60*time.Second)
 	took := time.Since(stop)
-	object := e.S3.GetObject(t, e.Bucket, rec.ObjectKey)
+	// The object is named and typed after the content: the start's name
+	// has the file format's extension; the first bytes decide.
+	key, _ := out["objectKey"].(string)
+	if want := strings.TrimSuffix(rec.ObjectKey, path.Ext(rec.ObjectKey)) + "." + ext; key != want || out["filename"] != path.Base(want) {
+		t.Errorf("objectKey %q filename %v; want %s", key, out["filename"], want)
+	}
+	if ct := headContentType(t, e.S3, e.Key, e.Bucket, key); ct != contentType {
+		t.Errorf("HeadObject Content-Type %q, want %q", ct, contentType)
+	}
+	if objs := e.S3.ListObjects(t, e.Bucket, ""); len(objs) != 1 || objs[0] != key {
+		t.Errorf("objects in the bucket %v; want only %s", objs, key)
+	}
+	object := e.S3.GetObject(t, e.Bucket, key)
 	t.Logf("ffmpeg sent %d bytes (%d parts of 5 MiB); object %d bytes; stop to uploaded %s (polled every 50 ms), %s between the stopped and uploaded events",
 		len(sent), (len(sent)+5<<20-1)/(5<<20), len(object), took.Round(time.Millisecond), eventGap(t, out, recsink.EventStopped, recsink.EventUploaded))
 
