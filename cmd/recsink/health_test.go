@@ -144,6 +144,52 @@ func TestKeyHealth_ReplacedRecovered(t *testing.T) {
 	}
 }
 
+// TestKeyHealth_ReplacedWhileRecording: a failing key that a running
+// recording holds stays on the banner after a new key is saved (recordings
+// still depend on it), and credential.recovered comes once the recording
+// has moved to the new key and ended, so that no recording holds the failing
+// key any more; the object is byte-identical.
+func TestKeyHealth_ReplacedWhileRecording(t *testing.T) {
+	t.Parallel()
+	const period = 500 * time.Millisecond
+	e, meeting, rcv, _ := mustWebhookEnv(t, func(c *main.Config) { c.CredentialCheckInterval = period })
+	b := e.S3.CreateUser(t, "user")
+	c := e.S3.CreateUser(t, "user")
+	e.S3.PutBucketPolicy(t, e.Bucket, e.Key, e.Key.ID, b.ID, c.ID)
+	e.Org.MustDo(t, 200, "PUT", "/v1/storage", e.Storage(e.Bucket+"/recordings", b))
+	forB := func(d map[string]any) bool { return d["accessKeyId"] == b.ID }
+	rec := MustStartRecording(t, e.Org, meeting)
+	page := MustAdminPage(t, e.Main, e.Org)
+
+	e.S3.DeleteUser(t, b.ID)
+	rcv.WaitEvent(t, recsink.WebhookCredentialFailing, forB, 20*time.Second)
+	e.Org.MustDo(t, 200, "PUT", "/v1/storage", e.Storage(e.Bucket+"/recordings", c))
+	// B is draining and still failing: the banner stays, no recovered yet.
+	time.Sleep(2 * period) // a recovered sent at the save would have arrived by now
+	if evs, _ := rcv.eventsFor(recsink.WebhookCredentialRecovered, forB); len(evs) != 0 {
+		t.Fatalf("credential.recovered while a recording holds the failing key: %v", evs)
+	}
+	if _, body := page.Get(t, "/admin/keys"); !strings.Contains(body, `id="failing-`+b.ID+`"`) {
+		t.Fatalf("no banner for the failing key a recording holds:\n%s", body)
+	}
+
+	// The recording's parts are refused with B: it moves to C and ends.
+	data := randomBytes(t, 6<<20)
+	rec.MustPut(t, data)
+	e.Org.MustDo(t, 200, "POST", "/v1/recordings/"+rec.ID+"/stop", nil)
+	WaitState(t, e.Org, rec.ID, recsink.RecordingUploaded, 60*time.Second)
+	checkObject(t, e.S3, e.Bucket, rec.ObjectKey, data)
+	ev := rcv.WaitEvent(t, recsink.WebhookCredentialRecovered, forB, 20*time.Second)
+	d := ev["data"].(map[string]any)
+	if by, _ := d["replacedBy"].(map[string]any); by == nil || by["accessKeyId"] != c.ID {
+		t.Fatalf("credential.recovered: %v", d)
+	}
+	t.Logf("credential.recovered once the recording left key B: %v", d["message"])
+	if _, body := page.Get(t, "/admin/keys"); strings.Contains(body, "fails its checks") {
+		t.Fatalf("banner once no recording holds the failing key:\n%s", body)
+	}
+}
+
 // waitHealth waits until the health of the credential "scope/accessKeyId"
 // in GET /v1/credentials satisfies ok, and returns it.
 func waitHealth(tb testing.TB, c *Client, key string, ok func(map[string]any) bool, within time.Duration) map[string]any {
