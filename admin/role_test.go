@@ -98,7 +98,8 @@ func sameJSON(tb testing.TB, a, b string) bool {
 // /v1/storage/role-setup answers them, and the permission policy); a wrong
 // role ARN is refused with STS's refusal in plain words on the role ARN
 // field; the right one is saved (AssumeRoleWithWebIdentity, then the S3
-// checks, pass). Another organization naming the same role is refused with
+// checks, pass), and the page says it can take over the 2 recordings running
+// on the access key it replaces. Another organization naming the same role is refused with
 // "the role's trust policy does not allow this organization".
 func TestAdminRoleStorage(t *testing.T) {
 	t.Parallel()
@@ -106,6 +107,22 @@ func TestAdminRoleStorage(t *testing.T) {
 	e := mustRoleApp(t)
 	base := e.Server.URL
 	bg := context.Background()
+	// Two recordings run on an access key: the role saved later must be
+	// able to take them over.
+	key := e.Weed.CreateUserFor(t, e.Bucket)
+	dest := recsink.Destination{Bucket: e.Bucket, Prefix: "recordings", Region: s3test.Region, Endpoint: e.Weed.Endpoint, ForcePathStyle: true, FileFormat: recsink.FormatMKV}
+	if _, _, err := e.Service.SaveStorage(bg, e.Org.ID, recsink.ScopeOrganization, dest, key); err != nil {
+		t.Fatal(err)
+	}
+	meeting, err := e.Service.CreateMeeting(bg, e.Org.ID, &recsink.Meeting{RoomName: "/roles", EndDate: time.Now().Add(time.Hour)}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, _, err := e.Service.StartRecording(bg, e.Org.ID, meeting.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	must(t, ctx,
 		chromedp.Navigate(base+"/admin/"),
@@ -115,7 +132,7 @@ func TestAdminRoleStorage(t *testing.T) {
 		submit(`form[action="/admin/signin"] button[type=submit]`),
 		chromedp.WaitVisible(chromedp.CSS("#auth-role")),
 	)
-	// Access key is the default: the role's parts are hidden.
+	// The saved access key is shown: the role's parts are hidden.
 	visible := func(sel string) bool {
 		t.Helper()
 		v, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(function(){var e=document.querySelector(`+jsString(sel)+`); return !!e && e.offsetParent !== null})()`))
@@ -194,8 +211,8 @@ func TestAdminRoleStorage(t *testing.T) {
 	if v, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById("auth-role").checked && document.getElementById("oidcRoleArn").getAttribute("aria-invalid") === "true"`)); err != nil || !v {
 		t.Errorf("after the refusal: role still chosen and its field marked invalid: %v %v", v, err)
 	}
-	if _, err := e.Service.FindStorage(bg, e.Org.ID, recsink.ScopeOrganization); recsink.ErrorCode(err) != recsink.ENOTFOUND {
-		t.Fatalf("a refused role was saved: %v", err)
+	if c, err := e.Service.FindStorage(bg, e.Org.ID, recsink.ScopeOrganization); err != nil || c.AccessKeyID != key.ID {
+		t.Fatalf("a refused role was saved: %+v %v", c, err)
 	}
 
 	// The role: AssumeRoleWithWebIdentity and the S3 checks pass; saved.
@@ -210,6 +227,11 @@ func TestAdminRoleStorage(t *testing.T) {
 	page = mainText(t, ctx)
 	mustContain(t, page, "recordings that start from now on use role "+e.Role)
 	mustContain(t, page, "In use: "+e.Bucket+"/recordings with role "+e.Role)
+	// Permission parity, proven with the role's own credentials on the
+	// running uploads (ListParts, a probe PutObject and DeleteObject).
+	parity := text("#parity")
+	t.Logf("parity on the page: %s", parity)
+	mustContain(t, parity, "The new role can take over the 2 running recordings.")
 	c, err := e.Service.FindStorage(bg, e.Org.ID, recsink.ScopeOrganization)
 	if err != nil || c.AccessKeyID != e.Role || c.Destination.Bucket != e.Bucket {
 		t.Fatalf("saved storage: %+v, %v", c, err)
