@@ -93,6 +93,12 @@ func TestAdminParity(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#password"), password),
 		submit(`form[action="/admin/signin"] button[type=submit]`),
 		chromedp.WaitVisible(chromedp.CSS("#accessKeyId")),
+	)
+	// Without an OIDC issuer, the server offers access keys only.
+	if v, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`!document.getElementById("auth-role") && !document.getElementById("oidcRoleArn") && !document.getElementById("role-setup")`)); err != nil || !v {
+		t.Errorf("role choice shown on a server without an OIDC issuer: %v %v", v, err)
+	}
+	must(t, ctx,
 		save("other", b),
 		screenshot(t, "14-storage-parity-missing"),
 	)
