@@ -113,3 +113,29 @@ func RoleTrustPolicy(issuer, audience, orgID, accountID string) []byte {
 	b, _ := json.MarshalIndent(policy, "", "  ")
 	return b
 }
+
+// RoleSetup is what a customer creates in IAM so that recsink can assume a
+// role for one organization: the REST API (GET /v1/storage/role-setup) and
+// the admin page both show it, built by NewRoleSetup.
+type RoleSetup struct {
+	// IdentityProviderURL is recsink's OIDC issuer (its public URL), to
+	// register in IAM as an OpenID Connect identity provider; Audience is
+	// the audience (client ID) to register with it.
+	IdentityProviderURL string
+	Audience            string
+	// Subject is the sub of the tokens recsink signs for the organization.
+	Subject string
+	// TrustPolicy is the role's trust policy, ACCOUNT_ID to fill in.
+	TrustPolicy []byte
+}
+
+// NewRoleSetup returns the role setup of organization orgID for recsink's
+// issuer and audience.
+func NewRoleSetup(issuer, audience, orgID string) *RoleSetup {
+	return &RoleSetup{
+		IdentityProviderURL: issuer,
+		Audience:            audience,
+		Subject:             OrganizationSubject(orgID),
+		TrustPolicy:         RoleTrustPolicy(issuer, audience, orgID, ""),
+	}
+}

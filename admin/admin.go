@@ -51,6 +51,11 @@ type Config struct {
 	// before anyone is signed in; zero means DefaultSignInReadTimeout. Keep
 	// it within the server's own read timeout, which it replaces.
 	SignInReadTimeout time.Duration
+	// OIDCIssuer and OIDCAudience are recsink's own OIDC identity (its
+	// public URL and the tokens' aud), which a customer's IAM role trusts
+	// for role-based access: set, the Storage page offers "Role (no key)"
+	// and shows what to create in IAM; empty, it offers access keys only.
+	OIDCIssuer, OIDCAudience string
 	// Live shows each room's stream key on the Rooms page and lets the
 	// admin replace or revoke it; nil hides both (live ingest is off).
 	Live LiveConfig

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -25,6 +26,7 @@ import (
 	"github.com/recsink/recsink/admin"
 	rshttp "github.com/recsink/recsink/http"
 	"github.com/recsink/recsink/internal/s3test"
+	"github.com/recsink/recsink/oidc"
 	"github.com/recsink/recsink/s3"
 	"github.com/recsink/recsink/secrets"
 	"github.com/recsink/recsink/service"
@@ -49,6 +51,12 @@ type appOptions struct {
 	tls    bool
 	// streamKeys, when set, wraps the live service the Rooms page reads.
 	streamKeys func(recsink.StreamKeyService) recsink.StreamKeyService
+	// ln, when set, is the listener the app serves on: its address is
+	// recsink's OIDC issuer, known before the app starts (an STS must be
+	// told it first). It turns on role-based access.
+	ln net.Listener
+	// allow lists more custom endpoints to allow (a SeaweedFS).
+	allow []string
 }
 
 // MustApp starts the app on a temp dir; with an S3 server, its endpoint is
@@ -76,9 +84,22 @@ func MustApp(tb testing.TB, o appOptions) *App {
 	if o.s3 != nil {
 		allow = []string{o.s3.HostPort}
 	}
+	allow = append(allow, o.allow...)
+	// recsink's own identity provider, as cmd/recsink makes it, when the
+	// app's address is known.
+	var idp *oidc.Provider
+	if o.ln != nil {
+		if idp, err = oidc.New(oidc.Config{Issuer: "http://" + o.ln.Addr().String(), Store: db, Box: box}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	s3cfg := s3.Config{AllowEndpoints: allow, Logger: logger}
+	if idp != nil {
+		s3cfg.Identity = idp
+	}
 	svc := service.New(service.Config{
 		Store:       db,
-		Storage:     s3.New(s3.Config{AllowEndpoints: allow, Logger: logger}),
+		Storage:     s3.New(s3cfg),
 		Box:         box,
 		Spool:       sp,
 		Logger:      logger,
@@ -100,6 +121,14 @@ func MustApp(tb testing.TB, o appOptions) *App {
 	api.RecordingService = svc
 	api.IngestService = svc
 	api.Logger = logger
+	var issuer, audience string
+	if idp != nil {
+		issuer, audience = idp.Issuer(), idp.Audience()
+		api.OIDCIssuer, api.OIDCAudience = issuer, audience
+		wellKnown, jwks := idp.Paths()
+		api.Handle("GET "+wellKnown, idp.Handler())
+		api.Handle("GET "+jwks, idp.Handler())
+	}
 	api.Handle("/admin/", admin.New(admin.Config{
 		Store:                db,
 		Storage:              svc,
@@ -107,15 +136,23 @@ func MustApp(tb testing.TB, o appOptions) *App {
 		Meetings:             svc,
 		Audit:                svc,
 		Logger:               logger,
-		AllowCustomEndpoints: o.s3 != nil,
+		AllowCustomEndpoints: len(allow) > 0,
+		OIDCIssuer:           issuer,
+		OIDCAudience:         audience,
 		MaxDuration:          24 * time.Hour,
 		SecureCookies:        o.secure,
 		Live:                 admin.LiveConfig{StreamKeys: keys, RTMPAddr: "127.0.0.1:1935", SRTAddr: "127.0.0.1:9000"},
 	}))
 	var srv *httptest.Server
-	if o.tls {
+	switch {
+	case o.ln != nil:
+		srv = httptest.NewUnstartedServer(api.Handler())
+		srv.Listener.Close()
+		srv.Listener = o.ln
+		srv.Start()
+	case o.tls:
 		srv = httptest.NewTLSServer(api.Handler())
-	} else {
+	default:
 		srv = httptest.NewServer(api.Handler())
 	}
 	tb.Cleanup(func() {
@@ -131,7 +168,14 @@ func MustApp(tb testing.TB, o appOptions) *App {
 // organization with the admin's email and password.
 func (a *App) MustOrg(tb testing.TB) (*recsink.Organization, string, string) {
 	tb.Helper()
-	org, _, err := a.Service.CreateOrganization(context.Background(), "org-"+recsink.RandomToken(6))
+	org, _, email, password := a.MustOrgKey(tb)
+	return org, email, password
+}
+
+// MustOrgKey is MustOrg that also returns the organization's API key.
+func (a *App) MustOrgKey(tb testing.TB) (*recsink.Organization, string, string, string) {
+	tb.Helper()
+	org, apiKey, err := a.Service.CreateOrganization(context.Background(), "org-"+recsink.RandomToken(6))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -145,7 +189,7 @@ func (a *App) MustOrg(tb testing.TB) (*recsink.Organization, string, string) {
 	if err := a.Store.CreateAdminUser(context.Background(), u); err != nil {
 		tb.Fatal(err)
 	}
-	return org, email, password
+	return org, apiKey, email, password
 }
 
 // Browser is a plain HTTP client with cookies, for the page's forms.

@@ -114,6 +114,7 @@ func (h *Handler) funcs() template.FuncMap {
 		"add1":        func(i int) int { return i + 1 },
 		"add":         add,
 		"ingest":      ingestName,
+		"isRole":      recsink.IsRoleARN,
 	}
 }
 

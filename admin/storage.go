@@ -12,6 +12,10 @@ import (
 // only while it is being replaced (a test, or a save that failed), never
 // once it is saved.
 type storageForm struct {
+	// Auth is recsink.AuthAccessKey or recsink.AuthRoleBased, as the REST
+	// API's authenticationType; RoleARN its oidcRoleArn.
+	Auth           string
+	RoleARN        string
 	Bucket         string
 	AccessKeyID    string
 	Secret         string
@@ -24,6 +28,7 @@ type storageForm struct {
 type storageData struct {
 	Form           storageForm
 	Current        *recsink.Credential // the organization's saved settings
+	CurrentRole    bool                // Current is reached with a role
 	SecretSaved    bool                // the form's key ID is the saved one: leaving the secret empty keeps it
 	CustomEndpoint bool
 	Action         string // "test" or "save" after a POST
@@ -33,6 +38,14 @@ type storageData struct {
 	FieldErrors    map[string]string // by form field name
 	Policy         string            // the IAM policy for the typed bucket
 	PolicyBucket   string
+	// Role is what the customer creates in IAM for role-based access, as
+	// GET /v1/storage/role-setup answers it; nil when the server does not
+	// offer roles, which hides the choice.
+	Role        *recsink.RoleSetup
+	TrustPolicy string
+	// Failing lists the organization's saved keys and roles in use whose
+	// last health check failed: the banner above the form.
+	Failing []*recsink.CredentialUsage
 }
 
 func (h *Handler) currentStorage(r *http.Request, s *recsink.AdminSession) (*recsink.Credential, error) {
@@ -43,22 +56,31 @@ func (h *Handler) currentStorage(r *http.Request, s *recsink.AdminSession) (*rec
 	return c, err
 }
 
+// roleEnabled reports whether the server offers role-based access: it has
+// an OIDC issuer for the customer's IAM to trust.
+func (h *Handler) roleEnabled() bool { return h.cfg.OIDCIssuer != "" }
+
 func (h *Handler) handleStorage(w http.ResponseWriter, r *http.Request, s *recsink.AdminSession) {
 	cur, err := h.currentStorage(r, s)
 	if err != nil {
 		h.renderError(w, r, s, err)
 		return
 	}
-	d := &storageData{CustomEndpoint: h.cfg.AllowCustomEndpoints, Current: cur, Form: storageForm{FileFormat: recsink.FormatMKV}}
+	d := &storageData{CustomEndpoint: h.cfg.AllowCustomEndpoints, Current: cur, Form: storageForm{FileFormat: recsink.FormatMKV, Auth: recsink.AuthAccessKey}}
 	if cur != nil {
 		d.Form = formOf(cur)
-		d.SecretSaved = true
+		d.SecretSaved = d.Form.Auth == recsink.AuthAccessKey
+	}
+	// ?auth=roleBased opens the form on the role, as a link from the docs may.
+	if r.URL.Query().Get("auth") == recsink.AuthRoleBased && h.roleEnabled() {
+		d.Form.Auth = recsink.AuthRoleBased
 	}
 	h.renderStorage(w, r, s, http.StatusOK, d)
 }
 
 func formOf(c *recsink.Credential) storageForm {
-	return storageForm{
+	f := storageForm{
+		Auth:           recsink.AuthAccessKey,
 		Bucket:         c.Destination.BucketPath(),
 		AccessKeyID:    c.AccessKeyID,
 		Region:         c.Destination.Region,
@@ -66,6 +88,11 @@ func formOf(c *recsink.Credential) storageForm {
 		Endpoint:       c.Destination.Endpoint,
 		ForcePathStyle: c.Destination.ForcePathStyle,
 	}
+	// A role is kept where a key ID is: a role ARN, which no key ID can be.
+	if recsink.IsRoleARN(c.AccessKeyID) {
+		f.Auth, f.RoleARN, f.AccessKeyID = recsink.AuthRoleBased, c.AccessKeyID, ""
+	}
+	return f
 }
 
 func (h *Handler) renderStorage(w http.ResponseWriter, r *http.Request, s *recsink.AdminSession, status int, d *storageData) {
@@ -78,12 +105,45 @@ func (h *Handler) renderStorage(w http.ResponseWriter, r *http.Request, s *recsi
 	if prefix != "" {
 		d.PolicyBucket += "/" + prefix
 	}
+	d.CurrentRole = d.Current != nil && recsink.IsRoleARN(d.Current.AccessKeyID)
+	if h.roleEnabled() {
+		// The same setup as GET /v1/storage/role-setup answers.
+		d.Role = recsink.NewRoleSetup(h.cfg.OIDCIssuer, h.cfg.OIDCAudience, s.OrgID)
+		d.TrustPolicy = string(d.Role.TrustPolicy)
+	}
+	if d.Form.Auth == "" {
+		d.Form.Auth = recsink.AuthAccessKey
+	}
+	failing, err := h.failingCredentials(r, s)
+	if err != nil {
+		// The banner is a help, not the page: log and show the form.
+		h.log.WarnContext(r.Context(), "admin: storage: credential health", "org", s.OrgID, "err", err)
+	}
+	d.Failing = failing
 	h.render(w, r, status, "storage", &page{Title: "Storage", Nav: "storage", Session: s, Data: d})
+}
+
+// failingCredentials returns the organization's keys and roles in use
+// (current or draining) that the health watch found failing.
+func (h *Handler) failingCredentials(r *http.Request, s *recsink.AdminSession) ([]*recsink.CredentialUsage, error) {
+	usages, err := h.cfg.Storage.ListCredentials(r.Context(), s.OrgID)
+	if err != nil {
+		return nil, err
+	}
+	var failing []*recsink.CredentialUsage
+	for _, u := range usages {
+		if u.Health.State == recsink.CredentialHealthFailing && u.State != recsink.CredentialDrained {
+			failing = append(failing, u)
+		}
+	}
+	return failing, nil
 }
 
 func (h *Handler) handleStoragePost(w http.ResponseWriter, r *http.Request, s *recsink.AdminSession) {
 	ctx := r.Context()
 	f := storageForm{
+		Auth:           r.PostFormValue("authenticationType"),
+		RoleARN:        strings.TrimSpace(r.PostFormValue("oidcRoleArn")),
 		Bucket:         strings.TrimSpace(r.PostFormValue("bucket")),
 		AccessKeyID:    strings.TrimSpace(r.PostFormValue("accessKeyId")),
 		Secret:         r.PostFormValue("accessKeySecret"),
@@ -95,6 +155,10 @@ func (h *Handler) handleStoragePost(w http.ResponseWriter, r *http.Request, s *r
 	if !h.cfg.AllowCustomEndpoints {
 		f.Endpoint, f.ForcePathStyle = "", false
 	}
+	role := f.Auth == recsink.AuthRoleBased
+	if !role {
+		f.Auth = recsink.AuthAccessKey
+	}
 	action := r.PostFormValue("action")
 	if action != "test" {
 		action = "save"
@@ -105,24 +169,39 @@ func (h *Handler) handleStoragePost(w http.ResponseWriter, r *http.Request, s *r
 		return
 	}
 	d := &storageData{Form: f, Current: cur, CustomEndpoint: h.cfg.AllowCustomEndpoints, Action: action, FieldErrors: map[string]string{}}
-	d.SecretSaved = cur != nil && cur.AccessKeyID == f.AccessKeyID
 
 	bucket, prefix := recsink.SplitBucket(f.Bucket)
 	dest := recsink.Destination{
 		Provider: "s3", Bucket: bucket, Prefix: prefix, Region: f.Region,
 		FileFormat: f.FileFormat, Endpoint: f.Endpoint, ForcePathStyle: f.ForcePathStyle,
 	}
-	key := recsink.AccessKey{ID: f.AccessKeyID, Secret: f.Secret}
+	// The key as the REST API takes it: a role is kept where a key ID is.
+	var key recsink.AccessKey
+	switch {
+	case role && !h.roleEnabled():
+		err = recsink.FieldErrorf("authenticationType", "Role-based access is not enabled on this recsink server: use an access key.")
+	case role:
+		key = recsink.AccessKey{ID: f.RoleARN}
+		err = recsink.ValidateRoleARN(f.RoleARN)
+	case recsink.IsRoleARN(f.AccessKeyID):
+		err = recsink.FieldErrorf("accessKeyId", "This is a role ARN, not an access key ID: choose “Role (no key)” and paste it there.")
+	default:
+		key = recsink.AccessKey{ID: f.AccessKeyID, Secret: f.Secret}
+	}
+	d.SecretSaved = !role && cur != nil && cur.AccessKeyID == f.AccessKeyID
+	// Nothing changed (and, for a key, the secret is kept): check the saved
+	// settings rather than make a new generation of the same ones.
+	unchanged := err == nil && cur != nil && sameSettings(cur, dest, key.ID) && (role || f.Secret == "")
 
 	var report *recsink.CheckReport
 	switch {
-	case f.Secret == "" && cur != nil && sameSettings(cur, dest, key.ID):
-		// Nothing changed and the secret is kept: check the saved settings.
+	case err != nil:
+	case unchanged:
 		report, err = h.cfg.Storage.CheckStorage(ctx, s.OrgID, recsink.ScopeOrganization, nil, nil)
 		if err == nil && action == "save" {
 			d.Error = "Nothing changed, so nothing was saved. The checks below ran on the saved settings."
 		}
-	case f.Secret == "":
+	case !role && f.Secret == "":
 		err = recsink.FieldErrorf("accessKeySecret", "Type the access secret: recsink never shows a saved secret, and the settings changed.")
 	case action == "test":
 		report, err = h.cfg.Storage.CheckStorage(ctx, s.OrgID, recsink.ScopeOrganization, &dest, &key)
@@ -130,10 +209,15 @@ func (h *Handler) handleStoragePost(w http.ResponseWriter, r *http.Request, s *r
 		var c *recsink.Credential
 		c, report, err = h.cfg.Storage.SaveStorage(ctx, s.OrgID, recsink.ScopeOrganization, dest, key)
 		if err == nil {
+			what := "access key " + c.AccessKeyID
+			if role {
+				what = "role " + c.AccessKeyID
+			}
 			h.log.InfoContext(ctx, "admin: storage saved", "org", s.OrgID, "user", s.UserID, "accessKeyId", c.AccessKeyID)
-			h.audit(r, s, recsink.AuditStorageSaved, recsink.ScopeOrganization, "access key "+c.AccessKeyID+" on bucket "+c.Destination.BucketPath())
-			d.Saved, d.Current, d.SecretSaved = true, c, true
+			h.audit(r, s, recsink.AuditStorageSaved, recsink.ScopeOrganization, what+" on bucket "+c.Destination.BucketPath())
+			d.Saved, d.Current = true, c
 			d.Form = formOf(c) // the secret is saved: the field is left empty
+			d.SecretSaved = !role
 		}
 	}
 	d.Report = report
@@ -152,10 +236,38 @@ func (h *Handler) handleStoragePost(w http.ResponseWriter, r *http.Request, s *r
 			d.Error = recsink.ErrorMessage(err)
 		}
 		status = http.StatusUnprocessableEntity
-	} else if report != nil && !report.OK {
+	}
+	if d.Report != nil && !d.Report.OK {
 		status = http.StatusUnprocessableEntity
+		if field, msg := refusedField(d.Report, f); field != "" {
+			d.FieldErrors[field] = msg
+		}
 	}
 	h.renderStorage(w, r, s, status, d)
+}
+
+// refusedField names the form field that a failed role check is about, with
+// STS's refusal in plain words: the role ARN for a refusal (trust policy,
+// audience, provider, unknown role), the endpoint when a custom STS did not
+// answer. "" for a key's checks, explained below the failed check.
+func refusedField(report *recsink.CheckReport, f storageForm) (string, string) {
+	for _, c := range report.Checks {
+		if c.OK || c.Skipped {
+			continue
+		}
+		if c.Name != recsink.OpAssumeRole {
+			return "", ""
+		}
+		if (c.Code == "" || c.Code == "Timeout") && f.Endpoint != "" {
+			return "endpoint", "The security token service at this endpoint did not answer: " + c.Message
+		}
+		msg := c.Message
+		if msg != "" {
+			msg = strings.ToUpper(msg[:1]) + msg[1:]
+		}
+		return "oidcRoleArn", "STS refused this role: " + msg
+	}
+	return "", ""
 }
 
 // sameSettings reports whether dest and keyID are what c has saved, so that

@@ -27,11 +27,11 @@ func (s *Server) handleRoleSetup(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, recsink.Errorf(recsink.ENOTFOUND, "roleBased access is not enabled on this recsink server"))
 		return
 	}
-	orgID := orgFrom(r.Context()).ID
+	rs := recsink.NewRoleSetup(s.OIDCIssuer, s.OIDCAudience, orgFrom(r.Context()).ID)
 	writeJSON(w, http.StatusOK, roleSetupView{
-		IdentityProviderURL: s.OIDCIssuer,
-		Audience:            s.OIDCAudience,
-		Subject:             recsink.OrganizationSubject(orgID),
-		TrustPolicy:         recsink.RoleTrustPolicy(s.OIDCIssuer, s.OIDCAudience, orgID, ""),
+		IdentityProviderURL: rs.IdentityProviderURL,
+		Audience:            rs.Audience,
+		Subject:             rs.Subject,
+		TrustPolicy:         rs.TrustPolicy,
 	})
 }

@@ -20,6 +20,17 @@ type healthEvent struct {
 	Check        string          `json:"check,omitempty"`
 	Code         string          `json:"code,omitempty"`
 	Message      string          `json:"message"`
+	// ReplacedBy is, on a credential.recovered sent because the failing
+	// credential was replaced and no recording holds it any more, the
+	// scope's current credential; nil when the scope's settings were
+	// removed, and for a credential that passes its checks again.
+	ReplacedBy *replacement `json:"replacedBy,omitempty"`
+}
+
+// replacement names the credential that replaced a failing one.
+type replacement struct {
+	CredentialID string `json:"credentialId"`
+	AccessKeyID  string `json:"accessKeyId"`
 }
 
 // healthWatch re-checks, every CredentialCheckInterval, each saved key and
@@ -121,10 +132,10 @@ func (s *Service) checkCredential(ctx context.Context, c *recsink.Credential) {
 	typ := recsink.WebhookCredentialRecovered
 	if h.State == recsink.CredentialHealthFailing {
 		typ = recsink.WebhookCredentialFailing
-		ev.Message = "The saved key " + c.AccessKeyID + " fails its " + h.Check + " check: " + h.Reason
+		ev.Message = "The saved " + credentialNoun(c.AccessKeyID) + " " + c.AccessKeyID + " fails its " + h.Check + " check: " + h.Reason
 		s.log.Warn("key failing", "org", c.OrgID, "credential", c.ID, "accessKeyId", c.AccessKeyID, "check", h.Check, "code", h.Code)
 	} else {
-		ev.Message = "The saved key " + c.AccessKeyID + " passes its checks again."
+		ev.Message = "The saved " + credentialNoun(c.AccessKeyID) + " " + c.AccessKeyID + " passes its checks again."
 		s.log.Info("key recovered", "org", c.OrgID, "credential", c.ID, "accessKeyId", c.AccessKeyID)
 	}
 	// The event's ID is the credential and the spell's start, so that a
@@ -133,6 +144,56 @@ func (s *Service) checkCredential(ctx context.Context, c *recsink.Credential) {
 	if err := s.cfg.Notifier.EnqueueOnce(context.WithoutCancel(ctx), c.OrgID, id, typ, ev); err != nil {
 		s.log.Error("enqueue webhook", "credential", c.ID, "type", typ, "err", err)
 	}
+}
+
+// replacedHealth ends the failing spell of c, a replaced credential that no
+// recording holds any more, with credential.recovered: the customer fixed
+// what credential.failing reported by saving working settings (every save
+// passes the checks first), and c is no longer used, so it stops being
+// watched and must not stay failing on the banner or the metric. checkDrained
+// calls it once c is drained, at the save when no recording held c, or when
+// the last recording holding it ended or moved to the new key. The store
+// reports the change to one caller only, so one event is sent.
+func (s *Service) replacedHealth(ctx context.Context, c *recsink.Credential) {
+	now, err := s.store.Now(ctx)
+	if err != nil {
+		return
+	}
+	changed, err := s.store.SetCredentialHealth(ctx, c.ID, now, recsink.CredentialHealth{State: recsink.CredentialHealthOK})
+	if err != nil {
+		if !isCanceled(err) {
+			s.log.Warn("key health: end the failing spell of a replaced key", "credential", c.ID, "err", err)
+		}
+		return
+	}
+	if !changed {
+		return // it was not failing
+	}
+	ev := healthEvent{
+		CredentialID: c.ID, Scope: c.Scope, AccessKeyID: c.AccessKeyID, Bucket: c.Destination.Bucket,
+		State: recsink.CredentialHealthOK, Since: recsink.APITime(now),
+	}
+	what := credentialNoun(c.AccessKeyID)
+	if cur, err := s.store.CurrentCredential(ctx, c.OrgID, c.Scope); err == nil {
+		ev.ReplacedBy = &replacement{CredentialID: cur.ID, AccessKeyID: cur.AccessKeyID}
+		ev.Message = "The saved " + what + " " + c.AccessKeyID + ", which failed its checks, is no longer used: it was replaced by " +
+			credentialNoun(cur.AccessKeyID) + " " + cur.AccessKeyID + ", which passed every check when it was saved."
+	} else {
+		ev.Message = "The saved " + what + " " + c.AccessKeyID + ", which failed its checks, is no longer used: its settings were removed."
+	}
+	s.log.Info("failing key replaced", "org", c.OrgID, "credential", c.ID, "accessKeyId", c.AccessKeyID)
+	id := "evt_" + c.ID + "_" + recsink.CredentialHealthOK + "_" + now.Format("20060102T150405.000000000")
+	if err := s.cfg.Notifier.EnqueueOnce(context.WithoutCancel(ctx), c.OrgID, id, recsink.WebhookCredentialRecovered, ev); err != nil {
+		s.log.Error("enqueue webhook", "credential", c.ID, "type", recsink.WebhookCredentialRecovered, "err", err)
+	}
+}
+
+// credentialNoun is "role" for a role ARN, else "key".
+func credentialNoun(id string) string {
+	if recsink.IsRoleARN(id) {
+		return "role"
+	}
+	return "key"
 }
 
 // isTransient reports whether a failed check failed for a reason that is

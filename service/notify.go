@@ -152,5 +152,6 @@ func (s *Service) checkDrained(orgID string, credIDs ...string) {
 			s.log.Error("enqueue webhook", "credential", id, "err", err)
 		}
 		s.log.Info("key drained", "org", orgID, "credential", id, "accessKeyId", c.AccessKeyID)
+		s.replacedHealth(ctx, c)
 	}
 }

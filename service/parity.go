@@ -58,14 +58,19 @@ func (s *Service) checkParity(ctx context.Context, orgID, scope string, dest rec
 	if err != nil {
 		return nil, err
 	}
+	// "key" or "role", as the customer saved it.
+	noun := "key"
+	if recsink.IsRoleARN(key.ID) {
+		noun = "role"
+	}
 	refused := func(op string, err error) (*recsink.Parity, error) {
 		var se *recsink.StorageError
 		if !errors.As(err, &se) {
 			return nil, err
 		}
 		p.Check, p.Permission, p.Code = op, recsink.Permission(op), se.Code
-		p.Message = fmt.Sprintf("The new key cannot take over the %s: S3 refused %s (%s), so it lacks %s on bucket %s. Until it has it, they keep the key they hold; give the new key the same permissions before deleting the old one.",
-			recordingsWord(n), op, orNone(se.Code, se.StatusCode), p.Permission, sample.Destination.BucketPath())
+		p.Message = fmt.Sprintf("The new %s cannot take over the %s: S3 refused %s (%s), so it lacks %s on bucket %s. Until it has it, they keep the key they hold; give the new %s the same permissions before deleting the old key.",
+			noun, recordingsWord(n), op, orNone(se.Code, se.StatusCode), p.Permission, sample.Destination.BucketPath(), noun)
 		return p, nil
 	}
 	if _, err := client.ListParts(ctx, sample.ObjectKey, sample.UploadID); err != nil {
@@ -79,7 +84,7 @@ func (s *Service) checkParity(ctx context.Context, orgID, scope string, dest rec
 		return refused("DeleteObject", err)
 	}
 	p.OK = true
-	p.Message = fmt.Sprintf("The new key can take over the %s.", recordingsWord(n))
+	p.Message = fmt.Sprintf("The new %s can take over the %s.", noun, recordingsWord(n))
 	return p, nil
 }
 

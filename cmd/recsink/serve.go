@@ -220,6 +220,7 @@ func (m *Main) Run(ctx context.Context) error {
 	api.Handle("/admin/", admin.New(admin.Config{
 		Store: m.Store, Storage: m.Service, Recordings: m.Service, Meetings: m.Service, Audit: m.Service,
 		Logger: m.Logger, AllowCustomEndpoints: len(cfg.AllowEndpoints) > 0,
+		OIDCIssuer: m.OIDC.Issuer(), OIDCAudience: m.OIDC.Audience(),
 		MaxDuration: cfg.MaxDuration, SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://"),
 		// The sign-in form replaces the server's read deadline with its own:
 		// never a longer one.
