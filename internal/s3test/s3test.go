@@ -71,6 +71,9 @@ type Server struct {
 	cmd       *exec.Cmd
 	exited    chan struct{} // closed when cmd has been waited for
 	adminPort string
+
+	grantMu sync.Mutex
+	grants  map[string][]string // bucket → key IDs in its policy (CreateBucket, CreateUserFor)
 }
 
 // MustStart starts a versitygw for tb and stops it when tb ends. It skips tb
@@ -279,6 +282,12 @@ func (s *Server) CreateBucket(tb testing.TB, ownerKeyID string) string {
 	tb.Helper()
 	name := "recsink-test-" + randomHex(8)
 	s.admin(tb, "/"+name+"/create", map[string]string{"x-vgw-owner": ownerKeyID}, nil)
+	s.grantMu.Lock()
+	if s.grants == nil {
+		s.grants = make(map[string][]string)
+	}
+	s.grants[name] = []string{ownerKeyID}
+	s.grantMu.Unlock()
 	return name
 }
 
