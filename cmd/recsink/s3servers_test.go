@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,7 +77,12 @@ func MustS3Env(tb testing.TB, srv s3test.Backend, opts ...func(*main.Config)) *S
 		o(&cfg)
 	}
 	m.start(tb, cfg)
-	tb.Cleanup(func() { m.Close() })
+	tb.Cleanup(func() {
+		m.Close()
+		if tb.Failed() {
+			logFailure(tb, m.Logs.String())
+		}
+	})
 	e := &S3Env{S3: srv, Main: m}
 	e.Org = m.MustCreateOrg(tb)
 	e.Bucket, e.Key = srv.CreateBucketAndKey(tb)
@@ -150,4 +156,19 @@ func headChecksumOn(tb testing.TB, srv s3test.Backend, key recsink.AccessKey, bu
 		}
 	}
 	return ""
+}
+
+// logFailure logs recsink's warnings and errors after a failed test: what
+// S3 answered is there.
+func logFailure(tb testing.TB, logs string) {
+	n := 0
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
+			if n++; n > 40 {
+				tb.Log("recsink log: (more warnings and errors left out)")
+				return
+			}
+			tb.Log("recsink log: " + line)
+		}
+	}
 }
