@@ -3,12 +3,20 @@ package s3_test
 import (
 	"bytes"
 	"context"
+	"os"
 	"testing"
 
 	"github.com/recsink/recsink"
 	"github.com/recsink/recsink/internal/crc"
 	"github.com/recsink/recsink/internal/s3test"
 )
+
+// TestMain stops the SeaweedFS that the package's tests share.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	s3test.StopShared()
+	os.Exit(code)
+}
 
 // onEachS3 runs f as a parallel subtest on a versitygw of its own and on
 // the SeaweedFS shared by the package's tests.
