@@ -156,7 +156,7 @@ type SeaweedFS struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{}
-	users  map[string]string // key ID → identity name
+	users  map[string]seaweedUser // by key ID
 }
 
 // MustStartSeaweedFS starts SeaweedFS for tb and stops it when tb ends. It
@@ -198,7 +198,7 @@ func newSeaweedFS(bin, dir string) *SeaweedFS {
 		bin:   bin,
 		dir:   dir,
 		http:  &http.Client{Transport: &http.Transport{}, Timeout: 30 * time.Second},
-		users: make(map[string]string),
+		users: make(map[string]seaweedUser),
 		Admin: recsink.AccessKey{ID: "AKADMIN" + strings.ToUpper(randomHex(6)), Secret: randomHex(20)},
 	}
 }
@@ -252,7 +252,7 @@ func (s *SeaweedFS) launch(opts SeaweedFSOptions) error {
 	if _, err := s.runShell(fmt.Sprintf("s3.configure -user=admin -actions=Admin,Read,Write,List,Tagging -access_key=%s -secret_key=%s -apply", s.Admin.ID, s.Admin.Secret)); err != nil {
 		return err
 	}
-	s.users[s.Admin.ID] = "admin"
+	s.users[s.Admin.ID] = seaweedUser{name: "admin", key: s.Admin}
 	return s.waitKeyErr(s.Admin, true)
 }
 
@@ -515,25 +515,48 @@ func (s *SeaweedFS) createUser(tb testing.TB, actions string, buckets []string) 
 	}
 	s.shell(tb, cmd+" -apply")
 	s.mu.Lock()
-	s.users[k.ID] = name
+	s.users[k.ID] = seaweedUser{name: name, key: k}
 	s.mu.Unlock()
 	s.waitKey(tb, k, true)
 	return k
 }
 
+// seaweedUser is an identity created by the helper.
+type seaweedUser struct {
+	name string
+	key  recsink.AccessKey
+}
+
 // DeleteUser deletes the identity of keyID; its key stops working within
-// about half a second, and DeleteUser returns once it has.
+// about half a second, and DeleteUser returns once the server refuses it
+// as unknown (InvalidAccessKeyId), signed with its real secret: a wrong
+// secret would be refused at once, deleted or not.
 func (s *SeaweedFS) DeleteUser(tb testing.TB, keyID string) {
 	tb.Helper()
 	s.mu.Lock()
-	name, ok := s.users[keyID]
+	u, ok := s.users[keyID]
 	delete(s.users, keyID)
 	s.mu.Unlock()
 	if !ok {
 		tb.Fatalf("s3test: SeaweedFS has no user with key %s", keyID)
 	}
-	s.shell(tb, "s3.user.delete -name="+name)
-	s.waitKey(tb, recsink.AccessKey{ID: keyID, Secret: "x"}, false)
+	s.shell(tb, "s3.user.delete -name="+u.name)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := s.s3Client(u.key)
+	for {
+		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := c.ListBuckets(actx, &s3.ListBucketsInput{})
+		acancel()
+		if err != nil && strings.Contains(err.Error(), "InvalidAccessKeyId") {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			tb.Fatalf("s3test: SeaweedFS key %s still not refused as unknown 30 s after its deletion: %v", keyID, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // CreateBucket creates a bucket with a random valid name, with the admin
