@@ -85,10 +85,6 @@ func startShared(bin string) (*SeaweedFS, error) {
 	return s, nil
 }
 
-// SharedSeaweedFSStartTime returns how long the shared SeaweedFS took to
-// start and accept its admin key, or 0 when none was started.
-func SharedSeaweedFSStartTime() time.Duration { return shared.took }
-
 // StopShared stops the shared SeaweedFS, if one was started, and removes
 // its data folder.
 func StopShared() {
