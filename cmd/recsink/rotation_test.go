@@ -11,11 +11,24 @@ import (
 	"github.com/recsink/recsink/internal/s3test"
 )
 
-// rotationEnv: key A (e.Key) saved for the organization, and keys B and C
-// with the same access to the bucket: the spec's "new key with identical
-// permissions" (on versitygw A owns the bucket and its policy names B and C;
-// on SeaweedFS the three identities' actions name the bucket).
-func rotationEnv(tb testing.TB, srv s3test.Backend) (e *S3Env, meeting string, rcv *Receiver, b, c recsink.AccessKey) {
+// rotationEnv: key A (the bucket's owner) saved for the organization, and
+// keys B and C with identical permissions through a bucket policy that names
+// all three: the spec's "new key with identical permissions". On versitygw
+// only; rotationEnvOn is the same on any server.
+func rotationEnv(tb testing.TB) (e *Env, meeting string, rcv *Receiver, b, c recsink.AccessKey) {
+	tb.Helper()
+	e, meeting, rcv, _ = mustWebhookEnv(tb)
+	b = e.S3.CreateUser(tb, "user")
+	c = e.S3.CreateUser(tb, "user")
+	e.S3.PutBucketPolicy(tb, e.Bucket, e.Key, e.Key.ID, b.ID, c.ID)
+	return e, meeting, rcv, b, c
+}
+
+// rotationEnvOn is rotationEnv on srv: key A (e.Key) saved for the
+// organization, and keys B and C with the same access to the bucket (on
+// versitygw A owns the bucket and its policy names B and C; on SeaweedFS
+// the three identities' actions name the bucket).
+func rotationEnvOn(tb testing.TB, srv s3test.Backend) (e *S3Env, meeting string, rcv *Receiver, b, c recsink.AccessKey) {
 	tb.Helper()
 	e, meeting, rcv = mustS3WebhookEnv(tb, srv)
 	b = e.S3.CreateUserFor(tb, e.Bucket)
@@ -53,7 +66,7 @@ func activeIDs(cred map[string]any) []string {
 func TestRotation_Organization(t *testing.T) {
 	t.Parallel()
 	onEachS3(t, func(t *testing.T, srv s3test.Backend) {
-		e, meeting, rcv, b, _ := rotationEnv(t, srv)
+		e, meeting, rcv, b, _ := rotationEnvOn(t, srv)
 		var onA, onB []Started
 		for range 3 {
 			onA = append(onA, MustStartRecording(t, e.Org, meeting))
@@ -141,7 +154,7 @@ func TestRotation_Organization(t *testing.T) {
 func TestRotation_Room(t *testing.T) {
 	t.Parallel()
 	onEachS3(t, func(t *testing.T, srv s3test.Backend) {
-		e, meeting, rcv, b, c := rotationEnv(t, srv)
+		e, meeting, rcv, b, c := rotationEnvOn(t, srv)
 		room := mustMeeting(t, e.Org)
 		e.Org.MustDo(t, 200, "PUT", "/v1/meetings/"+room+"/recording/destination", e.Storage(e.Bucket+"/rooms", c))
 		first := MustStartRecording(t, e.Org, room)
@@ -180,7 +193,7 @@ func TestRotation_Room(t *testing.T) {
 func TestRotation_KeyDeletedEarly(t *testing.T) {
 	t.Parallel()
 	onEachS3(t, func(t *testing.T, srv s3test.Backend) {
-		e, meeting, _, b, _ := rotationEnv(t, srv)
+		e, meeting, _, b, _ := rotationEnvOn(t, srv)
 		rec := MustStartRecording(t, e.Org, meeting)
 		data := randomBytes(t, 17*mib+5)
 		rec.MustPut(t, data[:6*mib])
@@ -211,7 +224,7 @@ func TestRotation_KeyDeletedEarly(t *testing.T) {
 func TestRotation_Blocked(t *testing.T) {
 	t.Parallel()
 	onEachS3(t, func(t *testing.T, srv s3test.Backend) {
-		e, meeting, rcv, _, c := rotationEnv(t, srv)
+		e, meeting, rcv, _, c := rotationEnvOn(t, srv)
 		rec := MustStartRecording(t, e.Org, meeting)
 		data := randomBytes(t, 19*mib+7)
 		rec.MustPut(t, data[:6*mib])
