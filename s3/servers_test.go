@@ -99,7 +99,10 @@ func TestStorage_CheckOnEachServer(t *testing.T) {
 		srv.DeleteUser(t, deleted.ID)
 		st := newStorage(srv.EndpointHost())
 		dest := recsink.Destination{Bucket: bucket, Prefix: "rec/room", Endpoint: srv.EndpointURL(), ForcePathStyle: true}
-		missing := func(d recsink.Destination) recsink.Destination { d.Bucket = "recsink-missing-" + randomName(); return d }
+		missing := func(d recsink.Destination) recsink.Destination {
+			d.Bucket = "recsink-missing-" + randomName()
+			return d
+		}
 		seaweed := srv.Name() == "seaweedfs"
 
 		type want struct{ name, code, message string }
@@ -161,4 +164,6 @@ func TestStorage_CheckOnEachServer(t *testing.T) {
 	})
 }
 
-func randomName() string { return strings.ToLower(strings.NewReplacer("_", "0", "-", "0").Replace(recsink.RandomToken(6))) }
+func randomName() string {
+	return strings.ToLower(strings.NewReplacer("_", "0", "-", "0").Replace(recsink.RandomToken(6)))
+}
