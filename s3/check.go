@@ -33,6 +33,10 @@ const (
 // first for custom endpoints.
 var checkOps = []string{"HeadBucket", "PutObject", "DeleteObject", "CreateMultipartUpload", "AbortMultipartUpload"}
 
+// deniedBucketHint ends the explanation of a bucket on which the key may
+// do nothing.
+const deniedBucketHint = "Check the bucket name too: some S3 servers (SeaweedFS) answer AccessDenied, not NoSuchBucket, for a bucket that does not exist when the key's permissions name only other buckets."
+
 // checkProbeBody is the content of the probe object, which is deleted at once.
 const checkProbeBody = "recsink storage check: safe to delete\n"
 
@@ -197,6 +201,15 @@ func (r *checker) run(ctx context.Context) error {
 			r.skipRest()
 			return nil
 		}
+	}
+	if bare403 && put != nil && put.Code == "AccessDenied" {
+		// Denied both, the key has no right at all on this bucket: on
+		// SeaweedFS that is also how a bucket that does not
+		// exist looks to a key whose permissions name only other buckets,
+		// where AWS would say NoSuchBucket. A mistyped name is then as
+		// likely as a missing permission.
+		c := &r.report.Checks[len(r.report.Checks)-1]
+		c.Message += " " + deniedBucketHint
 	}
 	if !r.add("PutObject", put) {
 		return nil

@@ -231,8 +231,9 @@ func (c *client) CompleteMultipartUpload(ctx context.Context, key string, up rec
 	}
 	sorted := slices.Clone(parts)
 	slices.SortFunc(sorted, func(a, b recsink.Part) int { return int(a.Number) - int(b.Number) })
+	unlisted := false
 	if alg != nil {
-		if sorted, err = c.partChecksums(ctx, key, up.ID, sorted); err != nil {
+		if sorted, unlisted, err = c.partChecksums(ctx, key, up.ID, sorted); err != nil {
 			return fail(err)
 		}
 	}
@@ -242,7 +243,7 @@ func (c *client) CompleteMultipartUpload(ctx context.Context, key string, up rec
 	for i, p := range sorted {
 		completed[i] = types.CompletedPart{PartNumber: aws.Int32(p.Number), ETag: aws.String(p.ETag)}
 		size += p.Size
-		if alg != nil {
+		if alg != nil && !unlisted {
 			v, err := alg.Decode(p.Checksum)
 			if err != nil {
 				return fail(fmt.Errorf("part %d: %w", p.Number, err))
@@ -258,7 +259,13 @@ func (c *client) CompleteMultipartUpload(ctx context.Context, key string, up rec
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: completed},
 		IfNoneMatch:     aws.String("*"),
 	}
-	if alg != nil {
+	switch {
+	case alg != nil && unlisted && checksum == "":
+		// Only the full-object checksum type: S3 computes the object's CRC
+		// from the parts' CRCs that it verified when it took them, and
+		// reports it.
+		in.ChecksumType = checksumType
+	case alg != nil:
 		if checksum == "" {
 			checksum = alg.Encode(full)
 		}
@@ -278,14 +285,19 @@ func (c *client) CompleteMultipartUpload(ctx context.Context, key string, up rec
 
 // partChecksums returns parts with each one's checksum, taking those that
 // the caller does not have from S3's ListParts: S3 verified each against
-// the CRC that recsink sent with the part.
-func (c *client) partChecksums(ctx context.Context, key, uploadID string, parts []recsink.Part) ([]recsink.Part, error) {
+// the CRC that recsink sent with the part. unlisted is true when S3 lists a
+// part without its checksum (SeaweedFS lists none, though it verified and
+// keeps them: seen after a restart picked up parts that recsink had sent
+// but not recorded); a full-object checksum upload is then completed
+// without part checksums, which S3 allows for that type, and S3 computes the
+// object's CRC from the ones it holds.
+func (c *client) partChecksums(ctx context.Context, key, uploadID string, parts []recsink.Part) (_ []recsink.Part, unlisted bool, _ error) {
 	if !slices.ContainsFunc(parts, func(p recsink.Part) bool { return p.Checksum == "" }) {
-		return parts, nil
+		return parts, false, nil
 	}
 	listed, err := c.ListParts(ctx, key, uploadID)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	byNumber := make(map[int32]recsink.Part, len(listed))
 	for _, p := range listed {
@@ -296,12 +308,16 @@ func (c *client) partChecksums(ctx context.Context, key, uploadID string, parts 
 			continue
 		}
 		l, ok := byNumber[p.Number]
-		if !ok || l.Checksum == "" || l.ETag != p.ETag {
-			return nil, fmt.Errorf("part %d has no checksum, and S3 lists none for it", p.Number)
+		if !ok || l.ETag != p.ETag {
+			return nil, false, fmt.Errorf("part %d has no checksum, and S3 does not list it with ETag %s", p.Number, p.ETag)
+		}
+		if l.Checksum == "" {
+			unlisted = true
+			continue
 		}
 		parts[i].Checksum = l.Checksum
 	}
-	return parts, nil
+	return parts, unlisted, nil
 }
 
 // AbortMultipartUpload discards the upload and the parts S3 holds for it.

@@ -1,7 +1,10 @@
-// Package s3test runs a real S3 server, versitygw, for tests: one per call
-// of MustStart, on free loopback ports and a temporary directory, with
-// helpers that create users, keys and buckets through its admin API.
-// See /work/shared/s3test/README.md for the server's behaviour.
+// Package s3test runs real S3 servers for tests, on free loopback ports and
+// a temporary directory: versitygw (MustStart, one per call, with helpers
+// that create users, keys and buckets through its admin API) and SeaweedFS
+// (MustStartSeaweedFS, or SharedSeaweedFS for one per test binary; with an
+// STS when asked). Both satisfy Backend, so that an end-to-end test runs on
+// each. See /work/shared/s3test/README.md and seaweedfs.md for the servers'
+// behaviour.
 package s3test
 
 import (
@@ -71,6 +74,9 @@ type Server struct {
 	cmd       *exec.Cmd
 	exited    chan struct{} // closed when cmd has been waited for
 	adminPort string
+
+	grantMu sync.Mutex
+	grants  map[string][]string // bucket → key IDs in its policy (CreateBucket, CreateUserFor)
 }
 
 // MustStart starts a versitygw for tb and stops it when tb ends. It skips tb
@@ -279,6 +285,12 @@ func (s *Server) CreateBucket(tb testing.TB, ownerKeyID string) string {
 	tb.Helper()
 	name := "recsink-test-" + randomHex(8)
 	s.admin(tb, "/"+name+"/create", map[string]string{"x-vgw-owner": ownerKeyID}, nil)
+	s.grantMu.Lock()
+	if s.grants == nil {
+		s.grants = make(map[string][]string)
+	}
+	s.grants[name] = []string{ownerKeyID}
+	s.grantMu.Unlock()
 	return name
 }
 

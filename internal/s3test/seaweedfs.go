@@ -149,15 +149,38 @@ type SeaweedFS struct {
 
 	iam *IAMConfig // as written, signing key included; nil without STS
 
+	shared bool // SharedSeaweedFS: never stopped by a test
+
+	shellMu sync.Mutex // one weed shell at a time
+
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{}
-	users  map[string]string // key ID → identity name
+	users  map[string]seaweedUser // by key ID
 }
 
 // MustStartSeaweedFS starts SeaweedFS for tb and stops it when tb ends. It
 // skips tb when the binary is absent, or fails it when RECSINK_REQUIRE_TOOLS=1.
+// Starting one takes about 4 s (SharedSeaweedFS spares it to tests that
+// neither stop it nor need an STS).
 func MustStartSeaweedFS(tb testing.TB, opts SeaweedFSOptions) *SeaweedFS {
+	tb.Helper()
+	bin := mustFindSeaweedFS(tb)
+	s := newSeaweedFS(bin, tb.TempDir())
+	tb.Cleanup(func() {
+		if err := s.stop(); err != nil {
+			tb.Logf("s3test: stop SeaweedFS: %v", err)
+		}
+		s.http.CloseIdleConnections()
+	})
+	if err := s.launch(opts); err != nil {
+		tb.Fatalf("s3test: %v", err)
+	}
+	return s
+}
+
+// mustFindSeaweedFS returns the weed binary, or skips or fails tb.
+func mustFindSeaweedFS(tb testing.TB) string {
 	tb.Helper()
 	bin := findSeaweedFS()
 	if bin == "" {
@@ -167,19 +190,23 @@ func MustStartSeaweedFS(tb testing.TB, opts SeaweedFSOptions) *SeaweedFS {
 		}
 		tb.Skip(msg)
 	}
-	s := &SeaweedFS{
+	return bin
+}
+
+func newSeaweedFS(bin, dir string) *SeaweedFS {
+	return &SeaweedFS{
 		bin:   bin,
-		dir:   tb.TempDir(),
+		dir:   dir,
 		http:  &http.Client{Transport: &http.Transport{}, Timeout: 30 * time.Second},
-		users: make(map[string]string),
+		users: make(map[string]seaweedUser),
 		Admin: recsink.AccessKey{ID: "AKADMIN" + strings.ToUpper(randomHex(6)), Secret: randomHex(20)},
 	}
-	tb.Cleanup(func() {
-		if err := s.stop(); err != nil {
-			tb.Logf("s3test: stop SeaweedFS: %v", err)
-		}
-		s.http.CloseIdleConnections()
-	})
+}
+
+// launch writes the IAM configuration, starts weed on free ports and
+// creates the admin identity. On error the process may still run: the
+// caller stops it.
+func (s *SeaweedFS) launch(opts SeaweedFSOptions) error {
 	if opts.IAM != nil {
 		cfg := *opts.IAM
 		if cfg.STS.SigningKey == "" {
@@ -200,13 +227,15 @@ func MustStartSeaweedFS(tb testing.TB, opts SeaweedFSOptions) *SeaweedFS {
 			cfg.Policy = IAMPolicyCfg{DefaultEffect: "Deny", StoreType: "memory"}
 		}
 		s.iam = &cfg
-		s.writeIAM(tb)
+		if err := s.writeIAMFile(); err != nil {
+			return err
+		}
 	}
 	var lastErr error
 	for range 5 {
 		base, s3port, err := freeSeaweedPorts()
 		if err != nil {
-			tb.Fatalf("s3test: find free ports: %v", err)
+			return fmt.Errorf("find free ports: %w", err)
 		}
 		s.base = base
 		s.HostPort = net.JoinHostPort("127.0.0.1", strconv.Itoa(s3port))
@@ -216,14 +245,15 @@ func MustStartSeaweedFS(tb testing.TB, opts SeaweedFSOptions) *SeaweedFS {
 		}
 	}
 	if lastErr != nil {
-		tb.Fatalf("s3test: start SeaweedFS: %v", lastErr)
+		return fmt.Errorf("start SeaweedFS: %w", lastErr)
 	}
 	// Until the first identity exists SeaweedFS accepts any request,
 	// anonymous ones included: create the admin before anything else.
-	s.shell(tb, fmt.Sprintf("s3.configure -user=admin -actions=Admin,Read,Write,List,Tagging -access_key=%s -secret_key=%s -apply", s.Admin.ID, s.Admin.Secret))
-	s.users[s.Admin.ID] = "admin"
-	s.waitKey(tb, s.Admin, true)
-	return s
+	if _, err := s.runShell(fmt.Sprintf("s3.configure -user=admin -actions=Admin,Read,Write,List,Tagging -access_key=%s -secret_key=%s -apply", s.Admin.ID, s.Admin.Secret)); err != nil {
+		return err
+	}
+	s.users[s.Admin.ID] = seaweedUser{name: "admin", key: s.Admin}
+	return s.waitKeyErr(s.Admin, true)
 }
 
 func (s *SeaweedFS) port(i int) string { return strconv.Itoa(s.base + i) }
@@ -306,13 +336,17 @@ func (s *SeaweedFS) start() error {
 
 func (s *SeaweedFS) writeIAM(tb testing.TB) {
 	tb.Helper()
+	if err := s.writeIAMFile(); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func (s *SeaweedFS) writeIAMFile() error {
 	b, err := json.MarshalIndent(s.iam, "", "  ")
 	if err != nil {
-		tb.Fatal(err)
+		return err
 	}
-	if err := os.WriteFile(filepath.Join(s.dir, "iam.json"), b, 0o600); err != nil {
-		tb.Fatal(err)
-	}
+	return os.WriteFile(filepath.Join(s.dir, "iam.json"), b, 0o600)
 }
 
 // ReplaceIAM changes the IAM configuration (a role's trust or permission
@@ -330,9 +364,13 @@ func (s *SeaweedFS) ReplaceIAM(tb testing.TB, change func(*IAMConfig)) {
 	s.Start(tb)
 }
 
-// Stop stops the server; the data and identities stay for Start.
+// Stop stops the server; the data and identities stay for Start. The
+// shared server (SharedSeaweedFS) cannot be stopped: other tests use it.
 func (s *SeaweedFS) Stop(tb testing.TB) {
 	tb.Helper()
+	if s.shared {
+		tb.Fatal("s3test: Stop on the shared SeaweedFS; start one with MustStartSeaweedFS to stop it")
+	}
 	if err := s.stop(); err != nil {
 		tb.Fatalf("s3test: stop SeaweedFS: %v", err)
 	}
@@ -377,9 +415,24 @@ func (s *SeaweedFS) stop() error {
 const weedStopTimeout = 20 * time.Second
 
 // shell runs one `weed shell` command against the running server and fails
-// tb unless it succeeds. The gRPC ports are spelled out, or weed shell hangs.
+// tb unless it succeeds.
 func (s *SeaweedFS) shell(tb testing.TB, command string) string {
 	tb.Helper()
+	out, err := s.runShell(command)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+// runShell runs one `weed shell` command. The gRPC ports are spelled out,
+// or weed shell hangs. Commands run one at a time: s3.configure reads the
+// identities, changes them and writes them back, so two at once (parallel
+// tests on the shared server) would lose one's change. Each takes about a
+// second (a new weed process).
+func (s *SeaweedFS) runShell(command string) (string, error) {
+	s.shellMu.Lock()
+	defer s.shellMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, s.bin, "shell",
@@ -390,9 +443,9 @@ func (s *SeaweedFS) shell(tb testing.TB, command string) string {
 	out, err := cmd.CombinedOutput()
 	// weed shell prints errors and still exits 0.
 	if err != nil || bytes.Contains(bytes.ToLower(out), []byte("error")) {
-		tb.Fatalf("s3test: weed shell %q: %v: %s", strings.Fields(command)[0], err, redactShell(out))
+		return "", fmt.Errorf("s3test: weed shell %q: %v: %s", strings.Fields(command)[0], err, redactShell(out))
 	}
-	return string(out)
+	return string(out), nil
 }
 
 // redactShell keeps secrets echoed by weed shell out of test logs.
@@ -409,6 +462,12 @@ func redactShell(out []byte) string {
 // the shell command.
 func (s *SeaweedFS) waitKey(tb testing.TB, key recsink.AccessKey, want bool) {
 	tb.Helper()
+	if err := s.waitKeyErr(key, want); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func (s *SeaweedFS) waitKeyErr(key recsink.AccessKey, want bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c := s.s3Client(key)
@@ -417,11 +476,11 @@ func (s *SeaweedFS) waitKey(tb testing.TB, key recsink.AccessKey, want bool) {
 		_, err := c.ListBuckets(actx, &s3.ListBucketsInput{})
 		acancel()
 		if (err == nil) == want {
-			return
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			tb.Fatalf("s3test: SeaweedFS key %s: want working=%v, last error %v", key.ID, want, err)
+			return fmt.Errorf("s3test: SeaweedFS key %s: want working=%v, last error %v", key.ID, want, err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -456,25 +515,48 @@ func (s *SeaweedFS) createUser(tb testing.TB, actions string, buckets []string) 
 	}
 	s.shell(tb, cmd+" -apply")
 	s.mu.Lock()
-	s.users[k.ID] = name
+	s.users[k.ID] = seaweedUser{name: name, key: k}
 	s.mu.Unlock()
 	s.waitKey(tb, k, true)
 	return k
 }
 
+// seaweedUser is an identity created by the helper.
+type seaweedUser struct {
+	name string
+	key  recsink.AccessKey
+}
+
 // DeleteUser deletes the identity of keyID; its key stops working within
-// about half a second, and DeleteUser returns once it has.
+// about half a second, and DeleteUser returns once the server refuses it
+// as unknown (InvalidAccessKeyId), signed with its real secret: a wrong
+// secret would be refused at once, deleted or not.
 func (s *SeaweedFS) DeleteUser(tb testing.TB, keyID string) {
 	tb.Helper()
 	s.mu.Lock()
-	name, ok := s.users[keyID]
+	u, ok := s.users[keyID]
 	delete(s.users, keyID)
 	s.mu.Unlock()
 	if !ok {
 		tb.Fatalf("s3test: SeaweedFS has no user with key %s", keyID)
 	}
-	s.shell(tb, "s3.user.delete -name="+name)
-	s.waitKey(tb, recsink.AccessKey{ID: keyID, Secret: "x"}, false)
+	s.shell(tb, "s3.user.delete -name="+u.name)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := s.s3Client(u.key)
+	for {
+		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := c.ListBuckets(actx, &s3.ListBucketsInput{})
+		acancel()
+		if err != nil && strings.Contains(err.Error(), "InvalidAccessKeyId") {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			tb.Fatalf("s3test: SeaweedFS key %s still not refused as unknown 30 s after its deletion: %v", keyID, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // CreateBucket creates a bucket with a random valid name, with the admin
