@@ -12,10 +12,12 @@ import (
 	"github.com/recsink/recsink/rtmp"
 	"github.com/recsink/recsink/service"
 	"github.com/recsink/recsink/srt"
+	"github.com/recsink/recsink/whip"
 )
 
 // startLive starts the live publishing side (issue 15): the rooms' stream
-// keys on the API and, when --rtmp-addr is set, the RTMP listener.
+// keys on the API and the listeners that are set: RTMP (--rtmp-addr), SRT
+// (--srt-addr), WHIP (--whip-udp-addr, its offers on the HTTP listener).
 func (m *Main) startLive(cfg Config, api *http.Server) error {
 	keys, ok := m.Store.(recsink.StreamKeyStore)
 	if !ok {
@@ -57,6 +59,15 @@ func (m *Main) startLive(cfg Config, api *http.Server) error {
 		}()
 		m.Logger.Info("srt listening", "addr", api.SRTAddr)
 	}
+	if cfg.WHIPUDPAddr != "" {
+		m.WHIP = &whip.Server{Publisher: whipPublisher{m.Live}, Logger: m.Logger, Error: api.Error}
+		if err := m.WHIP.Listen(cfg.WHIPUDPAddr); err != nil {
+			return fmt.Errorf("--whip-udp-addr: %w", err)
+		}
+		m.WHIP.Handle(api.Handle)
+		api.WHIP = true
+		m.Logger.Info("whip listening", "path", whip.Path, "udp", m.WHIP.UDPAddr().String())
+	}
 	return nil
 }
 
@@ -70,6 +81,10 @@ func (m *Main) closeLive() {
 	if m.SRT != nil {
 		m.SRT.Close()
 		m.SRT = nil
+	}
+	if m.WHIP != nil {
+		m.WHIP.Close()
+		m.WHIP = nil
 	}
 	if m.Live != nil {
 		m.Live.Close()
@@ -100,6 +115,21 @@ func (p srtPublisher) Authorize(ctx context.Context, key string) error {
 }
 
 func (p srtPublisher) Publish(ctx context.Context, protocol, key string, t mkvmux.Tracks, since time.Time) (srt.Publication, error) {
+	pub, err := p.live.Publish(ctx, protocol, key, t, since)
+	if err != nil {
+		return nil, err
+	}
+	return pub, nil
+}
+
+// whipPublisher adapts service.Live to package whip's Publisher.
+type whipPublisher struct{ live *service.Live }
+
+func (p whipPublisher) Authorize(ctx context.Context, key string) error {
+	return p.live.Authorize(ctx, key)
+}
+
+func (p whipPublisher) Publish(ctx context.Context, protocol, key string, t mkvmux.Tracks, since time.Time) (whip.Publication, error) {
 	pub, err := p.live.Publish(ctx, protocol, key, t, since)
 	if err != nil {
 		return nil, err
