@@ -180,10 +180,23 @@ func (s *Server) Sessions() int {
 // Handle registers the WHIP routes with register (such as http.ServeMux's
 // Handle): POST Path, and DELETE, PATCH and OPTIONS on a session.
 func (s *Server) Handle(register func(pattern string, h http.Handler)) {
-	register("POST "+Path, http.HandlerFunc(s.handlePost))
-	register("OPTIONS "+Path, http.HandlerFunc(s.handleOptions))
-	register("DELETE "+Path+"/{session}", http.HandlerFunc(s.handleDelete))
-	register("PATCH "+Path+"/{session}", http.HandlerFunc(s.handlePatch))
+	register("POST "+Path, cors(s.handlePost))
+	register("OPTIONS "+Path, cors(s.handleOptions))
+	register("DELETE "+Path+"/{session}", cors(s.handleDelete))
+	register("PATCH "+Path+"/{session}", cors(s.handlePatch))
+	register("OPTIONS "+Path+"/{session}", cors(s.handleOptions))
+}
+
+// cors lets a WHIP client page on any origin publish (RFC 9725 section
+// 4.5): the key is its credential, not a cookie, so any origin may send it.
+func cors(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		w.Header().Set("Access-Control-Allow-Methods", "POST, DELETE, PATCH, OPTIONS")
+		w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match")
+		w.Header().Set("Access-Control-Expose-Headers", "Location, Link, ETag, Accept-Patch")
+		h(w, r)
+	})
 }
 
 func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
