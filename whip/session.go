@@ -316,7 +316,7 @@ wait:
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	pub, err := sess.s.Publisher.Publish(ctx, "whip", sess.key, tracks, since)
+	pub, err := sess.s.Publisher.Publish(ctx, recsink.SourceWHIP, sess.key, tracks, since)
 	cancel()
 	if err != nil {
 		sess.close(false, "publish refused")

@@ -27,7 +27,6 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
-	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
@@ -118,8 +117,7 @@ func (s *Server) Listen(udpAddr string) error {
 	s.sessions = map[string]*session{}
 	s.conn = conn
 
-	lf := logging.NewDefaultLoggerFactory()
-	lf.DefaultLogLevel = logging.LogLevelError
+	lf := pionLogger{s.Logger}
 	se := webrtc.SettingEngine{LoggerFactory: lf}
 	se.SetLite(true)
 	mux := webrtc.NewICEUDPMux(lf.NewLogger("whip"), conn)
