@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -333,6 +334,14 @@ func testLive(t *testing.T, e *liveEnv, url, keyless string) {
 	t.Logf("streamed %.2f s (ffmpeg's out_time); object: %d bytes, media %.2f s", sent.Seconds(), len(data), probe.end)
 	if d := probe.end - sent.Seconds(); d < -0.5 || d > 0.5 {
 		t.Errorf("media %.2f s, streamed %.2f s: differ by %.2f s, want within 0.5 s", probe.end, sent.Seconds(), d)
+	}
+
+	// The object plays and seeks in Chromium as a finished file (issue 15,
+	// proof 1): a duration, a seekable range, a seek to the middle.
+	pb := checkPlayback(t, mustBrowser(t), data, "video/x-matroska")
+	t.Logf("Chromium: %+v", pb)
+	if pb.Error != "" || math.Abs(pb.Duration-sent.Seconds()) > 0.5 || !pb.Seeked || pb.Played <= pb.SeekedAt || pb.SeekableEnd < pb.Duration-0.5 {
+		t.Errorf("Chromium plays the object: %+v, want a duration within 0.5 s of %.2f s, seekable to its end, a seek and playback", pb, sent.Seconds())
 	}
 
 	// A revoked key is refused.
