@@ -133,9 +133,11 @@ func (sess *session) onState(st webrtc.PeerConnectionState) {
 	case webrtc.PeerConnectionStateFailed:
 		go sess.close(false, "the peer connection failed")
 	case webrtc.PeerConnectionStateClosed:
-		// The publisher closed its peer connection (DTLS close_notify):
-		// it ended the stream.
-		go sess.close(true, "the publisher closed the peer connection")
+		// The publisher closed its peer connection (DTLS close_notify)
+		// without a DELETE, which is how RFC 9725 ends a publish: a page
+		// reloaded or a client restarting. The recording waits the grace
+		// period for it to come back.
+		go sess.close(false, "the publisher closed the peer connection without DELETE")
 	}
 }
 

@@ -76,7 +76,7 @@ func mustWHIPBrowser(tb testing.TB) context.Context {
 // publish() resolves once the peer connection is connected; stop() ends
 // the publish with DELETE and resolves with the seconds it was connected.
 const whipClientPage = `<!doctype html><script>
-let pc, stream, location_, connectedAt, key_;
+let pc, stream, location_, connectedAt, firstAt, key_;
 async function publish(url, key) {
   key_ = key;
   stream = await navigator.mediaDevices.getUserMedia({video: {width: 640, height: 480, frameRate: 30}, audio: true});
@@ -88,13 +88,19 @@ async function publish(url, key) {
     pc.addEventListener("icegatheringstatechange", () => { if (pc.iceGatheringState === "complete") resolve(); });
     setTimeout(resolve, 3000);
   });
-  const resp = await fetch(url, {method: "POST", headers: {"Content-Type": "application/sdp", "Authorization": "Bearer " + key}, body: pc.localDescription.sdp});
+  let resp;
+  for (let i = 0; ; i++) {
+    resp = await fetch(url, {method: "POST", headers: {"Content-Type": "application/sdp", "Authorization": "Bearer " + key}, body: pc.localDescription.sdp});
+    // 409 while recsink has not yet seen the previous connection go.
+    if (resp.status !== 409 || i >= 10) break;
+    await new Promise((r) => setTimeout(r, 500));
+  }
   if (resp.status !== 201) throw new Error("POST " + resp.status + " " + await resp.text());
   location_ = new URL(resp.headers.get("Location"), url).href;
   await pc.setRemoteDescription({type: "answer", sdp: await resp.text()});
   await new Promise((resolve, reject) => {
     const check = () => {
-      if (pc.connectionState === "connected") { connectedAt = performance.now(); resolve(); }
+      if (pc.connectionState === "connected") { connectedAt = performance.now(); firstAt = firstAt || connectedAt; resolve(); }
       if (pc.connectionState === "failed") reject(new Error("peer connection failed"));
     };
     pc.addEventListener("connectionstatechange", check);
@@ -103,12 +109,18 @@ async function publish(url, key) {
   });
   return location_;
 }
+// drop closes the peer connection without DELETE, as a reloaded page does.
+function drop() {
+  for (const t of stream.getTracks()) t.stop();
+  pc.close();
+  return (performance.now() - connectedAt) / 1000;
+}
 async function stop() {
   const secs = (performance.now() - connectedAt) / 1000;
   const resp = await fetch(location_, {method: "DELETE", headers: {"Authorization": "Bearer " + key_}});
   for (const t of stream.getTracks()) t.stop();
   pc.close();
-  return JSON.stringify({secs: secs, status: resp.status});
+  return JSON.stringify({secs: secs, total: (performance.now() - firstAt) / 1000, status: resp.status});
 }
 </script>`
 
@@ -151,16 +163,7 @@ func TestWHIP_Chromium(t *testing.T) {
 		t.Fatalf("refused offers started recordings: %v", recs)
 	}
 
-	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html")
-		io.WriteString(w, whipClientPage)
-	}))
-	t.Cleanup(page.Close)
-	bctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-	if err := chromedp.Do(bctx, chromedp.Navigate(page.URL)); err != nil {
-		t.Fatalf("browser: %v", err)
-	}
+	bctx := openWHIPClient(t, ctx, 90*time.Second)
 	location, err := chromedp.Run(bctx, chromedp.Evaluate[string](`publish(`+jsString(e.WHIPURL)+`, `+jsString(e.Key)+`)`, chromedp.EvalAwaitPromise))
 	if err != nil {
 		t.Fatalf("publish: %v\n%s", err, grepLog(e.Main.Logs.String(), "whip", "live"))
@@ -190,8 +193,8 @@ func TestWHIP_Chromium(t *testing.T) {
 		t.Fatalf("stop: %v", err)
 	}
 	var st struct {
-		Secs   float64
-		Status int
+		Secs, Total float64
+		Status      int
 	}
 	if err := json.Unmarshal([]byte(stopped), &st); err != nil || st.Status != 200 {
 		t.Fatalf("stop: %s (%v)", stopped, err)
@@ -227,6 +230,89 @@ func TestWHIP_Chromium(t *testing.T) {
 	t.Logf("Chromium: %+v", pb)
 	if pb.Error != "" || math.Abs(pb.Duration-st.Secs) > 1 || !pb.Seeked || pb.Played <= pb.SeekedAt {
 		t.Errorf("Chromium plays the object: %+v, want a duration within 1 s of %.2f s, a seek and playback", pb, st.Secs)
+	}
+}
+
+// openWHIPClient serves the WHIP client page and opens it in the browser;
+// the returned context ends within d.
+func openWHIPClient(tb testing.TB, ctx context.Context, d time.Duration) context.Context {
+	tb.Helper()
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		io.WriteString(w, whipClientPage)
+	}))
+	tb.Cleanup(page.Close)
+	bctx, cancel := context.WithTimeout(ctx, d)
+	tb.Cleanup(cancel)
+	if err := chromedp.Do(bctx, chromedp.Navigate(page.URL)); err != nil {
+		tb.Fatalf("browser: %v", err)
+	}
+	return bctx
+}
+
+// TestWHIP_Reconnect: the page's peer connection closes without DELETE (a
+// reload) 6 s in and publishes again with the same key within the grace
+// period: one recording, one object, as long as the time from the first
+// connection to the DELETE.
+func TestWHIP_Reconnect(t *testing.T) {
+	e := mustWHIPEnv(t, 15*time.Second)
+	bctx := openWHIPClient(t, mustWHIPBrowser(t), 90*time.Second)
+	publish := func() {
+		t.Helper()
+		if _, err := chromedp.Run(bctx, chromedp.Evaluate[string](`publish(`+jsString(e.WHIPURL)+`, `+jsString(e.Key)+`)`, chromedp.EvalAwaitPromise)); err != nil {
+			t.Fatalf("publish: %v\n%s", err, grepLog(e.Main.Logs.String(), "whip", "live"))
+		}
+	}
+	publish()
+	started := time.Now()
+	e.waitLive(t, true, 20*time.Second)
+	recs := e.recordings(t)
+	if len(recs) != 1 {
+		t.Fatalf("recordings: %v", recs)
+	}
+	id, objectKey := recs[0]["recordingId"].(string), recs[0]["objectKey"].(string)
+
+	time.Sleep(time.Until(started.Add(6 * time.Second))) // the stream's length, not a wait for a condition
+	if _, err := chromedp.Run(bctx, chromedp.Evaluate[float64](`drop()`)); err != nil {
+		t.Fatal(err)
+	}
+	e.waitLive(t, false, 20*time.Second)
+	dropped := time.Now()
+	publish()
+	t.Logf("published again %.2f s after the drop was seen", time.Since(dropped).Seconds())
+	e.waitLive(t, true, 20*time.Second)
+	if recs := e.recordings(t); len(recs) != 1 || recs[0]["recordingId"] != id || recs[0]["state"] != recsink.RecordingRecording {
+		t.Fatalf("recordings after the reconnect: %v", recs)
+	}
+	time.Sleep(time.Until(started.Add(12 * time.Second))) // the stream's length
+	stopped, err := chromedp.Run(bctx, chromedp.Evaluate[string](`stop()`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Secs, Total float64
+		Status      int
+	}
+	if err := json.Unmarshal([]byte(stopped), &st); err != nil || st.Status != 200 {
+		t.Fatalf("stop: %s (%v)", stopped, err)
+	}
+	WaitState(t, e.Org, id, recsink.RecordingUploaded, 30*time.Second)
+	if n := len(e.recordings(t)); n != 1 {
+		t.Fatalf("%d recordings, want 1", n)
+	}
+	data := e.S3.GetObject(t, e.Bucket, objectKey)
+	probe := probeLive(t, data)
+	if !probe.types["video/vp8"] || !probe.types["audio/opus"] || len(probe.types) != 2 {
+		t.Fatalf("streams %v, want video/vp8 and audio/opus", probe.types)
+	}
+	var gap float64
+	for i := 1; i < len(probe.pts["video"]); i++ {
+		gap = max(gap, probe.pts["video"][i]-probe.pts["video"][i-1])
+	}
+	t.Logf("first connection to DELETE %.2f s (second connection %.2f s); object %d bytes, media %.2f s, largest video gap %.2f s",
+		st.Total, st.Secs, len(data), probe.end, gap)
+	if d := probe.end - st.Total; math.Abs(d) > 1 {
+		t.Errorf("media %.2f s, first connection to DELETE %.2f s: differ by %.2f s, want within 1 s", probe.end, st.Total, d)
 	}
 }
 
