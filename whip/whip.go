@@ -70,7 +70,7 @@ const (
 	tracksTimeout = 10 * time.Second
 	// maxPending bounds the frames held while the tracks are not all known.
 	maxPending      = 1500
-	maxPendingBytes = 16 << 20
+	maxPendingBytes = 4 << 20
 	// maxLate is the samplebuilder's reorder window, in packets: what a
 	// track holds to put packets back in order.
 	maxLate = 512

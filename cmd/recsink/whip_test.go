@@ -77,11 +77,18 @@ func mustWHIPBrowser(tb testing.TB) context.Context {
 // the publish with DELETE and resolves with the seconds it was connected.
 const whipClientPage = `<!doctype html><script>
 let pc, stream, location_, connectedAt, firstAt, key_;
-async function publish(url, key) {
+async function publish(url, key, videoCodec) {
   key_ = key;
   stream = await navigator.mediaDevices.getUserMedia({video: {width: 640, height: 480, frameRate: 30}, audio: true});
   pc = new RTCPeerConnection();
-  for (const t of stream.getTracks()) pc.addTransceiver(t, {direction: "sendonly"});
+  for (const t of stream.getTracks()) {
+    const tr = pc.addTransceiver(t, {direction: "sendonly"});
+    if (videoCodec && t.kind === "video") {
+      const cs = RTCRtpSender.getCapabilities("video").codecs.filter((c) => c.mimeType === "video/" + videoCodec);
+      if (!cs.length) throw new Error("this browser cannot send " + videoCodec);
+      tr.setCodecPreferences(cs);
+    }
+  }
   await pc.setLocalDescription(await pc.createOffer());
   await new Promise((resolve) => {
     if (pc.iceGatheringState === "complete") return resolve();
@@ -131,6 +138,16 @@ async function stop() {
 // second publisher and an offer without a codec recsink records are
 // refused.
 func TestWHIP_Chromium(t *testing.T) {
+	testWHIPChromium(t, "VP8", 15*time.Second)
+}
+
+// TestWHIP_ChromiumH264: the same with Chromium sending H.264 (its SPS and
+// PPS arrive in-band, before the first keyframe).
+func TestWHIP_ChromiumH264(t *testing.T) {
+	testWHIPChromium(t, "H264", 8*time.Second)
+}
+
+func testWHIPChromium(t *testing.T, codec string, publishFor time.Duration) {
 	e := mustWHIPEnv(t, 5*time.Second)
 	ctx := mustWHIPBrowser(t)
 	post := func(key, sdp string) (int, string) {
@@ -164,7 +181,7 @@ func TestWHIP_Chromium(t *testing.T) {
 	}
 
 	bctx := openWHIPClient(t, ctx, 90*time.Second)
-	location, err := chromedp.Run(bctx, chromedp.Evaluate[string](`publish(`+jsString(e.WHIPURL)+`, `+jsString(e.Key)+`)`, chromedp.EvalAwaitPromise))
+	location, err := chromedp.Run(bctx, chromedp.Evaluate[string](`publish(`+jsString(e.WHIPURL)+`, `+jsString(e.Key)+`, `+jsString(codec)+`)`, chromedp.EvalAwaitPromise))
 	if err != nil {
 		t.Fatalf("publish: %v\n%s", err, grepLog(e.Main.Logs.String(), "whip", "live"))
 	}
@@ -186,7 +203,6 @@ func TestWHIP_Chromium(t *testing.T) {
 		t.Fatalf("a second publisher: %d %s", st, body)
 	}
 
-	const publishFor = 15 * time.Second
 	time.Sleep(time.Until(started.Add(publishFor))) // the stream's length, not a wait for a condition
 	stopped, err := chromedp.Run(bctx, chromedp.Evaluate[string](`stop()`, chromedp.EvalAwaitPromise))
 	if err != nil {
@@ -207,11 +223,11 @@ func TestWHIP_Chromium(t *testing.T) {
 
 	data := e.S3.GetObject(t, e.Bucket, objectKey)
 	if dir := os.Getenv("RECSINK_LIVE_KEEP"); dir != "" {
-		os.WriteFile(filepath.Join(dir, "whip.mkv"), data, 0o600)
+		os.WriteFile(filepath.Join(dir, "whip-"+codec+".mkv"), data, 0o600)
 	}
 	probe := probeLive(t, data)
-	if !probe.types["video/vp8"] || !probe.types["audio/opus"] || len(probe.types) != 2 {
-		t.Fatalf("streams %v, want video/vp8 and audio/opus", probe.types)
+	if want := "video/" + strings.ToLower(codec); !probe.types[want] || !probe.types["audio/opus"] || len(probe.types) != 2 {
+		t.Fatalf("streams %v, want %s and audio/opus", probe.types, want)
 	}
 	for typ, dts := range probe.dts {
 		for i := 1; i < len(dts); i++ {
