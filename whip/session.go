@@ -354,9 +354,12 @@ wait:
 	pending = nil
 	lastKey := time.Now()
 	keyframes.Reset(keyframeInterval / 2)
+	idle := time.NewTimer(idleTimeout)
+	defer idle.Stop()
 	for {
 		select {
 		case f := <-sess.frames:
+			idle.Reset(idleTimeout)
 			if f.kind == webrtc.RTPCodecTypeVideo && f.keyframe {
 				lastKey = time.Now()
 			}
@@ -370,6 +373,8 @@ wait:
 			if video != nil && time.Since(lastKey) >= keyframeInterval {
 				sess.requestKeyframe(video.ssrc)
 			}
+		case <-idle.C:
+			sess.close(false, "no media for "+idleTimeout.String())
 		case <-sess.done:
 			clean, why := sess.endReason()
 			pub.End(clean, why)

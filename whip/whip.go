@@ -78,6 +78,9 @@ const (
 	// browsers send one only when asked, and a recording needs them to
 	// seek.
 	keyframeInterval = 2 * time.Second
+	// idleTimeout drops a publish whose peer connection stays up but
+	// sends no media (its tracks stopped).
+	idleTimeout = 30 * time.Second
 	// ICE: a peer silent for disconnectedTimeout is disconnected, for
 	// failedTimeout failed: its publish drops and the recording waits the
 	// grace period.
