@@ -140,7 +140,7 @@ func (s *Server) Listen(udpAddr string) error {
 	ir := &interceptor.Registry{}
 	// NACKs, RTCP receiver reports, TWCC: what a browser needs to keep its
 	// bitrate up and repair losses.
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+	if err := webrtc.RegisterDefaultInterceptorsWithOptions(me, ir, webrtc.WithInterceptorLoggerFactory(lf)); err != nil {
 		conn.Close()
 		return fmt.Errorf("whip: interceptors: %w", err)
 	}
