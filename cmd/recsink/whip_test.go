@@ -247,6 +247,15 @@ func testWHIPChromium(t *testing.T, codec string, publishFor time.Duration) {
 	if pb.Error != "" || math.Abs(pb.Duration-st.Secs) > 1 || !pb.Seeked || pb.Played <= pb.SeekedAt {
 		t.Errorf("Chromium plays the object: %+v, want a duration within 1 s of %.2f s, a seek and playback", pb, st.Secs)
 	}
+
+	// A revoked key: 401, and no recording.
+	e.Org.MustDo(t, 204, "DELETE", "/v1/meetings/"+e.MeetingID+"/stream-key", nil)
+	if st, body := post(e.Key, audioOffer("opus")); st != 401 {
+		t.Fatalf("revoked key: %d %s", st, body)
+	}
+	if n := len(e.recordings(t)); n != 1 {
+		t.Fatalf("%d recordings after a revoked key, want 1", n)
+	}
 }
 
 // openWHIPClient serves the WHIP client page and opens it in the browser;
