@@ -96,6 +96,10 @@ type Server struct {
 	// writes its message as text with the status of its code.
 	Error       func(w http.ResponseWriter, r *http.Request, err error)
 	MaxSessions int // zero means DefaultMaxSessions
+	// PublicIPs are addresses at which publishers reach the media port from
+	// outside a 1:1 NAT (a cloud VM's public IP): the answer offers them as
+	// host candidates beside the local addresses.
+	PublicIPs []string
 
 	conn net.PacketConn
 	mux  interface{ Close() error }
@@ -131,6 +135,20 @@ func (s *Server) Listen(udpAddr string) error {
 	// loopback address; a listener bound to one has no other.
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetICETimeouts(disconnectedTimeout, failedTimeout, time.Second)
+	if len(s.PublicIPs) > 0 {
+		for _, ip := range s.PublicIPs {
+			if net.ParseIP(ip) == nil {
+				conn.Close()
+				return fmt.Errorf("whip: public IP %q is not an IP address", ip)
+			}
+		}
+		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External: s.PublicIPs, AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteAppend,
+		}); err != nil {
+			conn.Close()
+			return fmt.Errorf("whip: public IPs: %w", err)
+		}
+	}
 
 	me := &webrtc.MediaEngine{}
 	if err := registerCodecs(me); err != nil {

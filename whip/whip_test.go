@@ -37,9 +37,9 @@ func (p *publisher) Publish(ctx context.Context, protocol, key string, t mkvmux.
 
 // MustServer returns a WHIP server on a loopback UDP port behind an
 // httptest server.
-func MustServer(tb testing.TB, p whip.Publisher) (*whip.Server, string) {
+func MustServer(tb testing.TB, p whip.Publisher, publicIPs ...string) (*whip.Server, string) {
 	tb.Helper()
-	s := &whip.Server{Publisher: p, Logger: slog.New(slog.DiscardHandler)}
+	s := &whip.Server{Publisher: p, Logger: slog.New(slog.DiscardHandler), PublicIPs: publicIPs}
 	if err := s.Listen("127.0.0.1:0"); err != nil {
 		tb.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestServer_Conflict(t *testing.T) {
 // answer holding its candidates and a session URL, which only the key
 // deletes.
 func TestServer_Answer(t *testing.T) {
-	s, url := MustServer(t, &publisher{})
+	s, url := MustServer(t, &publisher{}, "198.51.100.7")
 	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +149,8 @@ func TestServer_Answer(t *testing.T) {
 	if resp.StatusCode != 201 || resp.Header.Get("Content-Type") != "application/sdp" {
 		t.Fatalf("%d %s", resp.StatusCode, answer)
 	}
-	for _, want := range []string{"a=ice-lite", "a=candidate:", "127.0.0.1", "a=recvonly"} {
+	// The public IP (--whip-public-ip) comes beside the local address.
+	for _, want := range []string{"a=ice-lite", "a=candidate:", "127.0.0.1", "198.51.100.7", "a=recvonly"} {
 		if !strings.Contains(answer, want) {
 			t.Errorf("answer lacks %q:\n%s", want, answer)
 		}

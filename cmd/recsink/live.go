@@ -65,7 +65,7 @@ func (m *Main) startLive(cfg Config, api *http.Server) error {
 		m.Logger.Info("srt listening", "addr", api.SRTAddr)
 	}
 	if cfg.WHIPUDPAddr != "" {
-		m.WHIP = &whip.Server{Publisher: whipPublisher{m.Live, gate}, Logger: m.Logger, Error: api.Error}
+		m.WHIP = &whip.Server{Publisher: whipPublisher{m.Live, gate}, Logger: m.Logger, Error: api.Error, PublicIPs: cfg.WHIPPublicIPs}
 		if err := m.WHIP.Listen(cfg.WHIPUDPAddr); err != nil {
 			return fmt.Errorf("--whip-udp-addr: %w", err)
 		}
