@@ -54,7 +54,7 @@ type Publisher interface {
 
 // Path is where publishers POST their offers; a session's resource is
 // Path/{id}.
-const Path = "/v1/whip"
+const Path = recsink.WHIPPath
 
 // Limits on what a publisher can make the server hold.
 const (
