@@ -3,6 +3,7 @@ package recsink
 import (
 	"net"
 	"net/url"
+	"strings"
 )
 
 // PublishEndpoint is where a publisher sends a room's live stream. URL is
@@ -39,6 +40,18 @@ func PublishEndpoints(publicURL, requestHost, rtmpAddr, srtAddr, key string) []P
 		eps = append(eps, p)
 	}
 	return eps
+}
+
+// WHIPPath is the path of the WHIP endpoint on the HTTP listener.
+const WHIPPath = "/v1/whip"
+
+// WHIPEndpoint returns the WHIP endpoint (RFC 9725) under baseURL, the
+// server's public base URL: a publisher POSTs its SDP offer there with the
+// stream key as Bearer token, so the URL never holds the key. StreamKey is
+// set when key is known.
+func WHIPEndpoint(baseURL, key string) PublishEndpoint {
+	u := strings.TrimSuffix(baseURL, "/") + WHIPPath
+	return PublishEndpoint{Protocol: "whip", URL: u, Server: u, StreamKey: key}
 }
 
 // publishHost is HOST:PORT of a live listener at addr: the host of

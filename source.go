@@ -7,6 +7,7 @@ const (
 	SourceHTTP = "http"
 	SourceRTMP = "rtmp"
 	SourceSRT  = "srt"
+	SourceWHIP = "whip"
 )
 
 type sourceKey struct{}

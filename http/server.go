@@ -35,6 +35,9 @@ type Server struct {
 	StreamKeyService recsink.StreamKeyService
 	RTMPAddr         string
 	SRTAddr          string
+	// WHIP, when set, adds the WHIP endpoint (POST /v1/whip, the stream key
+	// as Bearer token) to the publish URLs.
+	WHIP bool
 	// Logger receives the request log and internal errors; nil means
 	// slog.Default().
 	Logger *slog.Logger

@@ -95,7 +95,11 @@ func (s *Server) handleDeleteStreamKey(w http.ResponseWriter, r *http.Request) {
 func (s *Server) streamKeyView(r *http.Request, svc recsink.StreamKeyService, k *recsink.StreamKey, key string) streamKeyView {
 	v := streamKeyView{MeetingID: k.MeetingID, Set: true, StreamKey: key, CreatedAt: recsink.APITime(k.CreatedAt), LastPublishAt: recsink.APITimeOf(k.LastPublishAt), Publish: []publishView{}}
 	v.Live, v.LiveProtocol = svc.LiveStatus(k.MeetingID)
-	for _, p := range recsink.PublishEndpoints(s.baseURL(r), r.Host, s.RTMPAddr, s.SRTAddr, key) {
+	eps := recsink.PublishEndpoints(s.baseURL(r), r.Host, s.RTMPAddr, s.SRTAddr, key)
+	if s.WHIP {
+		eps = append(eps, recsink.WHIPEndpoint(s.baseURL(r), key))
+	}
+	for _, p := range eps {
 		v.Publish = append(v.Publish, publishView{Protocol: p.Protocol, URL: p.URL, Server: p.Server, StreamKey: p.StreamKey})
 	}
 	return v

@@ -249,9 +249,22 @@ func (s *Server) serve(conn net.Conn, log *slog.Logger) error {
 	}
 	var werr error
 	if video != nil {
+		started := false
 		r.OnDataH264(video, func(pts, dts time.Duration, au [][]byte) {
+			// The video starts at its first keyframe, and an access unit
+			// with no picture (ffmpeg's first one holds only the parameter
+			// sets) is not a frame: a player that meets one at the start
+			// decodes nothing there, and Chromium's seek stalled on it.
+			if !hasPicture(au) {
+				return
+			}
+			key := h264.IsRandomAccess(au)
+			if !started && !key {
+				return
+			}
+			started = true
 			if werr == nil {
-				werr = pub.WriteVideo(pts, dts, au, h264.IsRandomAccess(au))
+				werr = pub.WriteVideo(pts, dts, au, key)
 			}
 		})
 	}
@@ -310,4 +323,15 @@ func (c *commandConn) unpublished() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.ended
+}
+
+// hasPicture reports whether an access unit holds a coded slice (NAL unit
+// types 1 to 5).
+func hasPicture(au [][]byte) bool {
+	for _, n := range au {
+		if len(n) > 0 && n[0]&0x1F >= 1 && n[0]&0x1F <= 5 {
+			return true
+		}
+	}
+	return false
 }

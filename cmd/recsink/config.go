@@ -85,6 +85,12 @@ type Config struct {
 	// stream keys; StreamGrace is how long a dropped publish may come back.
 	RTMPAddr, SRTAddr string
 	StreamGrace       time.Duration
+	// WHIPUDPAddr, when set, takes WHIP publishes (POST /v1/whip on the
+	// HTTP listener) with their media on this one UDP port.
+	WHIPUDPAddr string
+	// WHIPPublicIPs are the addresses publishers reach WHIPUDPAddr at from
+	// outside a 1:1 NAT, offered beside the local ones.
+	WHIPPublicIPs []string
 }
 
 // DefaultConfig returns the embedded defaults: SQLite and a data folder
@@ -168,6 +174,16 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.APIBurst, "api-burst", c.APIBurst, "requests an API key may make at once above --api-rate")
 	fs.StringVar(&c.RTMPAddr, "rtmp-addr", c.RTMPAddr, "HOST:PORT to take RTMP publishes on (rtmp://HOST:PORT/live/STREAM-KEY); off unless set")
 	fs.StringVar(&c.SRTAddr, "srt-addr", c.SRTAddr, "HOST:PORT (UDP) to take SRT publishes on (srt://HOST:PORT?streamid=publish:STREAM-KEY); off unless set")
+	fs.StringVar(&c.WHIPUDPAddr, "whip-udp-addr", c.WHIPUDPAddr, "HOST:PORT (UDP) for the media of WHIP publishes, which POST their offer to /v1/whip on the HTTP listener with the stream key as Bearer token; off unless set")
+	fs.Func("whip-public-ip", "IP address at which WHIP publishers reach --whip-udp-addr from outside a 1:1 NAT (a cloud VM's public IP), offered beside the local addresses; repeatable, or comma-separated", func(v string) error {
+		for ip := range strings.SplitSeq(v, ",") {
+			if ip = strings.TrimSpace(ip); net.ParseIP(ip) == nil {
+				return fmt.Errorf("%q is not an IP address", ip)
+			}
+			c.WHIPPublicIPs = append(c.WHIPPublicIPs, strings.TrimSpace(ip))
+		}
+		return nil
+	})
 	fs.DurationVar(&c.StreamGrace, "stream-grace", c.StreamGrace, "how long a live recording waits for a publisher whose connection dropped; one that comes back with its key within it continues the same recording")
 	fs.DurationVar(&c.ClockOffset, "clock-offset", c.ClockOffset, "tests only: shift this node's own clock by this much, to show that leases follow the database's clock")
 }
@@ -198,6 +214,11 @@ func (c Config) Validate() error {
 	if c.SRTAddr != "" {
 		if err := checkListenAddr(c.SRTAddr); err != nil {
 			bad("srt-addr", "%v", err)
+		}
+	}
+	if c.WHIPUDPAddr != "" {
+		if err := checkListenAddr(c.WHIPUDPAddr); err != nil {
+			bad("whip-udp-addr", "%v", err)
 		}
 	}
 	if c.StreamGrace < 0 {

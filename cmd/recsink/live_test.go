@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -335,6 +336,14 @@ func testLive(t *testing.T, e *liveEnv, url, keyless string) {
 		t.Errorf("media %.2f s, streamed %.2f s: differ by %.2f s, want within 0.5 s", probe.end, sent.Seconds(), d)
 	}
 
+	// The object plays and seeks in Chromium as a finished file (issue 15,
+	// proof 1): a duration, a seekable range, a seek to the middle.
+	pb := checkPlayback(t, mustBrowser(t), data, "video/x-matroska")
+	t.Logf("Chromium: %+v", pb)
+	if pb.Error != "" || math.Abs(pb.Duration-sent.Seconds()) > 0.5 || !pb.Seeked || pb.Played <= pb.SeekedAt || pb.SeekableEnd < pb.Duration-0.5 {
+		t.Errorf("Chromium plays the object: %+v, want a duration within 0.5 s of %.2f s, seekable to its end, a seek and playback", pb, sent.Seconds())
+	}
+
 	// A revoked key is refused.
 	e.Org.MustDo(t, 204, "DELETE", "/v1/meetings/"+e.MeetingID+"/stream-key", nil)
 	mustRefused(t, url)
@@ -512,4 +521,56 @@ func TestLive_RTMPRotation(t *testing.T) {
 		time.Sleep(50 * time.Millisecond) // polling a condition under a deadline
 	}
 	probeLive(t, e.S3.GetObject(t, e.Bucket, out["objectKey"].(string))).check(t)
+}
+
+// TestLive_SecondPublisherAcrossNodes: two nodes on one PostgreSQL. While
+// ffmpeg publishes to node 0, a second publisher with the same key on node
+// 1 is refused (each node knows only its own sessions: the refusal comes
+// from the database's view of the room's live recording). Once the first
+// publish has ended, node 1 takes the key.
+func TestLive_SecondPublisherAcrossNodes(t *testing.T) {
+	requireTool(t, "ffmpeg")
+	c := mustOWCluster(t, 2, func(int) []string {
+		return []string{"--rtmp-addr", "127.0.0.1:0", "--stream-grace", "3s"}
+	})
+	c.Client(0).MustDo(t, 200, "PUT", "/v1/storage", c.Storage(c.Bucket, c.Key))
+	meeting := c.Meeting(t)
+	key, _ := c.Client(0).MustDo(t, 201, "POST", "/v1/meetings/"+meeting+"/stream-key", nil)["streamKey"].(string)
+	urlOf := func(i int) string {
+		out := c.Client(i).MustDo(t, 200, "GET", "/v1/meetings/"+meeting+"/stream-key", nil)
+		u := out["publish"].([]any)[0].(map[string]any)["url"].(string)
+		return strings.Replace(u, "{streamKey}", key, 1)
+	}
+	live := func(i int) bool {
+		return c.Client(i).MustDo(t, 200, "GET", "/v1/meetings/"+meeting+"/stream-key", nil)["live"] == true
+	}
+	recordings := func() []any {
+		return c.Client(0).MustDo(t, 200, "GET", "/v1/recordings?limit=100", nil)["results"].([]any)
+	}
+
+	p := startPublisher(t, urlOf(0))
+	if !waitFor(20*time.Second, func() bool { return live(0) }) {
+		t.Fatalf("node 0 not live within 20 s: %s", p.stderr)
+	}
+	out := mustRefused(t, urlOf(1))
+	t.Logf("node 1 refused the second publisher: %s", strings.TrimSpace(out))
+	if n := len(recordings()); n != 1 {
+		t.Fatalf("%d recordings after a second publisher on another node, want 1", n)
+	}
+	if live(1) {
+		t.Error("node 1 says the key is live on it")
+	}
+	p.stop(t, os.Interrupt)
+	id := recordings()[0].(map[string]any)["recordingId"].(string)
+	WaitState(t, c.Client(0), id, recsink.RecordingUploaded, 30*time.Second)
+
+	// The key is free again, on any node.
+	p = startPublisher(t, urlOf(1))
+	if !waitFor(20*time.Second, func() bool { return live(1) }) {
+		t.Fatalf("node 1 not live within 20 s after the first publish ended: %s", p.stderr)
+	}
+	if n := len(recordings()); n != 2 {
+		t.Fatalf("%d recordings, want 2", n)
+	}
+	p.stop(t, os.Interrupt)
 }

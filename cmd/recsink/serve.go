@@ -28,6 +28,7 @@ import (
 	"github.com/recsink/recsink/sqlite"
 	"github.com/recsink/recsink/srt"
 	"github.com/recsink/recsink/webhook"
+	"github.com/recsink/recsink/whip"
 )
 
 // Main is the running server: the one place that wires the adapters
@@ -45,10 +46,12 @@ type Main struct {
 	// roles trust.
 	OIDC *oidc.Provider
 	// Live runs live publishes and the rooms' stream keys; RTMP and SRT
-	// are the listeners of --rtmp-addr and --srt-addr (live.go).
+	// are the listeners of --rtmp-addr and --srt-addr, WHIP the WHIP
+	// endpoint with its media port --whip-udp-addr (live.go).
 	Live   *service.Live
 	RTMP   *rtmp.Server
 	SRT    *srt.Server
+	WHIP   *whip.Server
 	server *nethttp.Server
 	ln     net.Listener
 	// The /metrics listener, when Config.MetricsAddr is set.

@@ -1,6 +1,6 @@
-// Package mkvmux writes a live Matroska stream from H.264 access units and
-// AAC frames, without decoding them: the remuxer behind RTMP and SRT
-// ingest. The stream is what a live Matroska recorder (ffmpeg -f matroska to
+// Package mkvmux writes a live Matroska stream from H.264, VP8 or VP9 video
+// frames and AAC or Opus audio frames, without decoding them: the remuxer
+// behind RTMP, SRT and WHIP ingest. The stream is what a live Matroska recorder (ffmpeg -f matroska to
 // a pipe) writes: an EBML header, a Segment of unknown size, Info
 // (TimecodeScale 1 ms), Tracks, then Clusters of SimpleBlocks. Duration and
 // Cues are left to the finalizer that turns the object into a seekable file.
@@ -45,6 +45,8 @@ const (
 	idAudio              = 0xE1
 	idSamplingFrequency  = 0xB5
 	idChannels           = 0x9F
+	idCodecDelay         = 0x56AA
+	idSeekPreRoll        = 0x56BB
 	idCluster            = 0x1F43B675
 	idTimecode           = 0xE7
 	idSimpleBlock        = 0xA3
@@ -54,17 +56,46 @@ const (
 // stream ends where the stream ends.
 var unknownSize = []byte{0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}
 
-// Video describes an H.264 track.
+// Video codecs.
+const (
+	H264 = "H264" // the default: SPS and PPS required
+	VP8  = "VP8"
+	VP9  = "VP9"
+)
+
+// Audio codecs.
+const (
+	AAC  = "AAC" // the default: Config required
+	Opus = "Opus"
+)
+
+// Video describes a video track.
 type Video struct {
-	SPS, PPS      []byte
-	Width, Height int // from the SPS; 0 when unknown
+	Codec         string // H264 (when empty), VP8 or VP9
+	SPS, PPS      []byte // H.264 only
+	Width, Height int    // 0 when unknown
 }
 
-// Audio describes an AAC track.
+// Audio describes an audio track.
 type Audio struct {
-	Config     []byte // the AudioSpecificConfig
+	Codec      string // AAC (when empty) or Opus
+	Config     []byte // AAC: the AudioSpecificConfig; Opus: ignored
 	SampleRate int
 	Channels   int
+}
+
+func (v *Video) codec() string {
+	if v.Codec == "" {
+		return H264
+	}
+	return v.Codec
+}
+
+func (a *Audio) codec() string {
+	if a.Codec == "" {
+		return AAC
+	}
+	return a.Codec
 }
 
 // Tracks are a stream's tracks; either may be nil, not both.
@@ -79,7 +110,10 @@ func (t Tracks) Equal(u Tracks) bool {
 	if (t.Video == nil) != (u.Video == nil) || (t.Audio == nil) != (u.Audio == nil) {
 		return false
 	}
-	if t.Video != nil && (!bytes.Equal(t.Video.SPS, u.Video.SPS) || !bytes.Equal(t.Video.PPS, u.Video.PPS)) {
+	if t.Video != nil && (t.Video.codec() != u.Video.codec() || !bytes.Equal(t.Video.SPS, u.Video.SPS) || !bytes.Equal(t.Video.PPS, u.Video.PPS)) {
+		return false
+	}
+	if t.Audio != nil && (t.Audio.codec() != u.Audio.codec() || t.Audio.Channels != u.Audio.Channels || t.Audio.SampleRate != u.Audio.SampleRate) {
 		return false
 	}
 	return t.Audio == nil || bytes.Equal(t.Audio.Config, u.Audio.Config)
@@ -115,6 +149,20 @@ func New(w io.Writer, t Tracks) (*Muxer, error) {
 	if t.Video == nil && t.Audio == nil {
 		return nil, errors.New("mkvmux: a stream needs a track")
 	}
+	if v := t.Video; v != nil {
+		switch c := v.codec(); c {
+		case H264, VP8, VP9:
+		default:
+			return nil, fmt.Errorf("mkvmux: unsupported video codec %q", c)
+		}
+	}
+	if a := t.Audio; a != nil {
+		switch c := a.codec(); c {
+		case AAC, Opus:
+		default:
+			return nil, fmt.Errorf("mkvmux: unsupported audio codec %q", c)
+		}
+	}
 	m := &Muxer{w: w, tracks: t}
 	var b bytes.Buffer
 	writeMaster(&b, idEBML, func(b *bytes.Buffer) {
@@ -143,8 +191,15 @@ func New(w io.Writer, t Tracks) (*Muxer, error) {
 				writeUint(b, idTrackUID, n)
 				writeUint(b, idTrackType, 1)
 				writeUint(b, idFlagLacing, 0)
-				writeString(b, idCodecID, "V_MPEG4/ISO/AVC")
-				writeBytes(b, idCodecPrivate, avcC(v.SPS, v.PPS))
+				switch v.codec() {
+				case H264:
+					writeString(b, idCodecID, "V_MPEG4/ISO/AVC")
+					writeBytes(b, idCodecPrivate, avcC(v.SPS, v.PPS))
+				case VP8:
+					writeString(b, idCodecID, "V_VP8")
+				case VP9:
+					writeString(b, idCodecID, "V_VP9")
+				}
 				if v.Width > 0 && v.Height > 0 {
 					writeMaster(b, idVideo, func(b *bytes.Buffer) {
 						writeUint(b, idPixelWidth, uint64(v.Width))
@@ -161,10 +216,23 @@ func New(w io.Writer, t Tracks) (*Muxer, error) {
 				writeUint(b, idTrackUID, n)
 				writeUint(b, idTrackType, 2)
 				writeUint(b, idFlagLacing, 0)
-				writeString(b, idCodecID, "A_AAC")
-				writeBytes(b, idCodecPrivate, a.Config)
+				rate := a.SampleRate
+				switch a.codec() {
+				case AAC:
+					writeString(b, idCodecID, "A_AAC")
+					writeBytes(b, idCodecPrivate, a.Config)
+				case Opus:
+					// RFC 7845's identification header is Matroska's
+					// CodecPrivate for A_OPUS; the decoder always runs at
+					// 48 kHz; pre-skip and seek pre-roll as libopus needs.
+					rate = 48000
+					writeString(b, idCodecID, "A_OPUS")
+					writeBytes(b, idCodecPrivate, opusHead(max(a.Channels, 1), a.SampleRate))
+					writeUint(b, idCodecDelay, uint64(opusPreSkip)*1e9/48000)
+					writeUint(b, idSeekPreRoll, 80e6)
+				}
 				writeMaster(b, idAudio, func(b *bytes.Buffer) {
-					writeFloat(b, idSamplingFrequency, float64(a.SampleRate))
+					writeFloat(b, idSamplingFrequency, float64(rate))
 					writeUint(b, idChannels, uint64(max(a.Channels, 1)))
 				})
 			})
@@ -182,25 +250,34 @@ func (m *Muxer) Tracks() Tracks { return m.tracks }
 // Last returns the highest timestamp written so far.
 func (m *Muxer) Last() time.Duration { return time.Duration(m.last) * time.Millisecond }
 
-// WriteVideo adds an H.264 access unit (its NAL units, without start codes)
-// presented at pts. keyframe marks an IDR access unit.
+// WriteVideo adds a video frame presented at pts: for H.264 an access unit
+// (its NAL units, without start codes), for VP8 and VP9 the frame in one
+// piece (more are concatenated). keyframe marks a frame that decodes alone
+// (an IDR access unit).
 func (m *Muxer) WriteVideo(pts time.Duration, au [][]byte, keyframe bool) error {
 	if m.videoNum == 0 {
 		return errors.New("mkvmux: the stream has no video track")
 	}
+	prefix := 0
+	if m.tracks.Video.codec() == H264 {
+		prefix = 4
+	}
 	var size int
 	for _, nalu := range au {
-		size += 4 + len(nalu)
+		size += prefix + len(nalu)
 	}
 	frame := make([]byte, 0, size)
 	for _, nalu := range au {
-		frame = binary.BigEndian.AppendUint32(frame, uint32(len(nalu)))
+		if prefix > 0 {
+			frame = binary.BigEndian.AppendUint32(frame, uint32(len(nalu)))
+		}
 		frame = append(frame, nalu...)
 	}
 	return m.write(m.videoNum, pts, frame, keyframe, keyframe)
 }
 
-// WriteAudio adds an AAC frame presented at pts.
+// WriteAudio adds an audio frame (an AAC frame, an Opus packet) presented
+// at pts.
 func (m *Muxer) WriteAudio(pts time.Duration, frame []byte) error {
 	if m.audioNum == 0 {
 		return errors.New("mkvmux: the stream has no audio track")
@@ -263,6 +340,22 @@ func (m *Muxer) Flush() error {
 		m.err = fmt.Errorf("mkvmux: write cluster: %w", err)
 	}
 	return m.err
+}
+
+// opusPreSkip is the pre-skip of an Opus stream from WebRTC, in 48 kHz
+// samples: libopus's encoder delay, as Chromium's and Firefox's WebM
+// recorders write it.
+const opusPreSkip = 312
+
+// opusHead builds the Opus identification header (RFC 7845 section 5.1)
+// with channel mapping family 0 (mono or stereo).
+func opusHead(channels, inputRate int) []byte {
+	b := []byte("OpusHead")
+	b = append(b, 1, byte(min(channels, 2)))
+	b = binary.LittleEndian.AppendUint16(b, opusPreSkip)
+	b = binary.LittleEndian.AppendUint32(b, uint32(max(inputRate, 0)))
+	b = binary.LittleEndian.AppendUint16(b, 0) // output gain
+	return append(b, 0)                        // mapping family 0
 }
 
 // avcC builds the AVCDecoderConfigurationRecord (ISO 14496-15) of one SPS

@@ -56,3 +56,45 @@ func TestMuxer_NeedsTrack(t *testing.T) {
 		t.Fatal("a stream without tracks was accepted")
 	}
 }
+
+func TestMuxer_VP8Opus(t *testing.T) {
+	var b bytes.Buffer
+	m, err := mkvmux.New(&b, mkvmux.Tracks{
+		Video: &mkvmux.Video{Codec: mkvmux.VP8},
+		Audio: &mkvmux.Audio{Codec: mkvmux.Opus, SampleRate: 48000, Channels: 2},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range [][]byte{
+		[]byte("V_VP8"),
+		[]byte("A_OPUS"),
+		append([]byte("OpusHead"), 1, 2, 0x38, 0x01), // version 1, stereo, pre-skip 312
+	} {
+		if !bytes.Contains(b.Bytes(), want) {
+			t.Errorf("header lacks %q", want)
+		}
+	}
+	n := b.Len()
+	// A VP8 frame is written as it is: no length prefix.
+	if err := m.WriteVideo(0, [][]byte{{0x10, 0x20, 0x30}}, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if want := []byte{0xA3, 0x87, 0x81, 0x00, 0x00, 0x80, 0x10, 0x20, 0x30}; !bytes.HasSuffix(b.Bytes()[n:], want) {
+		t.Fatalf("cluster % x lacks % x", b.Bytes()[n:], want)
+	}
+}
+
+func TestTracks_EqualCodec(t *testing.T) {
+	vp8 := mkvmux.Tracks{Video: &mkvmux.Video{Codec: mkvmux.VP8}}
+	h264 := mkvmux.Tracks{Video: &mkvmux.Video{}}
+	if vp8.Equal(h264) || !vp8.Equal(mkvmux.Tracks{Video: &mkvmux.Video{Codec: mkvmux.VP8}}) {
+		t.Fatal("Equal ignores the codec")
+	}
+	if _, err := mkvmux.New(&bytes.Buffer{}, mkvmux.Tracks{Video: &mkvmux.Video{Codec: "AV1"}}); err == nil {
+		t.Fatal("an unknown codec was accepted")
+	}
+}
