@@ -68,6 +68,8 @@ type LiveConfig struct {
 	// and PublicURL the server's public base URL: the publish URLs are
 	// built from them as the API builds them.
 	RTMPAddr, SRTAddr, PublicURL string
+	// WHIP is on: the WHIP endpoint rides on the HTTP listener.
+	WHIP bool
 }
 
 // DefaultSignInReadTimeout is how long the sign-in form may take to arrive.

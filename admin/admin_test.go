@@ -141,7 +141,7 @@ func MustApp(tb testing.TB, o appOptions) *App {
 		OIDCAudience:         audience,
 		MaxDuration:          24 * time.Hour,
 		SecureCookies:        o.secure,
-		Live:                 admin.LiveConfig{StreamKeys: keys, RTMPAddr: "127.0.0.1:1935", SRTAddr: "127.0.0.1:9000"},
+		Live:                 admin.LiveConfig{StreamKeys: keys, RTMPAddr: "127.0.0.1:1935", SRTAddr: "127.0.0.1:9000", WHIP: true},
 	}))
 	var srv *httptest.Server
 	switch {

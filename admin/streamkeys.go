@@ -67,6 +67,9 @@ func (h *Handler) handleStreamKeyReplace(w http.ResponseWriter, r *http.Request,
 	w.Header().Set("Cache-Control", "no-store")
 	d := &streamKeyData{Room: strings.TrimPrefix(m.RoomName, "/"), MeetingID: m.ID, Key: key,
 		Publish: recsink.PublishEndpoints(h.cfg.Live.PublicURL, r.Host, h.cfg.Live.RTMPAddr, h.cfg.Live.SRTAddr, key)}
+	if h.cfg.Live.WHIP {
+		d.Publish = append(d.Publish, recsink.WHIPEndpoint(h.baseURL(r), key))
+	}
 	h.render(w, r, http.StatusOK, "streamkey", &page{Title: "Stream key", Nav: "rooms", Session: s, Data: d})
 }
 
@@ -104,4 +107,17 @@ func ingestName(source string) string {
 	default:
 		return strings.ToUpper(source)
 	}
+}
+
+// baseURL is the server's public base URL: --public-url, else the scheme
+// and host the page was asked on.
+func (h *Handler) baseURL(r *http.Request) string {
+	if h.cfg.Live.PublicURL != "" {
+		return strings.TrimSuffix(h.cfg.Live.PublicURL, "/")
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
 }

@@ -69,7 +69,7 @@ func TestAdminStreamKey(t *testing.T) {
 	if key == "" {
 		t.Fatalf("no key on the answer page:\n%s", answer)
 	}
-	for _, want := range []string{"rtmp://127.0.0.1:1935/live/" + key, "srt://127.0.0.1:9000?streamid=publish:" + key} {
+	for _, want := range []string{"rtmp://127.0.0.1:1935/live/" + key, "srt://127.0.0.1:9000?streamid=publish:" + key, recsink.WHIPPath + "</code>", "Authorization: Bearer"} {
 		if !strings.Contains(answer, want) {
 			t.Errorf("answer page lacks %q:\n%s", want, answer)
 		}

@@ -228,7 +228,7 @@ func (m *Main) Run(ctx context.Context) error {
 		// The sign-in form replaces the server's read deadline with its own:
 		// never a longer one.
 		SignInReadTimeout: min(cfg.ReadTimeout, admin.DefaultSignInReadTimeout),
-		Live:              admin.LiveConfig{StreamKeys: m.Live, RTMPAddr: api.RTMPAddr, SRTAddr: api.SRTAddr, PublicURL: cfg.PublicURL},
+		Live:              admin.LiveConfig{StreamKeys: m.Live, RTMPAddr: api.RTMPAddr, SRTAddr: api.SRTAddr, PublicURL: cfg.PublicURL, WHIP: api.WHIP},
 	}))
 
 	m.server = api.HTTPServer()
