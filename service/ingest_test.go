@@ -334,7 +334,7 @@ func TestIngestTakeOver(t *testing.T) {
 	}()
 	<-stall.stalled
 	// The spool syncs within its SyncInterval of the bytes arriving.
-	waitFor(t, 5*time.Second, "the stalled request's bytes to be acknowledged", func() bool {
+	waitFor(t, 20*time.Second, "the stalled request's bytes to be acknowledged", func() bool {
 		off, err := svc.Offset(ctx, rec.ID, token)
 		return err == nil && off == int64(len(first))
 	})
@@ -487,13 +487,13 @@ func TestOpenWhileS3Hangs(t *testing.T) {
 		}
 	}
 	// Reconciling takes an upload slot: 16 in all, one per organization.
-	waitFor(t, 5*time.Second, "ListParts to be asked", func() bool { return after.lists.Load() == 16 })
+	waitFor(t, 20*time.Second, "ListParts to be asked", func() bool { return after.lists.Load() == 16 })
 	if up := after.uploaded(); len(up) != 0 {
 		t.Fatalf("parts %v uploaded before S3 said which it holds", up)
 	}
 
 	close(answer)
-	waitFor(t, 5*time.Second, "part 1 to be uploaded once reconciled", func() bool {
+	waitFor(t, 20*time.Second, "part 1 to be uploaded once reconciled", func() bool {
 		up := after.uploaded()
 		return len(up) == 1 && up[0] == 1
 	})
@@ -524,14 +524,14 @@ func TestFailClosesSpool(t *testing.T) {
 	if err != nil && recsink.ErrorCode(err) != recsink.ECONFLICT || n < spool.MinPartSize {
 		t.Fatalf("append: %d, %v; want at least part 1's bytes", n, err)
 	}
-	waitFor(t, 5*time.Second, "the recording to fail", func() bool {
+	waitFor(t, 20*time.Second, "the recording to fail", func() bool {
 		got, _, err := svc.FindRecording(ctx, rec.OrgID, rec.ID)
 		return err == nil && got.State == recsink.RecordingFailed
 	})
 	// The spool refuses to open a recording's file twice: it opens once
 	// the failed recorder has closed it.
 	var f *spool.File
-	waitFor(t, 5*time.Second, "the failed recording's spool file to be closed", func() bool {
+	waitFor(t, 20*time.Second, "the failed recording's spool file to be closed", func() bool {
 		var err error
 		f, err = sp.Open(rec.ID, spool.Layout{})
 		return err == nil

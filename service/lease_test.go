@@ -21,7 +21,7 @@ import (
 // is left to it and carries on under a renewed lease.
 func TestPausedNode(t *testing.T) {
 	t.Parallel()
-	const ttl = 600 * time.Millisecond
+	const ttl = 1500 * time.Millisecond
 	ctx := context.Background()
 	store1 := MustOpenStore(t)
 	store2 := store1.another()
@@ -64,7 +64,7 @@ func TestPausedNode(t *testing.T) {
 	waitFor(t, 2*ttl, "a lease period", func() bool { return time.Since(cut) >= ttl })
 	rows, s3writes := store1.attemptCount(stopped.ID), s3node1.writeCount(stopped.ObjectKey)
 
-	took := waitFor(t, 10*ttl, "node-2 completes the stopped recording", func() bool {
+	took := waitFor(t, 30*time.Second, "node-2 completes the stopped recording", func() bool {
 		rec, err := store2.FindRecording(ctx, orgID, stopped.ID)
 		return err == nil && rec.State == recsink.RecordingUploaded
 	})
@@ -89,7 +89,7 @@ func TestPausedNode(t *testing.T) {
 	if _, err := node1.StopRecording(ctx, orgID, live.ID); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "node-1 completes the live recording", func() bool {
+	waitFor(t, 20*time.Second, "node-1 completes the live recording", func() bool {
 		rec, err := store1.FindRecording(ctx, orgID, live.ID)
 		return err == nil && rec.State == recsink.RecordingUploaded
 	})

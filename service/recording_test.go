@@ -144,7 +144,7 @@ func TestStartFails(t *testing.T) {
 			store.createFails.Store("")
 			store.findFails.Store(false)
 			if mode == "unseen" {
-				took := waitFor(t, 5*time.Second, "the stray row settled", func() bool {
+				took := waitFor(t, 30*time.Second, "the stray row settled", func() bool {
 					recs, _, err := store.ListRecordings(ctx, orgID, recsink.RecordingFilter{})
 					return err == nil && len(recs) == 1 && recs[0].Finished()
 				})
@@ -295,7 +295,7 @@ func TestKeyChangeWakesOtherNode(t *testing.T) {
 	if _, err := node2.Append(ctx, rec.ID, token, 0, bytes.NewReader(make([]byte, 5<<20+1))); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "blocked", func() bool { return state(t, node2, orgID, rec.ID) == recsink.RecordingBlocked })
+	waitFor(t, 20*time.Second, "blocked", func() bool { return state(t, node2, orgID, rec.ID) == recsink.RecordingBlocked })
 	// A blocked recording keeps its key, and no time can be promised.
 	old := findKey(t, node1, orgID, "AKIAOLDKEY")
 	if len(old.ActiveRecordings) != 1 || old.SafeToDeleteAfter != nil || !strings.Contains(old.SafeToDeleteReason, rec.ID+" is blocked") {

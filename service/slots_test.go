@@ -53,7 +53,7 @@ func TestSlotsHangingOrganization(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, 5*time.Second, "B's 50 uploads to queue", func() bool {
+	waitFor(t, 20*time.Second, "B's 50 uploads to queue", func() bool {
 		u := use(s, "orgB")
 		return u.Held+u.Waiting == 50
 	})
@@ -82,7 +82,7 @@ func TestSlotsHangingOrganization(t *testing.T) {
 		releaseC, err = s.Acquire(ctx, "orgC")
 		got <- err
 	}()
-	waitFor(t, 5*time.Second, "C to queue", func() bool { return use(s, "orgC").Waiting == 1 })
+	waitFor(t, 20*time.Second, "C to queue", func() bool { return use(s, "orgC").Waiting == 1 })
 	secondA := make(chan error, 1)
 	go func() {
 		r, err := s.Acquire(ctx, "orgA")
@@ -91,7 +91,7 @@ func TestSlotsHangingOrganization(t *testing.T) {
 		}
 		secondA <- err
 	}()
-	waitFor(t, 5*time.Second, "A's second upload to queue", func() bool { return use(s, "orgA").Waiting == 1 })
+	waitFor(t, 20*time.Second, "A's second upload to queue", func() bool { return use(s, "orgA").Waiting == 1 })
 	releaseA()
 	select {
 	case err := <-got:
@@ -136,7 +136,7 @@ func TestSlotsFewestFirst(t *testing.T) {
 				}
 			}()
 		}
-		waitFor(t, 5*time.Second, org+" to queue", func() bool {
+		waitFor(t, 20*time.Second, org+" to queue", func() bool {
 			u := use(s, org)
 			return u.Held+u.Waiting == 10
 		})
@@ -145,7 +145,7 @@ func TestSlotsFewestFirst(t *testing.T) {
 	// the free slot.
 	check := func(step string, a, b, c int) {
 		t.Helper()
-		waitFor(t, 5*time.Second, step, func() bool {
+		waitFor(t, 20*time.Second, step, func() bool {
 			_, by := s.Use()
 			return by["orgA"].Held == a && by["orgB"].Held == b && by["orgC"].Held == c
 		})
@@ -183,7 +183,7 @@ func TestSlotsCancel(t *testing.T) {
 			errs <- err
 		}()
 	}
-	waitFor(t, 5*time.Second, "A's waiters to queue", func() bool { return use(s, "orgA").Waiting == 20 })
+	waitFor(t, 20*time.Second, "A's waiters to queue", func() bool { return use(s, "orgA").Waiting == 20 })
 	cancel()
 	for range 20 {
 		if err := <-errs; err != context.Canceled {
@@ -274,7 +274,7 @@ func TestSlotsFairness(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, 5*time.Second, "the hanging organization to queue", func() bool {
+	waitFor(t, 20*time.Second, "the hanging organization to queue", func() bool {
 		u := use(s, "hung")
 		return u.Held+u.Waiting == 20
 	})
