@@ -20,7 +20,7 @@ deps: ## install the test tools: versitygw and SeaweedFS (cached), ffmpeg, chrom
 	@./scripts/install-seaweedfs.sh >/dev/null
 
 test: deps lint ## the whole test suite: -race against real versitygw, PostgreSQL, ffmpeg and chromium (make chaos included), the memory checks without -race, and the fuzz targets for FUZZTIME each
-	RECSINK_VERSITYGW=$${RECSINK_VERSITYGW:-$$(./scripts/install-versitygw.sh)} RECSINK_SEAWEEDFS=$${RECSINK_SEAWEEDFS:-$$(./scripts/install-seaweedfs.sh)} $(GO) test -race -timeout 20m ./...
+	RECSINK_VERSITYGW=$${RECSINK_VERSITYGW:-$$(./scripts/install-versitygw.sh)} RECSINK_SEAWEEDFS=$${RECSINK_SEAWEEDFS:-$$(./scripts/install-seaweedfs.sh)} $(GO) test -race -timeout 30m ./...
 	# The per-recording heap checks: the race detector would inflate what they measure.
 	$(GO) test -count=1 -run Memory ./spool
 	$(MAKE) fuzz
