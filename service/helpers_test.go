@@ -176,6 +176,13 @@ type fakeS3 struct {
 	refusals atomic.Int64
 	// partDelay, if set, returns how long an UploadPart takes.
 	partDelay func() time.Duration
+	// uploadPart, if set, is called by each UploadPart first and fails it
+	// with its error; listParts, if set, answers ListParts: for
+	// interleavings a real server cannot be made to produce on cue.
+	uploadPart func(ctx context.Context, n int32) error
+	listParts  func(ctx context.Context) ([]recsink.Part, error)
+	lists      atomic.Int32 // ListParts calls
+	partsDone  []int32      // part numbers uploaded, in order
 }
 
 func newFakeS3() *fakeS3 {
@@ -195,6 +202,13 @@ func (f *fakeS3) refuse(keyID string, refused bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.refused[keyID] = refused
+}
+
+// uploaded returns the part numbers uploaded, in order.
+func (f *fakeS3) uploaded() []int32 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.partsDone)
 }
 
 func (f *fakeS3) openUploads() int {
@@ -270,7 +284,7 @@ func (c *fakeClient) CreateMultipartUpload(_ context.Context, key, _ string, _ m
 func (c *fakeClient) UploadPart(ctx context.Context, key string, up recsink.Upload, n int32, body io.ReadSeeker, size int64) (recsink.Part, error) {
 	c.wrote(key)
 	c.s.mu.Lock()
-	refused, delay := c.s.refused[c.keyID], c.s.partDelay
+	refused, delay, hook := c.s.refused[c.keyID], c.s.partDelay, c.s.uploadPart
 	c.s.mu.Unlock()
 	if refused {
 		c.s.refusals.Add(1)
@@ -281,6 +295,11 @@ func (c *fakeClient) UploadPart(ctx context.Context, key string, up recsink.Uplo
 		case <-time.After(delay()):
 		case <-ctx.Done():
 			return recsink.Part{}, &recsink.StorageError{Op: "UploadPart", Err: ctx.Err()}
+		}
+	}
+	if hook != nil {
+		if err := hook(ctx, n); err != nil {
+			return recsink.Part{}, err
 		}
 	}
 	h := fakeCRC.New()
@@ -307,12 +326,18 @@ func (c *fakeClient) UploadPart(ctx context.Context, key string, up recsink.Uplo
 		p.Checksum = fakeCRC.Encode(h.Sum64())
 	}
 	parts[n] = p
+	c.s.partsDone = append(c.s.partsDone, n)
 	return p, nil
 }
 
-func (c *fakeClient) ListParts(_ context.Context, _, uploadID string) ([]recsink.Part, error) {
+func (c *fakeClient) ListParts(ctx context.Context, _, uploadID string) ([]recsink.Part, error) {
 	c.used()
+	c.s.lists.Add(1)
 	c.s.mu.Lock()
+	if hook := c.s.listParts; hook != nil {
+		c.s.mu.Unlock()
+		return hook(ctx)
+	}
 	defer c.s.mu.Unlock()
 	var out []recsink.Part
 	for _, p := range c.s.uploads[uploadID] {

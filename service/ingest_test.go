@@ -21,81 +21,6 @@ import (
 	"github.com/recsink/recsink/sqlite"
 )
 
-// fakeStorage is an S3 destination whose calls the test controls, for
-// interleavings a real server cannot be made to produce on cue.
-type fakeStorage struct {
-	// listParts and uploadPart replace the calls when set.
-	listParts  func(ctx context.Context) ([]recsink.Part, error)
-	uploadPart func(ctx context.Context, n int32) error
-
-	lists   atomic.Int32
-	mu      sync.Mutex
-	uploads []int32
-}
-
-func (f *fakeStorage) Client(context.Context, recsink.Destination, recsink.AccessKey) (recsink.StorageClient, error) {
-	return stubClient{f}, nil
-}
-
-func (f *fakeStorage) Check(context.Context, recsink.Destination, recsink.AccessKey) (*recsink.CheckReport, error) {
-	return &recsink.CheckReport{OK: true, Region: "us-east-1"}, nil
-}
-
-func (f *fakeStorage) uploaded() []int32 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]int32(nil), f.uploads...)
-}
-
-type stubClient struct{ f *fakeStorage }
-
-func (c stubClient) CreateMultipartUpload(context.Context, string, string, map[string]string, ...recsink.ChecksumAlgorithm) (recsink.Upload, error) {
-	return recsink.Upload{ID: "upload-1"}, nil
-}
-
-func (c stubClient) UploadPart(ctx context.Context, key string, up recsink.Upload, n int32, body io.ReadSeeker, size int64) (recsink.Part, error) {
-	if c.f.uploadPart != nil {
-		if err := c.f.uploadPart(ctx, n); err != nil {
-			return recsink.Part{}, err
-		}
-	}
-	if _, err := io.Copy(io.Discard, body); err != nil {
-		return recsink.Part{}, err
-	}
-	c.f.mu.Lock()
-	c.f.uploads = append(c.f.uploads, n)
-	c.f.mu.Unlock()
-	return recsink.Part{Number: n, Size: size, ETag: `"etag"`}, nil
-}
-
-func (c stubClient) ListParts(ctx context.Context, key, uploadID string) ([]recsink.Part, error) {
-	c.f.lists.Add(1)
-	if c.f.listParts != nil {
-		return c.f.listParts(ctx)
-	}
-	return nil, nil
-}
-
-func (c stubClient) CompleteMultipartUpload(context.Context, string, recsink.Upload, []recsink.Part, string) (recsink.Checksum, error) {
-	return recsink.Checksum{}, nil
-}
-func (c stubClient) AbortMultipartUpload(context.Context, string, string) error { return nil }
-func (c stubClient) PutObject(context.Context, string, string, map[string]string, io.ReadSeeker, int64) error {
-	return nil
-}
-func (c stubClient) HeadObject(context.Context, string) (int64, map[string]string, error) {
-	return 0, nil, &recsink.StorageError{Op: "HeadObject", StatusCode: 404, Err: errors.New("not found")}
-}
-func (c stubClient) StatObject(context.Context, string) (recsink.ObjectInfo, error) {
-	return recsink.ObjectInfo{}, &recsink.StorageError{Op: "HeadObject", StatusCode: 404, Err: errors.New("not found")}
-}
-func (c stubClient) ObjectExists(context.Context, string) (bool, error) { return false, nil }
-func (c stubClient) DeleteObject(context.Context, string) error         { return nil }
-
-func (c stubClient) PresignGet(context.Context, string, time.Duration) (string, error) {
-	return "https://stub.invalid/object", nil
-}
-
 // env is what services of one test share: a database, a spool folder and
 // the master key.
 type env struct {
@@ -256,9 +181,10 @@ func TestIngestDatabaseDown(t *testing.T) {
 	e := MustNewEnv(t)
 	// The recording runs on one service; a second over the same database
 	// has it only in the store.
-	rec, token := MustStartRecording(t, e.MustOpenService(t, &fakeStorage{}))
+	s3 := newFakeS3()
+	rec, token := MustStartRecording(t, e.MustOpenService(t, s3))
 	store := &downStore{Store: e.Store}
-	other := e.MustNewService(t, store, &fakeStorage{})
+	other := e.MustNewService(t, store, s3)
 	ctx := context.Background()
 
 	store.down.Store(true)
@@ -321,7 +247,7 @@ type appendResult struct {
 func TestIngestTakeOver(t *testing.T) {
 	t.Parallel()
 	e := MustNewEnv(t)
-	svc := e.MustOpenService(t, &fakeStorage{})
+	svc := e.MustOpenService(t, newFakeS3())
 	rec, token := MustStartRecording(t, svc)
 	ctx := context.Background()
 
@@ -395,7 +321,7 @@ func TestIngestTakeOver(t *testing.T) {
 func TestIngestStopWhileStalled(t *testing.T) {
 	t.Parallel()
 	e := MustNewEnv(t)
-	svc := e.MustOpenService(t, &fakeStorage{})
+	svc := e.MustOpenService(t, newFakeS3())
 	rec, token := MustStartRecording(t, svc)
 	ctx := context.Background()
 
@@ -434,11 +360,12 @@ func TestOpenWhileS3Hangs(t *testing.T) {
 	t.Parallel()
 	e := MustNewEnv(t)
 	// Before the restart, uploads hang: the complete part stays unconfirmed.
-	before := &fakeStorage{uploadPart: func(ctx context.Context, _ int32) error {
+	s3 := newFakeS3()
+	s3.uploadPart = func(ctx context.Context, _ int32) error {
 		<-ctx.Done()
 		return ctx.Err()
-	}}
-	svc := e.MustNewService(t, e.Store, before)
+	}
+	svc := e.MustNewService(t, e.Store, s3)
 	if err := svc.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -457,16 +384,21 @@ func TestOpenWhileS3Hangs(t *testing.T) {
 	}
 	svc.Close()
 
+	// After it, uploads go through and ListParts hangs until answered.
 	answer := make(chan struct{})
-	after := &fakeStorage{listParts: func(ctx context.Context) ([]recsink.Part, error) {
+	s3.mu.Lock()
+	s3.uploadPart = nil
+	s3.listParts = func(ctx context.Context) ([]recsink.Part, error) {
 		select {
 		case <-answer:
 			return nil, nil
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-	}}
-	svc = e.MustNewService(t, e.Store, after)
+	}
+	s3.mu.Unlock()
+	s3.lists.Store(0)
+	svc = e.MustNewService(t, e.Store, s3)
 	began := time.Now()
 	if err := svc.Open(context.Background()); err != nil {
 		t.Fatal(err)
@@ -487,14 +419,14 @@ func TestOpenWhileS3Hangs(t *testing.T) {
 		}
 	}
 	// Reconciling takes an upload slot: 16 in all, one per organization.
-	waitFor(t, 20*time.Second, "ListParts to be asked", func() bool { return after.lists.Load() == 16 })
-	if up := after.uploaded(); len(up) != 0 {
+	waitFor(t, 20*time.Second, "ListParts to be asked", func() bool { return s3.lists.Load() == 16 })
+	if up := s3.uploaded(); len(up) != 0 {
 		t.Fatalf("parts %v uploaded before S3 said which it holds", up)
 	}
 
 	close(answer)
 	waitFor(t, 20*time.Second, "part 1 to be uploaded once reconciled", func() bool {
-		up := after.uploaded()
+		up := s3.uploaded()
 		return len(up) == 1 && up[0] == 1
 	})
 	if got, err := svc.Offset(ctx, rec.ID, token); err != nil || got != off {
@@ -507,9 +439,10 @@ func TestOpenWhileS3Hangs(t *testing.T) {
 func TestFailClosesSpool(t *testing.T) {
 	t.Parallel()
 	e := MustNewEnv(t)
-	gone := &fakeStorage{uploadPart: func(context.Context, int32) error {
+	gone := newFakeS3()
+	gone.uploadPart = func(context.Context, int32) error {
 		return &recsink.StorageError{Op: "UploadPart", Code: "NoSuchUpload", StatusCode: 404, Err: errors.New("no such upload")}
-	}}
+	}
 	sp := e.MustOpenSpool(t)
 	svc := e.NewServiceWith(t, e.Store, gone, sp)
 	if err := svc.Open(context.Background()); err != nil {

@@ -11,10 +11,10 @@ import (
 )
 
 // bucketStorage routes each bucket to its own fake.
-type bucketStorage map[string]*fakeStorage
+type bucketStorage map[string]*fakeS3
 
-func (b bucketStorage) Client(_ context.Context, dest recsink.Destination, _ recsink.AccessKey) (recsink.StorageClient, error) {
-	return stubClient{b[dest.Bucket]}, nil
+func (b bucketStorage) Client(ctx context.Context, dest recsink.Destination, key recsink.AccessKey) (recsink.StorageClient, error) {
+	return b[dest.Bucket].Client(ctx, dest, key)
 }
 
 func (b bucketStorage) Check(context.Context, recsink.Destination, recsink.AccessKey) (*recsink.CheckReport, error) {
@@ -28,13 +28,12 @@ func (b bucketStorage) Check(context.Context, recsink.Destination, recsink.Acces
 func TestUploadsIsolatedFromHangingBucket(t *testing.T) {
 	t.Parallel()
 	e := MustNewEnv(t)
-	storage := bucketStorage{
-		"hanging": {uploadPart: func(ctx context.Context, _ int32) error {
-			<-ctx.Done()
-			return ctx.Err()
-		}},
-		"healthy": {},
+	hanging := newFakeS3()
+	hanging.uploadPart = func(ctx context.Context, _ int32) error {
+		<-ctx.Done()
+		return ctx.Err()
 	}
+	storage := bucketStorage{"hanging": hanging, "healthy": newFakeS3()}
 	const slots = 4
 	svc := e.NewServiceWith(t, e.Store, storage, e.MustOpenSpool(t), func(c *service.Config) { c.UploadConcurrency = slots })
 	ctx := context.Background()
