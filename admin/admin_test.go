@@ -13,7 +13,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -25,6 +24,7 @@ import (
 	"github.com/recsink/recsink"
 	"github.com/recsink/recsink/admin"
 	rshttp "github.com/recsink/recsink/http"
+	"github.com/recsink/recsink/internal/browsertest"
 	"github.com/recsink/recsink/internal/s3test"
 	"github.com/recsink/recsink/oidc"
 	"github.com/recsink/recsink/s3"
@@ -532,42 +532,11 @@ func TestAdminIsolation(t *testing.T) {
 	}
 }
 
-// MustBrowser starts headless Chromium for tb. It skips tb when chromium is
-// absent, or fails it when RECSINK_REQUIRE_TOOLS=1.
+// MustBrowser starts headless Chromium for tb, its window the size the
+// screenshots are taken at.
 func MustBrowser(tb testing.TB) context.Context {
 	tb.Helper()
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		msg := "admin: chromium not found (apt-get install chromium)"
-		if os.Getenv(s3test.EnvRequireTools) == "1" {
-			tb.Fatal(msg)
-		}
-		tb.Skip(msg)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.NoFirstRun,
-		chromedp.UserDataDir(tb.TempDir()),
-		chromedp.WindowSize(1280, 900),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(allocCtx)
-	tb.Cleanup(func() {
-		cancelCtx()
-		cancelAlloc()
-	})
-	// The first run starts the browser; it lives as long as ctx.
-	if err := chromedp.Do(ctx); err != nil {
-		tb.Fatalf("start chromium: %v", err)
-	}
-	return ctx
+	return browsertest.MustBrowser(tb, chromedp.WindowSize(1280, 900))
 }
 
 // artifactsDir returns the folder for screenshots: $RECSINK_ARTIFACTS, else

@@ -6,8 +6,9 @@ import (
 	"os"
 	"testing"
 
+	"github.com/recsink/recsink/internal/browsertest"
+	"github.com/recsink/recsink/internal/mediatest"
 	"github.com/recsink/recsink/media"
-	"github.com/recsink/recsink/media/internal/mediatest"
 )
 
 // TestLongRecordings finalizes two-minute 3 Mbit/s live streams of each
@@ -18,7 +19,7 @@ func TestLongRecordings(t *testing.T) {
 	if os.Getenv("RECSINK_MEDIA_LONG") != "1" {
 		t.Skip("set RECSINK_MEDIA_LONG=1 to run")
 	}
-	browser := mediatest.MustBrowser(t)
+	browser := browsertest.MustBrowser(t)
 	for _, format := range []string{"matroska", "webm", "fmp4"} {
 		t.Run(format, func(t *testing.T) {
 			args := mediatest.LiveArgs(format, 120)
@@ -43,7 +44,7 @@ func TestLongRecordings(t *testing.T) {
 			file := append(append(append([]byte(nil), first...), stream[firstLen:]...), tail...)
 			d := mediatest.ProbeDuration(t, file, "long."+kind.Ext())
 			dp := mediatest.ProbeDurationPipe(t, file)
-			pb := mediatest.CheckPlayback(t, browser, file, kind.ContentType())
+			pb := browsertest.CheckPlayback(t, browser, file, kind.ContentType())
 			t.Logf("%s: %d bytes, index %d bytes, tail %d bytes; ffprobe %.3f (file), %.3f (pipe); Chromium %+v", format, len(stream), index.Len(), len(tail), d, dp, pb)
 			if math.Abs(d-120) > 0.5 || math.Abs(dp-120) > 0.5 || math.Abs(pb.Duration-120) > 0.5 || pb.SeekableEnd != pb.Duration || !pb.Seeked || pb.Played <= pb.SeekedAt {
 				t.Errorf("not a finished file")

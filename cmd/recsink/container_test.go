@@ -19,6 +19,7 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/recsink/recsink"
+	"github.com/recsink/recsink/internal/browsertest"
 	"github.com/recsink/recsink/internal/s3spy"
 	"github.com/recsink/recsink/internal/s3test"
 )
@@ -195,7 +196,7 @@ func TestRecording_SIGKILLBeforeWebMUpload(t *testing.T) {
 	if d, err := strconv.ParseFloat(header, 64); err != nil || math.Abs(d-dur) > 0.5 {
 		t.Errorf("ffprobe format=duration %q, media %.3f s", header, dur)
 	}
-	pb := checkPlayback(t, mustBrowser(t), object, "video/webm")
+	pb := browsertest.CheckPlayback(t, browsertest.MustBrowser(t), object, "video/webm")
 	if math.Abs(pb.Duration-dur) > 0.5 || pb.SeekableEnd != pb.Duration || !pb.Seeked || pb.Error != "" {
 		t.Errorf("Chromium: %+v; want duration %.3f s ±0.5, seekable to it, seeked", pb, dur)
 	}

@@ -2,10 +2,8 @@ package main_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -18,14 +16,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/chromedp/chromedp"
-
 	"github.com/recsink/recsink"
+	"github.com/recsink/recsink/internal/browsertest"
 	"github.com/recsink/recsink/internal/s3test"
 )
 
@@ -194,7 +190,7 @@ func testLiveFinalized(t *testing.T, format, ext, fileFormat, contentType string
 	}
 	t.Logf("ffprobe format=duration: %s s (as sent: %s); media %.3f s", header, before, media)
 
-	pb := checkPlayback(t, mustBrowser(t), object, contentType)
+	pb := browsertest.CheckPlayback(t, browsertest.MustBrowser(t), object, contentType)
 	t.Logf("Chromium: %+v", pb)
 	if math.Abs(pb.Duration-media) > 0.5 || pb.SeekableEnd != pb.Duration || !pb.Seeked || pb.Error != "" {
 		t.Errorf("Chromium: duration %v, seekable.end(0) %v, seeked %v, error %q; want %.3f s ±0.5, seekable to it, seeked",
@@ -214,119 +210,6 @@ func checkObjectChecksum(tb testing.TB, e *Env, rec map[string]any, object []byt
 		tb.Errorf("head-object --checksum-mode ENABLED says %q; the recording reports %q", head, got)
 	}
 	checkCRC(tb, got, object)
-}
-
-// mustBrowser starts headless Chromium; it skips when chromium is absent
-// (fails under RECSINK_REQUIRE_TOOLS=1).
-func mustBrowser(tb testing.TB) context.Context {
-	tb.Helper()
-	path := requireTool(tb, "chromium")
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.UserDataDir(tb.TempDir()),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(allocCtx)
-	tb.Cleanup(func() {
-		cancelCtx()
-		cancelAlloc()
-	})
-	if err := chromedp.Do(ctx); err != nil {
-		tb.Fatalf("start chromium: %v", err)
-	}
-	return ctx
-}
-
-// playback is what Chromium reports about a file in a <video> element.
-type playback struct {
-	Duration    float64 // video.duration; +Inf as math.Inf
-	SeekableEnd float64 // seekable.end(0); NaN when nothing is seekable
-	Seeked      bool    // setting currentTime to the middle reached "seeked"
-	SeekedAt    float64
-	Played      float64 // currentTime after playing on from the middle
-	Error       string
-	Ranges      int // range requests answered
-}
-
-// checkPlayback serves data over HTTP with range requests, as S3 does, and
-// loads it in a <video> element: duration, seekable range, a seek to the
-// middle and playback from there.
-func checkPlayback(tb testing.TB, ctx context.Context, data []byte, contentType string) playback {
-	tb.Helper()
-	var ranges atomic.Int64
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html")
-		io.WriteString(w, `<!doctype html><video id=v muted preload=auto src="/media"></video>`)
-	})
-	mux.HandleFunc("/media", func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Range") != "" {
-			ranges.Add(1)
-		}
-		w.Header().Set("Content-Type", contentType)
-		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
-	})
-	srv := httptest.NewServer(mux)
-	tb.Cleanup(func() {
-		srv.CloseClientConnections()
-		srv.Close()
-	})
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	const script = `new Promise((resolve) => {
-  const v = document.getElementById("v");
-  const out = {duration: -1, seekableEnd: -1, seeked: false, seekedAt: -1, played: -1, error: ""};
-  const fail = () => { out.error = v.error ? (v.error.code + " " + v.error.message) : "no error"; resolve(JSON.stringify(out)); };
-  const num = (x) => x === Infinity ? 1e300 : x;
-  const meta = () => {
-    out.duration = num(v.duration);
-    out.seekableEnd = v.seekable.length ? num(v.seekable.end(v.seekable.length - 1)) : -2;
-    if (!isFinite(v.duration)) { resolve(JSON.stringify(out)); return; }
-    v.addEventListener("seeked", () => {
-      out.seeked = true; out.seekedAt = v.currentTime;
-      const from = v.currentTime;
-      v.play().catch(() => {});
-      const t0 = Date.now();
-      const tick = () => {
-        if (v.currentTime > from + 0.5 || Date.now() - t0 > 5000) { out.played = v.currentTime; resolve(JSON.stringify(out)); return; }
-        setTimeout(tick, 100);
-      };
-      tick();
-    }, {once: true});
-    v.currentTime = v.duration / 2;
-  };
-  v.addEventListener("error", fail);
-  if (v.readyState >= 1) meta(); else v.addEventListener("loadedmetadata", meta, {once: true});
-  setTimeout(() => { out.error = out.error || "timeout"; resolve(JSON.stringify(out)); }, 30000);
-})`
-	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL)); err != nil {
-		tb.Fatalf("browser: %v", err)
-	}
-	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](script, chromedp.EvalAwaitPromise))
-	if err != nil {
-		tb.Fatalf("browser: %v", err)
-	}
-	var raw struct {
-		Duration, SeekableEnd, SeekedAt, Played float64
-		Seeked                                  bool
-		Error                                   string
-	}
-	if err := json.Unmarshal([]byte(s), &raw); err != nil {
-		tb.Fatalf("browser result %q: %v", s, err)
-	}
-	inf := func(x float64) float64 {
-		if x >= 1e300 {
-			return math.Inf(1)
-		}
-		if x == -2 {
-			return math.NaN()
-		}
-		return x
-	}
-	return playback{Duration: inf(raw.Duration), SeekableEnd: inf(raw.SeekableEnd), Seeked: raw.Seeked, SeekedAt: raw.SeekedAt,
-		Played: raw.Played, Error: raw.Error, Ranges: int(ranges.Load())}
 }
 
 // liveMatroska returns about 12 MiB of Matroska as a live recorder writes
@@ -411,7 +294,7 @@ func TestRecording_SIGKILLWhileFirstPartHeld(t *testing.T) {
 	if d, err := strconv.ParseFloat(header, 64); err != nil || math.Abs(d-dur) > 0.5 {
 		t.Errorf("after SIGKILL: ffprobe format=duration %q, media %.3f s", header, dur)
 	}
-	pb := checkPlayback(t, mustBrowser(t), object, "video/x-matroska")
+	pb := browsertest.CheckPlayback(t, browsertest.MustBrowser(t), object, "video/x-matroska")
 	if math.Abs(pb.Duration-dur) > 0.5 || pb.SeekableEnd != pb.Duration || !pb.Seeked || pb.Error != "" {
 		t.Errorf("after SIGKILL, Chromium: %+v; want duration %.3f s ±0.5, seekable to it, seeked", pb, dur)
 	}

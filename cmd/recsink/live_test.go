@@ -19,6 +19,7 @@ import (
 
 	"github.com/recsink/recsink"
 	main "github.com/recsink/recsink/cmd/recsink"
+	"github.com/recsink/recsink/internal/browsertest"
 )
 
 // liveEnv is a recsink with RTMP on, the organization's storage saved, a
@@ -338,7 +339,7 @@ func testLive(t *testing.T, e *liveEnv, url, keyless string) {
 
 	// The object plays and seeks in Chromium as a finished file (issue 15,
 	// proof 1): a duration, a seekable range, a seek to the middle.
-	pb := checkPlayback(t, mustBrowser(t), data, "video/x-matroska")
+	pb := browsertest.CheckPlayback(t, browsertest.MustBrowser(t), data, "video/x-matroska")
 	t.Logf("Chromium: %+v", pb)
 	if pb.Error != "" || math.Abs(pb.Duration-sent.Seconds()) > 0.5 || !pb.Seeked || pb.Played <= pb.SeekedAt || pb.SeekableEnd < pb.Duration-0.5 {
 		t.Errorf("Chromium plays the object: %+v, want a duration within 0.5 s of %.2f s, seekable to its end, a seek and playback", pb, sent.Seconds())

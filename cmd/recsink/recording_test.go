@@ -24,6 +24,7 @@ import (
 	"github.com/recsink/recsink"
 
 	main "github.com/recsink/recsink/cmd/recsink"
+	"github.com/recsink/recsink/internal/mediatest"
 	"github.com/recsink/recsink/internal/s3test"
 )
 
@@ -47,14 +48,7 @@ func mustRecordingEnv(tb testing.TB, opts ...func(*main.Config)) (*Env, string) 
 // requireTool skips when a tool is absent, unless CI requires it.
 func requireTool(tb testing.TB, name string) string {
 	tb.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("RECSINK_REQUIRE_TOOLS") == "1" {
-			tb.Fatalf("%s is required: apt-get install ffmpeg", name)
-		}
-		tb.Skipf("%s not installed (apt-get install ffmpeg)", name)
-	}
-	return path
+	return mediatest.MustTool(tb, name)
 }
 
 // ffmpegArgs make 20 s of test video and audio in Matroska.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/recsink/recsink"
 	main "github.com/recsink/recsink/cmd/recsink"
+	"github.com/recsink/recsink/internal/browsertest"
 )
 
 // whipEnv is a recsink with WHIP on, the organization's storage saved, a
@@ -50,25 +51,10 @@ func mustWHIPEnv(tb testing.TB, grace time.Duration) *whipEnv {
 // microphone that getUserMedia grants without asking.
 func mustWHIPBrowser(tb testing.TB) context.Context {
 	tb.Helper()
-	path := requireTool(tb, "chromium")
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+	return browsertest.MustBrowser(tb,
 		chromedp.Flag("use-fake-device-for-media-stream", true),
 		chromedp.Flag("use-fake-ui-for-media-stream", true),
-		chromedp.UserDataDir(tb.TempDir()),
 	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(allocCtx)
-	tb.Cleanup(func() {
-		cancelCtx()
-		cancelAlloc()
-	})
-	if err := chromedp.Do(ctx); err != nil {
-		tb.Fatalf("start chromium: %v", err)
-	}
-	return ctx
 }
 
 // whipClientPage is a WHIP client (RFC 9725) as a web page would have
@@ -242,7 +228,7 @@ func testWHIPChromium(t *testing.T, codec string, publishFor time.Duration) {
 		t.Errorf("media %.2f s, published %.2f s: differ by %.2f s, want within 1 s", probe.end, st.Secs, d)
 	}
 
-	pb := checkPlayback(t, mustBrowser(t), data, "video/x-matroska")
+	pb := browsertest.CheckPlayback(t, browsertest.MustBrowser(t), data, "video/x-matroska")
 	t.Logf("Chromium: %+v", pb)
 	if pb.Error != "" || math.Abs(pb.Duration-st.Secs) > 1 || !pb.Seeked || pb.Played <= pb.SeekedAt {
 		t.Errorf("Chromium plays the object: %+v, want a duration within 1 s of %.2f s, a seek and playback", pb, st.Secs)

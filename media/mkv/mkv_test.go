@@ -9,8 +9,9 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/recsink/recsink/internal/browsertest"
+	"github.com/recsink/recsink/internal/mediatest"
 	"github.com/recsink/recsink/media"
-	"github.com/recsink/recsink/media/internal/mediatest"
 	"github.com/recsink/recsink/media/mkv"
 )
 
@@ -231,7 +232,7 @@ func TestFinalizeFFmpeg(t *testing.T) {
 			if d := mediatest.ProbeDurationPipe(t, stream); !math.IsNaN(d) {
 				t.Fatalf("the live stream has a duration through a pipe (%v)", d)
 			}
-			browser := mediatest.MustBrowser(t)
+			browser := browsertest.MustBrowser(t)
 			for i, firstLen := range []int{0, 100_000, 5 << 20} {
 				t.Run(fmt.Sprintf("First%d", firstLen), func(t *testing.T) {
 					out := MustFinalize(t, stream, firstLen, uint64(i))
@@ -248,7 +249,7 @@ func TestFinalizeFFmpeg(t *testing.T) {
 					if i > 0 {
 						return // Chromium once per format is enough for the time it takes
 					}
-					pb := mediatest.CheckPlayback(t, browser, out, tt.kind.ContentType())
+					pb := browsertest.CheckPlayback(t, browser, out, tt.kind.ContentType())
 					t.Logf("Chromium: %+v", pb)
 					if math.Abs(pb.Duration-12) > 0.5 || pb.SeekableEnd != pb.Duration {
 						t.Errorf("Chromium duration %v, seekable end %v; want 12±0.5 and equal", pb.Duration, pb.SeekableEnd)
@@ -269,7 +270,7 @@ func TestLiveStreamIsInfinite(t *testing.T) {
 	// What issue 12 measured, as a baseline: the raw stream has no duration in Chromium.
 	t.Parallel()
 	stream := mediatest.MustFFmpeg(t, mediatest.LiveArgs("webm", 4)...)
-	pb := mediatest.CheckPlayback(t, mediatest.MustBrowser(t), stream, "video/webm")
+	pb := browsertest.CheckPlayback(t, browsertest.MustBrowser(t), stream, "video/webm")
 	t.Logf("Chromium on the raw live stream: %+v", pb)
 	if !math.IsInf(pb.Duration, 1) {
 		t.Errorf("duration %v, want +Inf", pb.Duration)
@@ -313,7 +314,7 @@ func unknownClusters(tb testing.TB, stream []byte) {
 func TestCutFFmpeg(t *testing.T) {
 	t.Parallel()
 	full := mediatest.MustFFmpeg(t, mediatest.LiveArgs("matroska", 12)...)
-	browser := mediatest.MustBrowser(t)
+	browser := browsertest.MustBrowser(t)
 	r := rand.New(rand.NewPCG(12, 12))
 	var refused int
 	for i := range 12 {
@@ -344,7 +345,7 @@ func TestCutFFmpeg(t *testing.T) {
 			t.Errorf("cut at %d: Duration %v, ffprobe %v", cut, dur, d)
 		}
 		if i == 0 {
-			pb := mediatest.CheckPlayback(t, browser, out, "video/x-matroska")
+			pb := browsertest.CheckPlayback(t, browser, out, "video/x-matroska")
 			t.Logf("Chromium: %+v", pb)
 			if math.Abs(pb.Duration-dur) > 0.1 || pb.SeekableEnd != pb.Duration || !pb.Seeked {
 				t.Errorf("Chromium: %+v", pb)

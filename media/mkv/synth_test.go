@@ -12,7 +12,7 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/recsink/recsink/media/internal/mediatest"
+	"github.com/recsink/recsink/internal/mediatest"
 	"github.com/recsink/recsink/media/mkv"
 )
 

@@ -10,8 +10,9 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/recsink/recsink/internal/browsertest"
+	"github.com/recsink/recsink/internal/mediatest"
 	"github.com/recsink/recsink/media"
-	"github.com/recsink/recsink/media/internal/mediatest"
 	"github.com/recsink/recsink/media/mp4"
 )
 
@@ -145,7 +146,7 @@ func TestFinalizeFFmpeg(t *testing.T) {
 			if got := media.Sniff(stream[:media.SniffLen]); got != media.MP4 {
 				t.Fatalf("Sniff = %v, want MP4", got)
 			}
-			browser := mediatest.MustBrowser(t)
+			browser := browsertest.MustBrowser(t)
 			for i, firstLen := range []int{0, 100_000, 5 << 20} {
 				t.Run(fmt.Sprintf("First%d", firstLen), func(t *testing.T) {
 					out, grew := MustFinalize(t, stream, firstLen, uint64(i))
@@ -181,7 +182,7 @@ func TestFinalizeFFmpeg(t *testing.T) {
 					if i > 0 {
 						return
 					}
-					pb := mediatest.CheckPlayback(t, browser, out, "video/mp4")
+					pb := browsertest.CheckPlayback(t, browser, out, "video/mp4")
 					t.Logf("Chromium: %+v", pb)
 					if math.Abs(pb.Duration-12) > 0.5 || pb.SeekableEnd != pb.Duration {
 						t.Errorf("Chromium duration %v, seekable end %v; want 12±0.5 and equal", pb.Duration, pb.SeekableEnd)
@@ -260,7 +261,7 @@ func TestLiveStreamBaseline(t *testing.T) {
 	stream := mediatest.MustFFmpeg(t, mediatest.LiveArgs("fmp4", 12)...)
 	d := mediatest.ProbeDuration(t, stream, "live.mp4")
 	dp := mediatest.ProbeDurationPipe(t, stream)
-	pb := mediatest.CheckPlayback(t, mediatest.MustBrowser(t), stream, "video/mp4")
+	pb := browsertest.CheckPlayback(t, browsertest.MustBrowser(t), stream, "video/mp4")
 	// ffmpeg, in ffprobe and in Chromium, scans every moof of a seekable
 	// file: the raw stream's duration is found that way. Through a pipe
 	// only the header counts, and it says nothing: ffprobe gives the length
@@ -276,7 +277,7 @@ func TestLiveStreamBaseline(t *testing.T) {
 func TestCutFFmpeg(t *testing.T) {
 	t.Parallel()
 	full := mediatest.MustFFmpeg(t, mediatest.LiveArgs("fmp4", 12)...)
-	browser := mediatest.MustBrowser(t)
+	browser := browsertest.MustBrowser(t)
 	r := rand.New(rand.NewPCG(12, 12))
 	var refused int
 	for i := range 12 {
@@ -304,7 +305,7 @@ func TestCutFFmpeg(t *testing.T) {
 			t.Errorf("cut at %d: mehd %v, ffprobe %v", cut, mehd, d)
 		}
 		if i == 0 {
-			pb := mediatest.CheckPlayback(t, browser, out, "video/mp4")
+			pb := browsertest.CheckPlayback(t, browser, out, "video/mp4")
 			t.Logf("Chromium: %+v", pb)
 			if math.Abs(pb.Duration-mehd) > 0.1 || pb.SeekableEnd != pb.Duration || !pb.Seeked {
 				t.Errorf("Chromium: %+v", pb)
