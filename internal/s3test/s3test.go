@@ -216,20 +216,27 @@ func (s *Server) stop() error {
 	cmd, exited := s.cmd, s.exited
 	s.cmd = nil
 	s.mu.Unlock()
-	if cmd == nil {
+	if cmd == nil || !terminate(cmd, exited, stopTimeout) {
 		return nil
 	}
+	return fmt.Errorf("versitygw did not stop within %v of SIGTERM; killed", stopTimeout)
+}
+
+// terminate stops cmd, whose exited is closed once it has been waited for:
+// SIGTERM, then SIGKILL if it has not exited within timeout. It returns
+// once cmd has exited, and reports whether it had to be killed.
+func terminate(cmd *exec.Cmd, exited <-chan struct{}, timeout time.Duration) (killed bool) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		cmd.Process.Kill()
 	}
 	select {
 	case <-exited:
-		return nil
-	case <-time.After(stopTimeout):
+		return false
+	case <-time.After(timeout):
 	}
 	cmd.Process.Kill()
 	<-exited
-	return fmt.Errorf("versitygw did not stop within %v of SIGTERM; killed", stopTimeout)
+	return true
 }
 
 // CreateUser creates an account with role ("user", "userplus" or "admin")

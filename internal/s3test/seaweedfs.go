@@ -17,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -393,19 +392,10 @@ func (s *SeaweedFS) stop() error {
 	if cmd == nil {
 		return nil
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		cmd.Process.Kill()
-	}
-	select {
-	case <-exited:
-		return nil
-	case <-time.After(weedStopTimeout):
-	}
 	// A loaded machine can keep weed from stopping in time; it is killed
 	// then, and its data folder is what the next start reads. Not a
 	// failure of the code under test.
-	cmd.Process.Kill()
-	<-exited
+	terminate(cmd, exited, weedStopTimeout)
 	return nil
 }
 
