@@ -3,12 +3,9 @@ package main_test
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -75,10 +72,7 @@ func TestChaos_DatabaseDown(t *testing.T) {
 	key := s3.CreateUser(t, "user")
 	bucket := s3.CreateBucket(t, key.ID)
 	apiKey := mustOrgCreate(t, "--db", dsn)
-	masterKey := filepath.Join(t.TempDir(), "master.key")
-	if err := os.WriteFile(masterKey, []byte(base64.StdEncoding.EncodeToString(randomBytes(t, 32))), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	masterKey := mustMasterKeyFile(t)
 	// Leases outlast the outage, so that what this test sees is the
 	// database being down, not a takeover after it.
 	args := []string{"--db", dsn, "--master-key-file", masterKey, "--lease-ttl", "60s"}

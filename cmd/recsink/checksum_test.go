@@ -23,12 +23,12 @@ import (
 	"github.com/recsink/recsink/internal/s3test"
 )
 
-// headChecksum asks S3 for the object's checksum as
+// headChecksum asks srv for the object's checksum as
 // `aws s3api head-object --checksum-mode ENABLED` does, and returns it as
-// "ALGORITHM:value".
-func headChecksum(tb testing.TB, s3 *s3test.Server, key recsink.AccessKey, bucket, object string) string {
+// "ALGORITHM:value", or "" when the server names none.
+func headChecksum(tb testing.TB, srv s3test.Backend, key recsink.AccessKey, bucket, object string) string {
 	tb.Helper()
-	out, err := s3.S3Client(tb, key).HeadObject(context.Background(), &awss3.HeadObjectInput{
+	out, err := srv.S3Client(tb, key).HeadObject(context.Background(), &awss3.HeadObjectInput{
 		Bucket: aws.String(bucket), Key: aws.String(object), ChecksumMode: types.ChecksumModeEnabled,
 	})
 	if err != nil {

@@ -1,9 +1,7 @@
 package main_test
 
 import (
-	"encoding/base64"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -27,10 +25,7 @@ func TestCluster_ThreeNodes(t *testing.T) {
 	apiKey := mustOrgCreate(t, "--db", dsn)
 
 	// Every node decrypts the same saved secrets: one master key for all.
-	masterKey := filepath.Join(t.TempDir(), "master.key")
-	if err := os.WriteFile(masterKey, []byte(base64.StdEncoding.EncodeToString(randomBytes(t, 32))), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	masterKey := mustMasterKeyFile(t)
 	rcv := NewReceiver(t)
 	nodeArgs := []string{"--db", dsn, "--lease-ttl", "1s", "--master-key-file", masterKey, "--allow-endpoint", rcv.HostPort()}
 	var nodes [3]*Process
@@ -153,10 +148,7 @@ func TestCluster_NodeLost(t *testing.T) {
 	key := s3.CreateUser(t, "user")
 	bucket := s3.CreateBucket(t, key.ID)
 	apiKey := mustOrgCreate(t, "--db", dsn)
-	masterKey := filepath.Join(t.TempDir(), "master.key")
-	if err := os.WriteFile(masterKey, []byte(base64.StdEncoding.EncodeToString(randomBytes(t, 32))), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	masterKey := mustMasterKeyFile(t)
 	rcv := NewReceiver(t)
 	args := []string{"--db", dsn, "--lease-ttl", "1s", "--node-loss-timeout", "2s", "--master-key-file", masterKey, "--allow-endpoint", rcv.HostPort()}
 	doomed := MustStartProcess(t, s3, t.TempDir(), args...)

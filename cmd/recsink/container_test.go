@@ -24,10 +24,10 @@ import (
 	"github.com/recsink/recsink/internal/s3test"
 )
 
-// headContentType returns the Content-Type S3 answers HeadObject with.
-func headContentType(tb testing.TB, s3 *s3test.Server, key recsink.AccessKey, bucket, object string) string {
+// headContentType returns the Content-Type srv answers HeadObject with.
+func headContentType(tb testing.TB, srv s3test.Backend, key recsink.AccessKey, bucket, object string) string {
 	tb.Helper()
-	out, err := s3.S3Client(tb, key).HeadObject(context.Background(), &awss3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(object)})
+	out, err := srv.S3Client(tb, key).HeadObject(context.Background(), &awss3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(object)})
 	if err != nil {
 		tb.Fatalf("head-object %s: %v", object, err)
 	}
@@ -218,7 +218,7 @@ func TestRecording_WebMKeySwitched(t *testing.T) {
 	if len(media) < 12*mib {
 		t.Fatalf("ffmpeg made only %d bytes of WebM; want over 12 MiB", len(media))
 	}
-	e, meeting, rcv, b, _ := rotationEnv(t)
+	e, meeting, rcv, b, _ := rotationEnv(t, s3test.MustStart(t))
 	rec := MustStartRecording(t, e.Org, meeting)
 	webmKey := strings.TrimSuffix(rec.ObjectKey, ".mkv") + ".webm"
 	rec.MustPut(t, media[:11*mib]) // part 1 held back, part 2 goes up with A

@@ -3,6 +3,7 @@ package main_test
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"net"
 	"net/http"
 	"os"
@@ -120,24 +121,26 @@ func mustOrgCreate(tb testing.TB, args ...string) string {
 	return strings.TrimSpace(last)
 }
 
+// mustMasterKeyFile writes a random master key for --master-key-file, one
+// that every node of a cluster is given, and returns its path.
+func mustMasterKeyFile(tb testing.TB) string {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "master.key")
+	if err := os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(randomBytes(tb, 32))), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
 // TestRecording_SIGKILL: recsink is killed mid-recording and started again;
 // the recorder resumes at the durable offset and the object is
 // byte-identical. A recording stopped just before the crash is finalized
 // after the restart.
 func TestRecording_SIGKILL(t *testing.T) {
 	t.Parallel()
-	s3 := s3test.MustStart(t)
-	key := s3.CreateUser(t, "user")
-	bucket := s3.CreateBucket(t, key.ID)
 	data := t.TempDir()
-	apiKey := mustOrgCreate(t, "--data", data)
-
-	p := MustStartProcess(t, s3, data)
-	m := &TestMain{S3: s3}
-	org := &Client{m: m, Key: apiKey}
-	m.url = p.URL()
-	e := &Env{S3: s3, Main: m, Org: org, Key: key, Bucket: bucket}
-	org.MustDo(t, 200, "PUT", "/v1/storage", e.Storage(bucket, key))
+	e, p := mustProcessEnv(t, data)
+	s3, org, bucket := e.S3, e.Org, e.Bucket
 	meeting := e.MustMeeting(t, org)
 
 	running := MustStartRecording(t, org, meeting)
@@ -154,8 +157,8 @@ func TestRecording_SIGKILL(t *testing.T) {
 	s3.Start(t)
 
 	p = MustStartProcess(t, s3, data)
-	m.url = p.URL()
-	running.IngestURL = p.URL() + "/v1/recordings/" + running.ID + "/ingest"
+	e.Main.url = p.URL()
+	running = ingestVia(running, p)
 	offset := running.Offset(t)
 	if offset != 11*mib {
 		t.Fatalf("offset after SIGKILL %d, want %d (every acknowledged byte)", offset, 11*mib)

@@ -22,7 +22,6 @@ import (
 
 	"github.com/recsink/recsink"
 	"github.com/recsink/recsink/internal/browsertest"
-	"github.com/recsink/recsink/internal/s3test"
 )
 
 // liveArgs are ffmpeg's arguments for live test media with no end (no -t):
@@ -251,17 +250,9 @@ func TestRecording_SIGKILLWhileFirstPartHeld(t *testing.T) {
 	if len(media) < 11*mib {
 		t.Fatalf("ffmpeg made only %d bytes; want over 11 MiB", len(media))
 	}
-	s3 := s3test.MustStart(t)
-	key := s3.CreateUser(t, "user")
-	bucket := s3.CreateBucket(t, key.ID)
 	data := t.TempDir()
-	apiKey := mustOrgCreate(t, "--data", data)
-	p := MustStartProcess(t, s3, data)
-	m := &TestMain{S3: s3}
-	org := &Client{m: m, Key: apiKey}
-	m.url = p.URL()
-	e := &Env{S3: s3, Main: m, Org: org, Key: key, Bucket: bucket}
-	org.MustDo(t, 200, "PUT", "/v1/storage", e.Storage(bucket, key))
+	e, p := mustProcessEnv(t, data)
+	s3, org, bucket := e.S3, e.Org, e.Bucket
 	rec := MustStartRecording(t, org, e.MustMeeting(t, org))
 
 	rec.MustPut(t, media[:11*mib]) // parts 1 and 2 complete
@@ -272,8 +263,8 @@ func TestRecording_SIGKILLWhileFirstPartHeld(t *testing.T) {
 	p.Kill()
 
 	p = MustStartProcess(t, s3, data)
-	m.url = p.URL()
-	rec.IngestURL = p.URL() + "/v1/recordings/" + rec.ID + "/ingest"
+	e.Main.url = p.URL()
+	rec = ingestVia(rec, p)
 	offset := rec.Offset(t)
 	if offset != 11*mib {
 		t.Fatalf("offset after SIGKILL %d, want %d", offset, 11*mib)

@@ -298,12 +298,12 @@ func WaitState(tb testing.TB, c *Client, id, want string, within time.Duration) 
 	return nil
 }
 
-// checkObject fails unless the object is byte-identical to want.
-func checkObject(tb testing.TB, s3 *s3test.Server, bucket, key string, want []byte) {
+// checkObject fails unless the object on srv is byte-identical to want.
+func checkObject(tb testing.TB, srv s3test.Backend, bucket, key string, want []byte) {
 	tb.Helper()
-	got := s3.GetObject(tb, bucket, key)
+	got := srv.GetObject(tb, bucket, key)
 	if !bytes.Equal(got, want) {
-		tb.Fatalf("object %s/%s: %d bytes, want %d identical bytes (first difference at %d)", bucket, key, len(got), len(want), firstDiff(got, want))
+		tb.Fatalf("object %s/%s on %s: %d bytes, want %d identical bytes (first difference at %d)", bucket, key, srv.Name(), len(got), len(want), firstDiff(got, want))
 	}
 }
 

@@ -2,7 +2,6 @@ package main_test
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"net/http"
 	"os"
@@ -57,10 +56,7 @@ func mustOWCluster(t *testing.T, n int, extra func(i int) []string) *owCluster {
 	c.Key = c.S3.CreateUser(t, "user")
 	c.Bucket = c.S3.CreateBucket(t, c.Key.ID)
 	c.APIKey = mustOrgCreate(t, "--db", c.DSN)
-	masterKey := filepath.Join(t.TempDir(), "master.key")
-	if err := os.WriteFile(masterKey, []byte(base64.StdEncoding.EncodeToString(randomBytes(t, 32))), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	masterKey := mustMasterKeyFile(t)
 	for i := range n {
 		args := []string{
 			"--db", c.DSN + "&application_name=" + nodeApp(i),

@@ -267,7 +267,7 @@ func TestRecording_UploadsWhileRecording(t *testing.T) {
 		}
 		e.Org.MustDo(t, 200, "POST", "/v1/recordings/"+rec.ID+"/stop", nil)
 		out := WaitState(t, e.Org, rec.ID, recsink.RecordingUploaded, 30*time.Second)
-		checkObjectOn(t, e.S3, e.Bucket, rec.ObjectKey, data)
+		checkObject(t, e.S3, e.Bucket, rec.ObjectKey, data)
 		sum := sha256.Sum256(data)
 		if out["sha256"] != hex.EncodeToString(sum[:]) || out["bytesUploaded"] != float64(len(data)) {
 			t.Fatalf("recording: %v", out)
@@ -275,7 +275,7 @@ func TestRecording_UploadsWhileRecording(t *testing.T) {
 		// The checksum is S3's own (head-object --checksum-mode ENABLED),
 		// not metadata added by a copy.
 		got, _ := out["checksum"].(string)
-		if head := headChecksumOn(t, e.S3, e.Key, e.Bucket, rec.ObjectKey); head == "" || head != got {
+		if head := headChecksum(t, e.S3, e.Key, e.Bucket, rec.ObjectKey); head == "" || head != got {
 			t.Errorf("head-object --checksum-mode ENABLED on %s says %q; the recording reports %q", srv.Name(), head, got)
 		}
 		checkCRC(t, got, data)
@@ -331,7 +331,7 @@ func TestRecording_Empty(t *testing.T) {
 		if out["sizeBytes"] != float64(0) {
 			t.Fatalf("sizeBytes %v", out["sizeBytes"])
 		}
-		checkObjectOn(t, e.S3, e.Bucket, rec.ObjectKey, nil)
+		checkObject(t, e.S3, e.Bucket, rec.ObjectKey, nil)
 	})
 }
 
@@ -390,7 +390,7 @@ func testS3Down(t *testing.T, srv s3test.Backend) {
 	e.Org.MustDo(t, 200, "POST", "/v1/recordings/"+rec.ID+"/stop", nil)
 	WaitState(t, e.Org, rec.ID, recsink.RecordingUploaded, 60*time.Second)
 	t.Logf("%s: uploaded %v after S3 was back", srv.Name(), time.Since(began).Round(time.Millisecond))
-	checkObjectOn(t, e.S3, e.Bucket, rec.ObjectKey, data)
+	checkObject(t, e.S3, e.Bucket, rec.ObjectKey, data)
 }
 
 // TestRecording_SpoolFull: with S3 down and the spool full, ingest answers
@@ -446,7 +446,7 @@ func TestRecording_Restart(t *testing.T) {
 		rec.MustPut(t, data[8*mib:])
 		e.Org.MustDo(t, 200, "POST", "/v1/recordings/"+rec.ID+"/stop", nil)
 		WaitState(t, e.Org, rec.ID, recsink.RecordingUploaded, 30*time.Second)
-		checkObjectOn(t, e.S3, e.Bucket, rec.ObjectKey, data)
+		checkObject(t, e.S3, e.Bucket, rec.ObjectKey, data)
 	})
 }
 

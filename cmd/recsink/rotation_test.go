@@ -11,24 +11,12 @@ import (
 	"github.com/recsink/recsink/internal/s3test"
 )
 
-// rotationEnv: key A (the bucket's owner) saved for the organization, and
-// keys B and C with identical permissions through a bucket policy that names
-// all three: the spec's "new key with identical permissions". On versitygw
-// only; rotationEnvOn is the same on any server.
-func rotationEnv(tb testing.TB) (e *Env, meeting string, rcv *Receiver, b, c recsink.AccessKey) {
-	tb.Helper()
-	e, meeting, rcv, _ = mustWebhookEnv(tb)
-	b = e.S3.CreateUser(tb, "user")
-	c = e.S3.CreateUser(tb, "user")
-	e.S3.PutBucketPolicy(tb, e.Bucket, e.Key, e.Key.ID, b.ID, c.ID)
-	return e, meeting, rcv, b, c
-}
-
-// rotationEnvOn is rotationEnv on srv: key A (e.Key) saved for the
-// organization, and keys B and C with the same access to the bucket (on
-// versitygw A owns the bucket and its policy names B and C; on SeaweedFS
-// the three identities' actions name the bucket).
-func rotationEnvOn(tb testing.TB, srv s3test.Backend) (e *S3Env, meeting string, rcv *Receiver, b, c recsink.AccessKey) {
+// rotationEnv: on srv, key A (e.Key) saved for the organization, and keys
+// B and C with the same access to the bucket, the spec's "new key with
+// identical permissions" (on versitygw A owns the bucket and its policy
+// names B and C; on SeaweedFS the three identities' actions name the
+// bucket).
+func rotationEnv(tb testing.TB, srv s3test.Backend) (e *S3Env, meeting string, rcv *Receiver, b, c recsink.AccessKey) {
 	tb.Helper()
 	e, meeting, rcv = mustS3WebhookEnv(tb, srv)
 	b = e.S3.CreateUserFor(tb, e.Bucket)
@@ -66,7 +54,7 @@ func activeIDs(cred map[string]any) []string {
 func TestRotation_Organization(t *testing.T) {
 	t.Parallel()
 	onEachS3(t, func(t *testing.T, srv s3test.Backend) {
-		e, meeting, rcv, b, _ := rotationEnvOn(t, srv)
+		e, meeting, rcv, b, _ := rotationEnv(t, srv)
 		var onA, onB []Started
 		for range 3 {
 			onA = append(onA, MustStartRecording(t, e.Org, meeting))
@@ -138,9 +126,9 @@ func TestRotation_Organization(t *testing.T) {
 			WaitState(t, e.Org, r.ID, recsink.RecordingUploaded, 30*time.Second)
 		}
 		for _, r := range append(onA, onB...) {
-			checkObjectOn(t, e.S3, e.Bucket, r.ObjectKey, data[r.ID])
+			checkObject(t, e.S3, e.Bucket, r.ObjectKey, data[r.ID])
 			got, _ := e.Org.MustDo(t, 200, "GET", "/v1/recordings/"+r.ID, nil)["checksum"].(string)
-			if head := headChecksumOn(t, e.S3, e.S3.AdminKey(), e.Bucket, r.ObjectKey); head == "" || head != got {
+			if head := headChecksum(t, e.S3, e.S3.AdminKey(), e.Bucket, r.ObjectKey); head == "" || head != got {
 				t.Errorf("recording %s reports checksum %q; head-object --checksum-mode ENABLED says %q", r.ID, got, head)
 			}
 			checkCRC(t, got, data[r.ID])
@@ -154,7 +142,7 @@ func TestRotation_Organization(t *testing.T) {
 func TestRotation_Room(t *testing.T) {
 	t.Parallel()
 	onEachS3(t, func(t *testing.T, srv s3test.Backend) {
-		e, meeting, rcv, b, c := rotationEnvOn(t, srv)
+		e, meeting, rcv, b, c := rotationEnv(t, srv)
 		room := mustMeeting(t, e.Org)
 		e.Org.MustDo(t, 200, "PUT", "/v1/meetings/"+room+"/recording/destination", e.Storage(e.Bucket+"/rooms", c))
 		first := MustStartRecording(t, e.Org, room)
@@ -180,7 +168,7 @@ func TestRotation_Room(t *testing.T) {
 		if cr := credentialsByKey(t, e.Org)[room+"/"+c.ID]; cr["state"] != recsink.CredentialDrained {
 			t.Fatalf("room key C after the stop: %v", cr)
 		}
-		checkObjectOn(t, e.S3, e.Bucket, first.ObjectKey, data)
+		checkObject(t, e.S3, e.Bucket, first.ObjectKey, data)
 		if !strings.HasPrefix(first.ObjectKey, "rooms/") {
 			t.Fatalf("room recording went to %s", first.ObjectKey)
 		}
@@ -193,7 +181,7 @@ func TestRotation_Room(t *testing.T) {
 func TestRotation_KeyDeletedEarly(t *testing.T) {
 	t.Parallel()
 	onEachS3(t, func(t *testing.T, srv s3test.Backend) {
-		e, meeting, _, b, _ := rotationEnvOn(t, srv)
+		e, meeting, _, b, _ := rotationEnv(t, srv)
 		rec := MustStartRecording(t, e.Org, meeting)
 		data := randomBytes(t, 17*mib+5)
 		rec.MustPut(t, data[:6*mib])
@@ -203,7 +191,7 @@ func TestRotation_KeyDeletedEarly(t *testing.T) {
 		rec.MustPut(t, data[6*mib:])
 		e.Org.MustDo(t, 200, "POST", "/v1/recordings/"+rec.ID+"/stop", nil)
 		out := WaitState(t, e.Org, rec.ID, recsink.RecordingUploaded, 30*time.Second)
-		checkObjectOn(t, e.S3, e.Bucket, rec.ObjectKey, data)
+		checkObject(t, e.S3, e.Bucket, rec.ObjectKey, data)
 		if got := out["credential"].(map[string]any)["accessKeyId"]; got != b.ID {
 			t.Fatalf("recording holds %v after the switch, want %s", got, b.ID)
 		}
@@ -224,7 +212,7 @@ func TestRotation_KeyDeletedEarly(t *testing.T) {
 func TestRotation_Blocked(t *testing.T) {
 	t.Parallel()
 	onEachS3(t, func(t *testing.T, srv s3test.Backend) {
-		e, meeting, rcv, _, c := rotationEnvOn(t, srv)
+		e, meeting, rcv, _, c := rotationEnv(t, srv)
 		rec := MustStartRecording(t, e.Org, meeting)
 		data := randomBytes(t, 19*mib+7)
 		rec.MustPut(t, data[:6*mib])
@@ -245,7 +233,7 @@ func TestRotation_Blocked(t *testing.T) {
 		rec.MustPut(t, data[15*mib:])
 		e.Org.MustDo(t, 200, "POST", "/v1/recordings/"+rec.ID+"/stop", nil)
 		out = WaitState(t, e.Org, rec.ID, recsink.RecordingUploaded, 30*time.Second)
-		checkObjectOn(t, e.S3, e.Bucket, rec.ObjectKey, data)
+		checkObject(t, e.S3, e.Bucket, rec.ObjectKey, data)
 		findEvent(t, out, recsink.EventUploadBlocked)
 		findEvent(t, out, recsink.EventUploadResumed)
 		logEvents(t, out)

@@ -1,14 +1,8 @@
 package main_test
 
 import (
-	"context"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/recsink/recsink"
 	main "github.com/recsink/recsink/cmd/recsink"
@@ -25,19 +19,19 @@ import (
 // its data folder.
 func onEachS3(t *testing.T, f func(t *testing.T, srv s3test.Backend)) {
 	t.Helper()
-	t.Run("versitygw", func(t *testing.T) {
-		t.Parallel()
-		f(t, s3test.MustStart(t))
-	})
-	t.Run("seaweedfs", func(t *testing.T) {
-		t.Parallel()
-		f(t, s3test.SharedSeaweedFS(t))
-	})
+	onEachS3With(t, func(tb testing.TB) s3test.Backend { return s3test.SharedSeaweedFS(tb) }, f)
 }
 
 // onEachS3Stoppable is onEachS3 for a test that stops and starts the
 // server: on SeaweedFS it starts one of its own.
 func onEachS3Stoppable(t *testing.T, f func(t *testing.T, srv s3test.Backend)) {
+	t.Helper()
+	onEachS3With(t, func(tb testing.TB) s3test.Backend { return s3test.MustStartSeaweedFS(tb, s3test.SeaweedFSOptions{}) }, f)
+}
+
+// onEachS3With runs f as a parallel subtest on a versitygw of its own and
+// on the SeaweedFS seaweed returns.
+func onEachS3With(t *testing.T, seaweed func(testing.TB) s3test.Backend, f func(t *testing.T, srv s3test.Backend)) {
 	t.Helper()
 	t.Run("versitygw", func(t *testing.T) {
 		t.Parallel()
@@ -45,7 +39,7 @@ func onEachS3Stoppable(t *testing.T, f func(t *testing.T, srv s3test.Backend)) {
 	})
 	t.Run("seaweedfs", func(t *testing.T) {
 		t.Parallel()
-		f(t, s3test.MustStartSeaweedFS(t, s3test.SeaweedFSOptions{}))
+		f(t, seaweed(t))
 	})
 }
 
@@ -103,18 +97,8 @@ func mustS3RecordingEnv(tb testing.TB, srv s3test.Backend, opts ...func(*main.Co
 func mustS3WebhookEnv(tb testing.TB, srv s3test.Backend, opts ...func(*main.Config)) (*S3Env, string, *Receiver) {
 	tb.Helper()
 	rcv := NewReceiver(tb)
-	opts = append(opts, func(c *main.Config) {
-		c.AllowEndpoints = append(c.AllowEndpoints, rcv.HostPort())
-		c.WebhookMinBackoff = 50 * time.Millisecond
-	})
-	e, meeting := mustS3RecordingEnv(tb, srv, opts...)
-	org, err := e.Main.Store.FindOrganizationByAPIKeyHash(context.Background(), recsink.HashToken(e.Org.Key))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := e.Main.Webhooks.SetEndpoint(context.Background(), org.ID, rcv.URL+"/hooks", nil); err != nil {
-		tb.Fatal(err)
-	}
+	e, meeting := mustS3RecordingEnv(tb, srv, withWebhooks(rcv, opts)...)
+	mustSetWebhook(tb, e.Org, rcv)
 	return e, meeting, rcv
 }
 
@@ -128,34 +112,6 @@ func (e *S3Env) Storage(bucket string, key recsink.AccessKey) map[string]any {
 		"accessKeyId":     key.ID,
 		"accessKeySecret": key.Secret,
 	}
-}
-
-// checkObjectOn fails unless the object is byte-identical to want.
-func checkObjectOn(tb testing.TB, srv s3test.Backend, bucket, key string, want []byte) {
-	tb.Helper()
-	got := srv.GetObject(tb, bucket, key)
-	if string(got) != string(want) {
-		tb.Fatalf("object %s/%s on %s: %d bytes, want %d identical bytes (first difference at %d)", bucket, key, srv.Name(), len(got), len(want), firstDiff(got, want))
-	}
-}
-
-// headChecksumOn asks srv for the object's checksum as
-// `aws s3api head-object --checksum-mode ENABLED` does, and returns it as
-// "ALGORITHM:value", or "" when the server names none.
-func headChecksumOn(tb testing.TB, srv s3test.Backend, key recsink.AccessKey, bucket, object string) string {
-	tb.Helper()
-	out, err := srv.S3Client(tb, key).HeadObject(context.Background(), &awss3.HeadObjectInput{
-		Bucket: aws.String(bucket), Key: aws.String(object), ChecksumMode: types.ChecksumModeEnabled,
-	})
-	if err != nil {
-		tb.Fatalf("head-object --checksum-mode ENABLED %s: %v", object, err)
-	}
-	for alg, v := range map[string]*string{"CRC64NVME": out.ChecksumCRC64NVME, "CRC32C": out.ChecksumCRC32C, "CRC32": out.ChecksumCRC32} {
-		if v != nil {
-			return alg + ":" + *v
-		}
-	}
-	return ""
 }
 
 // logFailure logs recsink's warnings and errors after a failed test: what

@@ -101,20 +101,33 @@ func forRecording(id string) func(map[string]any) bool {
 func mustWebhookEnv(tb testing.TB, opts ...func(*main.Config)) (*Env, string, *Receiver, string) {
 	tb.Helper()
 	rcv := NewReceiver(tb)
-	opts = append(opts, func(c *main.Config) {
+	e, meeting := mustRecordingEnv(tb, withWebhooks(rcv, opts)...)
+	return e, meeting, rcv, mustSetWebhook(tb, e.Org, rcv)
+}
+
+// withWebhooks is opts and what recsink needs to send webhooks to rcv
+// without long waits between tries.
+func withWebhooks(rcv *Receiver, opts []func(*main.Config)) []func(*main.Config) {
+	return append(opts, func(c *main.Config) {
 		c.AllowEndpoints = append(c.AllowEndpoints, rcv.HostPort())
 		c.WebhookMinBackoff = 50 * time.Millisecond
 	})
-	e, meeting := mustRecordingEnv(tb, opts...)
-	org, err := e.Main.Store.FindOrganizationByAPIKeyHash(context.Background(), recsink.HashToken(e.Org.Key))
+}
+
+// mustSetWebhook sends org's webhooks to rcv (path /hooks), through the
+// recsink org talks to, and returns the signing secret.
+func mustSetWebhook(tb testing.TB, org *Client, rcv *Receiver) string {
+	tb.Helper()
+	ctx := context.Background()
+	o, err := org.m.Store.FindOrganizationByAPIKeyHash(ctx, recsink.HashToken(org.Key))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	secret, err := e.Main.Webhooks.SetEndpoint(context.Background(), org.ID, rcv.URL+"/hooks", nil)
+	secret, err := org.m.Webhooks.SetEndpoint(ctx, o.ID, rcv.URL+"/hooks", nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return e, meeting, rcv, secret
+	return secret
 }
 
 func TestWebhooks_StartedFinished(t *testing.T) {
