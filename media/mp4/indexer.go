@@ -17,11 +17,12 @@
 package mp4
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/recsink/recsink/media/internal/indexio"
 )
 
 // ErrCorrupt reports a stream, header region or index that is not the
@@ -132,24 +133,15 @@ const checkpointMagic = "mp4idx1\n"
 // Resume turns back into an Indexer at Offset() with IndexLen() bytes of
 // index written.
 func (x *Indexer) MarshalBinary() ([]byte, error) {
-	var b bytes.Buffer
-	b.WriteString(checkpointMagic)
-	if err := binary.Write(&b, binary.BigEndian, &x.s); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
+	return indexio.MarshalCheckpoint(checkpointMagic, &x.s)
 }
 
 // Resume returns the Indexer saved in checkpoint, writing further records to
 // index; index must hold exactly the checkpoint's IndexLen() bytes.
 func Resume(checkpoint []byte, index io.Writer) (*Indexer, error) {
-	if !bytes.HasPrefix(checkpoint, []byte(checkpointMagic)) {
-		return nil, fmt.Errorf("mp4: resume: not a checkpoint: %w", ErrCorrupt)
-	}
 	x := &Indexer{w: index}
-	r := bytes.NewReader(checkpoint[len(checkpointMagic):])
-	if err := binary.Read(r, binary.BigEndian, &x.s); err != nil || r.Len() != 0 {
-		return nil, fmt.Errorf("mp4: resume: checkpoint of the wrong size: %w", ErrCorrupt)
+	if err := indexio.UnmarshalCheckpoint(checkpointMagic, checkpoint, &x.s); err != nil {
+		return nil, fmt.Errorf("mp4: resume: %v: %w", err, ErrCorrupt)
 	}
 	s := &x.s
 	if s.St > stFailed || s.N > maxBuf || s.Want > maxBuf || (s.St == stValue && s.N > s.Want) || (s.St == stHeader && s.N >= 16) ||

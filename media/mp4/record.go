@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/recsink/recsink/media/internal/indexio"
 )
 
 // RecordSize is the size in bytes of one index record: the Indexer appends
@@ -81,25 +83,15 @@ func (r *Record) unmarshal(b []byte) error {
 // order, reading index from its start until io.EOF. A partial last record
 // (a write cut by a crash) is ignored.
 func ReadIndex(index io.ReaderAt, fn func(Record) error) error {
-	var buf [RecordSize * 64]byte
-	for off := int64(0); ; {
-		n, err := index.ReadAt(buf[:], off)
-		n -= n % RecordSize
-		for i := 0; i < n; i += RecordSize {
-			var r Record
-			if err := r.unmarshal(buf[i : i+RecordSize]); err != nil {
-				return err
-			}
-			if err := fn(r); err != nil {
-				return err
-			}
+	err := indexio.ReadRecords(index, RecordSize, 64, func(b []byte) error {
+		var r Record
+		if err := r.unmarshal(b); err != nil {
+			return err
 		}
-		off += int64(n)
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("mp4: read index: %w", err)
-		}
+		return fn(r)
+	})
+	if re := (*indexio.ReadError)(nil); errors.As(err, &re) {
+		return fmt.Errorf("mp4: read index: %w", re.Err)
 	}
+	return err
 }
