@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -15,42 +16,11 @@ import (
 	"github.com/recsink/recsink/media/mkv"
 )
 
-// MustIndex feeds stream through an Indexer in random chunks and returns
-// the index it wrote and its header end.
-func MustIndex(tb testing.TB, stream []byte, seed uint64) (*bytes.Reader, int64) {
-	tb.Helper()
-	var index bytes.Buffer
-	x := mkv.NewIndexer(&index)
-	mediatest.Feed(tb, x, stream, seed)
-	if err := x.Close(); err != nil {
-		tb.Fatalf("Close: %v", err)
-	}
-	if x.Offset() != int64(len(stream)) || x.IndexLen() != int64(index.Len()) {
-		tb.Fatalf("Offset, IndexLen = %d, %d; want %d, %d", x.Offset(), x.IndexLen(), len(stream), index.Len())
-	}
-	return bytes.NewReader(index.Bytes()), x.HeaderEnd()
-}
-
-// MustFinalize indexes stream, holds back its first firstLen bytes (at least
-// the header region) and returns the finished file.
-func MustFinalize(tb testing.TB, stream []byte, firstLen int, seed uint64) []byte {
-	tb.Helper()
-	index, headerEnd := MustIndex(tb, stream, seed)
-	firstLen = min(max(firstLen, int(headerEnd)), len(stream))
-	first, tail, err := mkv.Finalize(stream[:firstLen], index, int64(len(stream)))
-	if err != nil {
-		tb.Fatalf("Finalize: %v", err)
-	}
-	if len(first) < firstLen {
-		tb.Fatalf("first part shrank from %d to %d bytes", firstLen, len(first))
-	}
-	out := append(append(append([]byte(nil), first...), stream[firstLen:]...), tail...)
-	// Only the first part and the tail differ from the stream.
-	if !bytes.Equal(out[len(first):len(first)+len(stream)-firstLen], stream[firstLen:]) {
-		tb.Fatal("bytes after the first part changed")
-	}
-	tb.Logf("first part %d → %d bytes, tail %d bytes", firstLen, len(first), len(tail))
-	return out
+// container is this package's Indexer and Finalize for mediatest's
+// MustIndex and MustFinalize.
+var container = mediatest.Container{
+	NewIndexer: func(index io.Writer) mediatest.Indexer { return mkv.NewIndexer(index) },
+	Finalize:   mkv.Finalize,
 }
 
 // cue is a CuePoint as read back from a finished file.
@@ -235,7 +205,7 @@ func TestFinalizeFFmpeg(t *testing.T) {
 			browser := browsertest.MustBrowser(t)
 			for i, firstLen := range []int{0, 100_000, 5 << 20} {
 				t.Run(fmt.Sprintf("First%d", firstLen), func(t *testing.T) {
-					out := MustFinalize(t, stream, firstLen, uint64(i))
+					out, _ := container.MustFinalize(t, stream, firstLen, uint64(i))
 					d := mediatest.ProbeDuration(t, out, "out."+tt.kind.Ext())
 					t.Logf("ffprobe duration %.3f", d)
 					if math.Abs(d-12) > 0.5 {
@@ -364,7 +334,7 @@ func TestResumeFFmpeg(t *testing.T) {
 	t.Parallel()
 	stream := mediatest.MustFFmpeg(t, mediatest.LiveArgs("webm", 6)...)
 	unknownClusters(t, stream)
-	want, _ := MustIndex(t, stream, 1)
+	want, _ := container.MustIndex(t, stream, 1)
 	r := rand.New(rand.NewPCG(6, 6))
 	for range 20 {
 		cut := r.IntN(len(stream))

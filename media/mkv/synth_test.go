@@ -121,7 +121,7 @@ func TestIndexer(t *testing.T) {
 			t.Parallel()
 			const n = 20
 			stream := s.stream(n)
-			index, headerEnd := MustIndex(t, stream, 1)
+			index, headerEnd := container.MustIndex(t, stream, 1)
 			if want := int64(len(s.header())); headerEnd != want {
 				t.Errorf("HeaderEnd = %d, want %d", headerEnd, want)
 			}
@@ -186,7 +186,7 @@ func TestIndexer(t *testing.T) {
 func TestIndexerResume(t *testing.T) {
 	t.Parallel()
 	stream := synth{video: true, unknownClusters: true, clusterMs: 1000, bytesPerSec: 10_000}.stream(10)
-	want, _ := MustIndex(t, stream, 7)
+	want, _ := container.MustIndex(t, stream, 7)
 	r := rand.New(rand.NewPCG(3, 4))
 	for range 50 {
 		cut := r.IntN(len(stream))
@@ -242,13 +242,13 @@ func TestIndexerErrors(t *testing.T) {
 		}
 	})
 	t.Run("ErrShortHeader", func(t *testing.T) {
-		index, _ := MustIndex(t, stream, 1)
+		index, _ := container.MustIndex(t, stream, 1)
 		if _, _, err := mkv.Finalize(stream[:len(s.header())-5], index, int64(len(stream))); !errors.Is(err, mkv.ErrShortHeader) {
 			t.Errorf("Finalize = %v, want ErrShortHeader", err)
 		}
 	})
 	t.Run("IndexOutsideStream", func(t *testing.T) {
-		index, _ := MustIndex(t, stream, 1)
+		index, _ := container.MustIndex(t, stream, 1)
 		if _, _, err := mkv.Finalize(stream[:len(s.header())], index, int64(len(s.header())+10)); !errors.Is(err, mkv.ErrCorrupt) {
 			t.Errorf("Finalize = %v, want ErrCorrupt", err)
 		}
@@ -267,30 +267,15 @@ func feed30Minutes(tb testing.TB, unknown bool) (heap int64, mallocs uint64, rec
 	defer f.Close()
 	header, cluster := s.header(), s.cluster(0)
 	tpos := 12 + 1 + 8 // after the Cluster header (4 + 8) and the Timecode header (1 + 8)
-	var m0, m1 runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&m0)
-	x := mkv.NewIndexer(f)
-	x.Write(header)
-	for i := range 30 * 60 {
-		binary.BigEndian.PutUint64(cluster[tpos:], uint64(i*1000))
-		for p := 0; p < len(cluster); p += 32 << 10 { // as the ingest handler's reads arrive
-			x.Write(cluster[p:min(p+32<<10, len(cluster))])
+	x, heap, mallocs := mediatest.MeasureFeed(tb, func() mediatest.Indexer { return mkv.NewIndexer(f) }, func(x mediatest.Indexer) {
+		x.Write(header)
+		for i := range 30 * 60 {
+			binary.BigEndian.PutUint64(cluster[tpos:], uint64(i*1000))
+			for p := 0; p < len(cluster); p += 32 << 10 { // as the ingest handler's reads arrive
+				x.Write(cluster[p:min(p+32<<10, len(cluster))])
+			}
 		}
-	}
-	if err := x.Close(); err != nil {
-		tb.Fatal(err)
-	}
-	runtime.ReadMemStats(&m1)
-	// All the bytes allocated while feeding: an upper bound of the heap
-	// the Indexer holds that, unlike HeapAlloc, other goroutines' garbage
-	// does not blur.
-	mallocs = m1.Mallocs - m0.Mallocs
-	heap = int64(m1.TotalAlloc - m0.TotalAlloc)
-	if cp, err := x.MarshalBinary(); err == nil {
-		tb.Logf("the Indexer's state: %d bytes (its checkpoint)", len(cp))
-	}
-	runtime.KeepAlive(x)
+	})
 	runtime.KeepAlive(header)
 	runtime.KeepAlive(cluster)
 	return heap, mallocs, x.IndexLen() / mkv.RecordSize

@@ -16,41 +16,11 @@ import (
 	"github.com/recsink/recsink/media/mp4"
 )
 
-// MustIndex feeds stream through an Indexer in random chunks and returns
-// the index it wrote and its header end.
-func MustIndex(tb testing.TB, stream []byte, seed uint64) (*bytes.Reader, int64) {
-	tb.Helper()
-	var index bytes.Buffer
-	x := mp4.NewIndexer(&index)
-	mediatest.Feed(tb, x, stream, seed)
-	if err := x.Close(); err != nil {
-		tb.Fatalf("Close: %v", err)
-	}
-	if x.Offset() != int64(len(stream)) || x.IndexLen() != int64(index.Len()) {
-		tb.Fatalf("Offset, IndexLen = %d, %d; want %d, %d", x.Offset(), x.IndexLen(), len(stream), index.Len())
-	}
-	return bytes.NewReader(index.Bytes()), x.HeaderEnd()
-}
-
-// MustFinalize indexes stream, holds back its first firstLen bytes (at least
-// the header region) and returns the finished file.
-func MustFinalize(tb testing.TB, stream []byte, firstLen int, seed uint64) (out []byte, firstGrew int) {
-	tb.Helper()
-	index, headerEnd := MustIndex(tb, stream, seed)
-	firstLen = min(max(firstLen, int(headerEnd)), len(stream))
-	first, tail, err := mp4.Finalize(stream[:firstLen], index, int64(len(stream)))
-	if err != nil {
-		tb.Fatalf("Finalize: %v", err)
-	}
-	if len(first) < firstLen {
-		tb.Fatalf("first part shrank from %d to %d bytes", firstLen, len(first))
-	}
-	out = append(append(append([]byte(nil), first...), stream[firstLen:]...), tail...)
-	if !bytes.Equal(out[len(first):len(first)+len(stream)-firstLen], stream[firstLen:]) {
-		tb.Fatal("bytes after the first part changed")
-	}
-	tb.Logf("first part %d → %d bytes, tail %d bytes", firstLen, len(first), len(tail))
-	return out, len(first) - firstLen
+// container is this package's Indexer and Finalize for mediatest's
+// MustIndex and MustFinalize.
+var container = mediatest.Container{
+	NewIndexer: func(index io.Writer) mediatest.Indexer { return mp4.NewIndexer(index) },
+	Finalize:   mp4.Finalize,
 }
 
 type box struct {
@@ -149,7 +119,7 @@ func TestFinalizeFFmpeg(t *testing.T) {
 			browser := browsertest.MustBrowser(t)
 			for i, firstLen := range []int{0, 100_000, 5 << 20} {
 				t.Run(fmt.Sprintf("First%d", firstLen), func(t *testing.T) {
-					out, grew := MustFinalize(t, stream, firstLen, uint64(i))
+					out, grew := container.MustFinalize(t, stream, firstLen, uint64(i))
 					if format == "fmp4" && grew != 0 {
 						t.Errorf("first part grew by %d bytes; absolute offsets need it unchanged", grew)
 					}
@@ -202,7 +172,7 @@ func TestFinalizeFFmpeg(t *testing.T) {
 func TestIndexerFFmpeg(t *testing.T) {
 	t.Parallel()
 	stream := mediatest.MustFFmpeg(t, mediatest.LiveArgs("fmp4", 6)...)
-	index, headerEnd := MustIndex(t, stream, 5)
+	index, headerEnd := container.MustIndex(t, stream, 5)
 	var one bytes.Buffer
 	x := mp4.NewIndexer(&one)
 	for i := range stream {
@@ -323,7 +293,7 @@ func TestCutFFmpeg(t *testing.T) {
 func TestResumeFFmpeg(t *testing.T) {
 	t.Parallel()
 	stream := mediatest.MustFFmpeg(t, mediatest.LiveArgs("fmp4+default_base_moof", 6)...)
-	want, _ := MustIndex(t, stream, 1)
+	want, _ := container.MustIndex(t, stream, 1)
 	all := make([]byte, want.Size())
 	want.ReadAt(all, 0)
 	r := rand.New(rand.NewPCG(6, 6))

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/recsink/recsink/internal/mediatest"
 	"github.com/recsink/recsink/media/mp4"
 )
 
@@ -109,7 +110,7 @@ func TestIndexerSynthetic(t *testing.T) {
 	t.Parallel()
 	s := synth{absolute: true, udta: 40, fragMs: 1000, bytesPerSec: 10_000}
 	stream := s.stream(5)
-	index, headerEnd := MustIndex(t, stream, 1)
+	index, headerEnd := container.MustIndex(t, stream, 1)
 	if headerEnd != int64(len(s.header())) {
 		t.Errorf("HeaderEnd %d, want %d", headerEnd, len(s.header()))
 	}
@@ -155,7 +156,7 @@ func TestFinalizeRoom(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			stream := tt.s.stream(5)
-			out, grew := MustFinalize(t, stream, 0, 1)
+			out, grew := container.MustFinalize(t, stream, 0, 1)
 			if grew != tt.wantGrow {
 				t.Errorf("first part grew by %d, want %d", grew, tt.wantGrow)
 			}
@@ -176,7 +177,7 @@ func TestFinalizeRoom(t *testing.T) {
 func TestIndexerResume(t *testing.T) {
 	t.Parallel()
 	stream := synth{absolute: true, fragMs: 500, bytesPerSec: 10_000}.stream(10)
-	want, _ := MustIndex(t, stream, 7)
+	want, _ := container.MustIndex(t, stream, 7)
 	all, _ := io.ReadAll(io.NewSectionReader(want, 0, want.Size()))
 	r := rand.New(rand.NewPCG(3, 4))
 	for range 50 {
@@ -223,7 +224,7 @@ func TestErrors(t *testing.T) {
 		}
 	})
 	t.Run("ErrShortHeader", func(t *testing.T) {
-		index, _ := MustIndex(t, stream, 1)
+		index, _ := container.MustIndex(t, stream, 1)
 		if _, _, err := mp4.Finalize(stream[:len(s.header())-5], index, int64(len(stream))); !errors.Is(err, mp4.ErrShortHeader) {
 			t.Errorf("Finalize = %v, want ErrShortHeader", err)
 		}
@@ -233,7 +234,7 @@ func TestErrors(t *testing.T) {
 		long := synth{absolute: true, fragMs: 1000, bytesPerSec: 1000}
 		b := long.header()
 		b = append(b, long.fragment(1<<32/1000+1, int64(len(b)))...)
-		index, _ := MustIndex(t, b, 1)
+		index, _ := container.MustIndex(t, b, 1)
 		if _, _, err := mp4.Finalize(b[:len(long.header())], index, int64(len(b))); !errors.Is(err, mp4.ErrNoRoom) {
 			t.Errorf("Finalize = %v, want ErrNoRoom", err)
 		}
@@ -252,29 +253,14 @@ func feed30Minutes(tb testing.TB) (heap int64, mallocs uint64, records int64) {
 	defer f.Close()
 	header := s.header()
 	frag := s.fragment(0, 0)
-	var m0, m1 runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&m0)
-	x := mp4.NewIndexer(f)
-	x.Write(header)
-	for range 30 * 60 {
-		for p := 0; p < len(frag); p += 32 << 10 {
-			x.Write(frag[p:min(p+32<<10, len(frag))])
+	x, heap, mallocs := mediatest.MeasureFeed(tb, func() mediatest.Indexer { return mp4.NewIndexer(f) }, func(x mediatest.Indexer) {
+		x.Write(header)
+		for range 30 * 60 {
+			for p := 0; p < len(frag); p += 32 << 10 {
+				x.Write(frag[p:min(p+32<<10, len(frag))])
+			}
 		}
-	}
-	if err := x.Close(); err != nil {
-		tb.Fatal(err)
-	}
-	runtime.ReadMemStats(&m1)
-	// All the bytes allocated while feeding: an upper bound of the heap
-	// the Indexer holds that, unlike HeapAlloc, other goroutines' garbage
-	// does not blur.
-	mallocs = m1.Mallocs - m0.Mallocs
-	heap = int64(m1.TotalAlloc - m0.TotalAlloc)
-	if cp, err := x.MarshalBinary(); err == nil {
-		tb.Logf("the Indexer's state: %d bytes (its checkpoint)", len(cp))
-	}
-	runtime.KeepAlive(x)
+	})
 	runtime.KeepAlive(header)
 	runtime.KeepAlive(frag)
 	return heap, mallocs, x.IndexLen() / mp4.RecordSize
