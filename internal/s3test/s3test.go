@@ -334,25 +334,39 @@ func (s *Server) S3Client(tb testing.TB, key recsink.AccessKey) *s3.Client {
 }
 
 func (s *Server) s3Client(key recsink.AccessKey) *s3.Client {
+	return newS3Client(s.Endpoint, s.http, key)
+}
+
+// GetObject returns the content of key in bucket, read with the root key.
+func (s *Server) GetObject(tb testing.TB, bucket, key string) []byte {
+	tb.Helper()
+	return getObject(tb, s.s3Client(s.Root), bucket, key)
+}
+
+// ListObjects returns the keys in bucket under prefix, read with the root key.
+func (s *Server) ListObjects(tb testing.TB, bucket, prefix string) []string {
+	tb.Helper()
+	return listObjects(tb, s.s3Client(s.Root), bucket, prefix)
+}
+
+// newS3Client returns a plain SDK client of the server at endpoint with key.
+func newS3Client(endpoint string, hc *http.Client, key recsink.AccessKey) *s3.Client {
 	return s3.New(s3.Options{
 		Region:                     Region,
-		BaseEndpoint:               aws.String(s.Endpoint),
+		BaseEndpoint:               aws.String(endpoint),
 		UsePathStyle:               true,
 		Credentials:                credentials.NewStaticCredentialsProvider(key.ID, key.Secret, ""),
-		HTTPClient:                 s.http,
+		HTTPClient:                 hc,
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
 		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
 		DisableLogOutputChecksumValidationSkipped: true,
 	})
 }
 
-// GetObject returns the content of key in bucket, read with the root key.
-func (s *Server) GetObject(tb testing.TB, bucket, key string) []byte {
+// getObject returns the content of key in bucket, read with c.
+func getObject(tb testing.TB, c *s3.Client, bucket, key string) []byte {
 	tb.Helper()
-	out, err := s.S3Client(tb, s.Root).GetObject(context.Background(), &s3.GetObjectInput{
-		Bucket: aws.String(bucket),
-		Key:    aws.String(key),
-	})
+	out, err := c.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
 	if err != nil {
 		tb.Fatalf("s3test: get %s/%s: %v", bucket, key, err)
 	}
@@ -364,14 +378,11 @@ func (s *Server) GetObject(tb testing.TB, bucket, key string) []byte {
 	return b
 }
 
-// ListObjects returns the keys in bucket under prefix, read with the root key.
-func (s *Server) ListObjects(tb testing.TB, bucket, prefix string) []string {
+// listObjects returns the keys in bucket under prefix, listed with c.
+func listObjects(tb testing.TB, c *s3.Client, bucket, prefix string) []string {
 	tb.Helper()
 	var keys []string
-	p := s3.NewListObjectsV2Paginator(s.S3Client(tb, s.Root), &s3.ListObjectsV2Input{
-		Bucket: aws.String(bucket),
-		Prefix: aws.String(prefix),
-	})
+	p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)})
 	for p.HasMorePages() {
 		out, err := p.NextPage(context.Background())
 		if err != nil {

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -21,7 +20,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/recsink/recsink/internal/freeport"
 
@@ -571,52 +569,19 @@ func (s *SeaweedFS) S3Client(tb testing.TB, key recsink.AccessKey) *s3.Client {
 }
 
 func (s *SeaweedFS) s3Client(key recsink.AccessKey) *s3.Client {
-	return s3.New(s3.Options{
-		Region:                     Region,
-		BaseEndpoint:               aws.String(s.Endpoint),
-		UsePathStyle:               true,
-		Credentials:                credentials.NewStaticCredentialsProvider(key.ID, key.Secret, ""),
-		HTTPClient:                 s.http,
-		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
-		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
-		DisableLogOutputChecksumValidationSkipped: true,
-	})
+	return newS3Client(s.Endpoint, s.http, key)
 }
 
 // GetObject returns the content of key in bucket, read with the admin key.
 func (s *SeaweedFS) GetObject(tb testing.TB, bucket, key string) []byte {
 	tb.Helper()
-	out, err := s.s3Client(s.Admin).GetObject(context.Background(), &s3.GetObjectInput{
-		Bucket: aws.String(bucket), Key: aws.String(key),
-	})
-	if err != nil {
-		tb.Fatalf("s3test: get %s/%s: %v", bucket, key, err)
-	}
-	defer out.Body.Close()
-	b, err := io.ReadAll(out.Body)
-	if err != nil {
-		tb.Fatalf("s3test: read %s/%s: %v", bucket, key, err)
-	}
-	return b
+	return getObject(tb, s.s3Client(s.Admin), bucket, key)
 }
 
 // ListObjects returns the keys in bucket under prefix, read with the admin key.
 func (s *SeaweedFS) ListObjects(tb testing.TB, bucket, prefix string) []string {
 	tb.Helper()
-	var keys []string
-	p := s3.NewListObjectsV2Paginator(s.s3Client(s.Admin), &s3.ListObjectsV2Input{
-		Bucket: aws.String(bucket), Prefix: aws.String(prefix),
-	})
-	for p.HasMorePages() {
-		out, err := p.NextPage(context.Background())
-		if err != nil {
-			tb.Fatalf("s3test: list %s/%s: %v", bucket, prefix, err)
-		}
-		for _, o := range out.Contents {
-			keys = append(keys, aws.ToString(o.Key))
-		}
-	}
-	return keys
+	return listObjects(tb, s.s3Client(s.Admin), bucket, prefix)
 }
 
 // findSeaweedFS returns the weed binary to run, or "".
