@@ -2,6 +2,7 @@ package mediatest
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"runtime"
 	"testing"
@@ -85,4 +86,30 @@ func MeasureFeed(tb testing.TB, start func() Indexer, feed func(x Indexer)) (x I
 	}
 	runtime.KeepAlive(x)
 	return x, heap, mallocs
+}
+
+// FinalizeCut indexes stream, a live stream cut short at a random byte as
+// a stop mid-write leaves it, with feed writing it to the Indexer, and
+// finalizes it holding back its first header bytes (the Indexer's
+// HeaderEnd when header is 0). It returns the finished file and its tail,
+// or ok false when Close refuses the cut with errTruncated (the
+// container's ErrTruncated).
+func (c Container) FinalizeCut(tb testing.TB, stream []byte, header int, errTruncated error, feed func(x Indexer)) (out, tail []byte, ok bool) {
+	tb.Helper()
+	var index bytes.Buffer
+	x := c.NewIndexer(&index)
+	feed(x)
+	if err := x.Close(); errors.Is(err, errTruncated) {
+		return nil, nil, false
+	} else if err != nil {
+		tb.Fatalf("cut at %d: Close: %v", len(stream), err)
+	}
+	if header == 0 {
+		header = int(x.HeaderEnd())
+	}
+	first, tail, err := c.Finalize(stream[:header], bytes.NewReader(index.Bytes()), int64(len(stream)))
+	if err != nil {
+		tb.Fatalf("cut at %d: Finalize: %v", len(stream), err)
+	}
+	return append(append(append([]byte(nil), first...), stream[header:]...), tail...), tail, true
 }

@@ -3,7 +3,6 @@ package mp4_test
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -253,21 +252,11 @@ func TestCutFFmpeg(t *testing.T) {
 	for i := range 12 {
 		cut := len(full)/3 + r.IntN(len(full)*2/3)
 		stream := full[:cut]
-		var index bytes.Buffer
-		x := mp4.NewIndexer(&index)
-		mediatest.Feed(t, x, stream, uint64(i))
-		if err := x.Close(); errors.Is(err, mp4.ErrTruncated) {
+		out, tail, ok := container.FinalizeCut(t, stream, 0, mp4.ErrTruncated, func(x mediatest.Indexer) { mediatest.Feed(t, x, stream, uint64(i)) })
+		if !ok {
 			refused++
 			continue
-		} else if err != nil {
-			t.Fatal(err)
 		}
-		headerEnd := int(x.HeaderEnd())
-		first, tail, err := mp4.Finalize(stream[:headerEnd], bytes.NewReader(index.Bytes()), int64(cut))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := append(append(append([]byte(nil), first...), stream[headerEnd:]...), tail...)
 		mehd, _ := readFile(t, out)
 		d := mediatest.ProbeDurationPipe(t, out)
 		t.Logf("cut at %d of %d: mehd %.3f, ffprobe (pipe) %.3f, tail %d bytes", cut, len(full), mehd, d, len(tail))

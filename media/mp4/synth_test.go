@@ -303,20 +303,11 @@ func TestCut(t *testing.T) {
 	var ok, refused int
 	for cut := header + 1; cut <= len(full); cut++ {
 		stream := full[:cut]
-		var index bytes.Buffer
-		x := mp4.NewIndexer(&index)
-		x.Write(stream)
-		if err := x.Close(); errors.Is(err, mp4.ErrTruncated) {
+		out, _, fin := container.FinalizeCut(t, stream, header, mp4.ErrTruncated, func(x mediatest.Indexer) { x.Write(stream) })
+		if !fin {
 			refused++
 			continue
-		} else if err != nil {
-			t.Fatalf("cut at %d: Close: %v", cut, err)
 		}
-		first, tail, err := mp4.Finalize(stream[:header], bytes.NewReader(index.Bytes()), int64(cut))
-		if err != nil {
-			t.Fatalf("cut at %d: Finalize: %v", cut, err)
-		}
-		out := append(append(append([]byte(nil), first...), stream[header:]...), tail...)
 		p := 0
 		for p < len(out) {
 			size := int(binary.BigEndian.Uint32(out[p:]))
