@@ -106,6 +106,30 @@ func probeFormatDuration(t *testing.T, data []byte, ext string) (string, float64
 	return strings.TrimSpace(string(out)), media
 }
 
+// checkHeaderDuration fails t unless the duration ffprobe reads from the
+// header of data (a file of ext) is the media's own, within 0.5 s; it
+// returns both, as probeFormatDuration does.
+func checkHeaderDuration(t *testing.T, data []byte, ext string) (string, float64) {
+	t.Helper()
+	header, media := probeFormatDuration(t, data, ext)
+	if d, err := strconv.ParseFloat(header, 64); err != nil || math.Abs(d-media) > 0.5 {
+		t.Errorf("ffprobe format=duration %q, media %.3f s: want within 0.5 s", header, media)
+	}
+	return header, media
+}
+
+// checkPlays fails t unless Chromium, fetching data (contentType) with
+// range requests, reports its duration as media's ±0.5 s, seekable to the
+// end, and seeks to the middle; it returns what Chromium reported.
+func checkPlays(t *testing.T, data []byte, contentType string, media float64) browsertest.Playback {
+	t.Helper()
+	pb := browsertest.CheckPlayback(t, browsertest.MustBrowser(t), data, contentType)
+	if math.Abs(pb.Duration-media) > 0.5 || pb.SeekableEnd != pb.Duration || !pb.Seeked || pb.Error != "" {
+		t.Errorf("Chromium: %+v; want duration %.3f s ±0.5, seekable to it, seeked", pb, media)
+	}
+	return pb
+}
+
 // TestRecording_LiveMatroskaFinalized is the proof of issue 12 for live
 // Matroska (H.264/AAC): ffmpeg streams with -method PUT and no -t and is
 // ended by SIGINT; the object has a duration that ffprobe prints and that
@@ -181,20 +205,12 @@ func testLiveFinalized(t *testing.T, format, ext, fileFormat, contentType string
 		t.Error("the object does not hold the recorder's bytes after part 1 unchanged")
 	}
 
-	header, media := probeFormatDuration(t, object, ext)
+	header, media := checkHeaderDuration(t, object, ext)
 	before, _ := probeFormatDuration(t, sent, ext)
-	d, err := strconv.ParseFloat(header, 64)
-	if err != nil || math.Abs(d-media) > 0.5 {
-		t.Errorf("ffprobe format=duration %q, media %.3f s: want within 0.5 s", header, media)
-	}
 	t.Logf("ffprobe format=duration: %s s (as sent: %s); media %.3f s", header, before, media)
 
-	pb := browsertest.CheckPlayback(t, browsertest.MustBrowser(t), object, contentType)
+	pb := checkPlays(t, object, contentType, media)
 	t.Logf("Chromium: %+v", pb)
-	if math.Abs(pb.Duration-media) > 0.5 || pb.SeekableEnd != pb.Duration || !pb.Seeked || pb.Error != "" {
-		t.Errorf("Chromium: duration %v, seekable.end(0) %v, seeked %v, error %q; want %.3f s ±0.5, seekable to it, seeked",
-			pb.Duration, pb.SeekableEnd, pb.Seeked, pb.Error, media)
-	}
 	if pb.Ranges == 0 {
 		t.Error("Chromium made no range request")
 	}
@@ -281,14 +297,8 @@ func TestRecording_SIGKILLWhileFirstPartHeld(t *testing.T) {
 		t.Error("the object does not hold the recorder's bytes after part 1 unchanged")
 	}
 	checkObjectChecksum(t, e, out, object)
-	header, dur := probeFormatDuration(t, object, "mkv")
-	if d, err := strconv.ParseFloat(header, 64); err != nil || math.Abs(d-dur) > 0.5 {
-		t.Errorf("after SIGKILL: ffprobe format=duration %q, media %.3f s", header, dur)
-	}
-	pb := browsertest.CheckPlayback(t, browsertest.MustBrowser(t), object, "video/x-matroska")
-	if math.Abs(pb.Duration-dur) > 0.5 || pb.SeekableEnd != pb.Duration || !pb.Seeked || pb.Error != "" {
-		t.Errorf("after SIGKILL, Chromium: %+v; want duration %.3f s ±0.5, seekable to it, seeked", pb, dur)
-	}
+	header, dur := checkHeaderDuration(t, object, "mkv")
+	pb := checkPlays(t, object, "video/x-matroska", dur)
 	t.Logf("killed with part 1 held and part 2 in the bucket; finalized after the restart: ffprobe %s s (media %.3f s), Chromium %+v", header, dur, pb)
 }
 
@@ -341,10 +351,7 @@ func TestRecording_FinalizeOnPartBoundary(t *testing.T) {
 		t.Errorf("object of %d bytes, recording %v %v; want part 2 unchanged, the object's size and %d bytes received", len(object), out["sizeBytes"], out["bytesReceived"], len(media))
 	}
 	checkObjectChecksum(t, e, out, object)
-	header, dur := probeFormatDuration(t, object, "mkv")
-	if d, err := strconv.ParseFloat(header, 64); err != nil || math.Abs(d-dur) > 0.5 {
-		t.Errorf("ffprobe format=duration %q, media %.3f s", header, dur)
-	}
+	header, dur := checkHeaderDuration(t, object, "mkv")
 	t.Logf("stream of exactly two parts, cut mid-cluster: object %d bytes (%d more), ffprobe %s s, media %.3f s", len(object), len(object)-len(media), header, dur)
 }
 
