@@ -299,6 +299,11 @@ func (r *checker) skipRest() {
 	for _, c := range r.report.Checks {
 		done[c.Name] = true
 	}
+	// A role's checks list the assumption too, skipped when an earlier
+	// check (the endpoint's) failed, as when it runs.
+	if recsink.IsRoleARN(r.key.ID) && !done[recsink.OpAssumeRole] {
+		r.report.Checks = append(r.report.Checks, recsink.Check{Name: recsink.OpAssumeRole, Permission: recsink.Permission(recsink.OpAssumeRole), Skipped: true})
+	}
 	for _, op := range checkOps {
 		if !done[op] {
 			r.report.Checks = append(r.report.Checks, recsink.Check{Name: op, Permission: recsink.Permission(op), Skipped: true})
