@@ -116,6 +116,7 @@ func (r *checker) assumeRole(ctx context.Context) (bool, error) {
 		}
 		r.s.logger.Info("storage check: assume role refused", "role", r.key.ID, "code", se.Code, "reason", se.Reason, "err", se.Err)
 		c.OK, c.Code, c.Message = false, se.Code, se.Explain()
+		c.Transient = se.StatusCode == 0 && se.Code == "" && se.Reason == "" // STS did not answer
 		return false, nil
 	}
 	r.role = &creds
@@ -327,6 +328,7 @@ func checkOf(op string, se *recsink.StorageError) recsink.Check {
 	c := recsink.Check{Name: op, Permission: recsink.Permission(op), OK: se == nil}
 	if se != nil {
 		c.Code, c.Message = se.Code, se.Explain()
+		c.Transient = se.StatusCode == 0 && se.Code == "" // no answer
 	}
 	return c
 }

@@ -29,12 +29,18 @@ func TestRole_HealthWatched(t *testing.T) {
 		cond := c.Roles[0].TrustPolicy["Statement"].([]map[string]any)[0]["Condition"].(map[string]any)["StringEquals"].(map[string]any)
 		sub, cond["oidc:sub"] = cond["oidc:sub"], "org:someone-else"
 	})
-	// ReplaceIAM restarts SeaweedFS: a check during the restart fails with
-	// "STS does not answer"; the ones after it get the trust policy's refusal.
+	back := time.Now()
+	// ReplaceIAM restarts SeaweedFS: a check during the restart finds STS
+	// not answering, which says nothing about the role and starts no
+	// failing spell; the checks after it get the trust policy's refusal.
 	h := waitHealth(t, e.A, gen, func(h map[string]any) bool {
 		r, _ := h["reason"].(string)
 		return h["state"] == "failing" && strings.Contains(r, "the role's trust policy does not allow this organization")
 	}, 30*time.Second)
+	if since, err := time.Parse(time.RFC3339Nano, h["since"].(string)); err != nil || since.Before(back.Add(-50*time.Millisecond)) {
+		t.Errorf("failing since %v, before SeaweedFS was back at %s: STS not answering during its restart was reported as the role failing",
+			h["since"], back.UTC().Format(time.RFC3339Nano))
+	}
 	t.Logf("role failing %v after its trust policy was changed (watch period %s): %v", time.Since(revoked).Round(time.Millisecond), period, h)
 	if h["check"] != "AssumeRoleWithWebIdentity" {
 		t.Errorf("failing check %v, want AssumeRoleWithWebIdentity", h["check"])
