@@ -91,9 +91,11 @@ type CredentialHealthStore interface {
 	// whether it did: one node checks each credential per period.
 	ClaimCredentialCheck(ctx context.Context, id string, now, before time.Time) (bool, error)
 	// SetCredentialHealth records a check's outcome at now: h.State failing
-	// starts a failing spell (Since = now) unless one is under way, ok ends
-	// it. It reports whether the state changed, so that exactly one node
-	// reports each change.
+	// starts a failing spell (Since = now) unless one is under way, in which
+	// case it keeps Since and records the latest failed check, code and
+	// reason (the cause may change within a spell); ok ends it. It reports
+	// whether the state changed, so that exactly one node reports each
+	// change.
 	SetCredentialHealth(ctx context.Context, id string, now time.Time, h CredentialHealth) (bool, error)
 	// ListCredentialHealth returns the health of the organization's
 	// credentials by ID.

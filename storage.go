@@ -185,6 +185,10 @@ type Check struct {
 	Code       string `json:"code,omitempty"`    // S3's error code when it failed
 	Message    string `json:"message,omitempty"` // plain explanation when it failed
 	Skipped    bool   `json:"skipped,omitempty"` // not run because an earlier step failed
+	// Transient: it failed because the endpoint (or its STS) did not
+	// answer, which says nothing about the key; the key health watch does
+	// not report a key as failing for it.
+	Transient bool `json:"-"`
 }
 
 // CheckReport is the result of checking a destination and key.

@@ -43,6 +43,12 @@ func (db *DB) SetCredentialHealth(ctx context.Context, id string, now time.Time,
 			UPDATE credentials SET failing_since = $1, failing_check = $2, failing_code = $3, failing_reason = $4
 			WHERE id = $5 AND failing_since IS NULL`, now, h.Check, h.Code, h.Reason, id)
 		err, n = e, tag.RowsAffected()
+		if err == nil && n == 0 {
+			// A spell under way: the latest cause, not the first one.
+			_, err = db.pool.Exec(ctx, `
+				UPDATE credentials SET failing_check = $1, failing_code = $2, failing_reason = $3
+				WHERE id = $4 AND failing_since IS NOT NULL`, h.Check, h.Code, h.Reason, id)
+		}
 	} else {
 		tag, e := db.pool.Exec(ctx, `
 			UPDATE credentials SET failing_since = NULL, failing_check = '', failing_code = '', failing_reason = ''

@@ -116,6 +116,7 @@ func (r *checker) assumeRole(ctx context.Context) (bool, error) {
 		}
 		r.s.logger.Info("storage check: assume role refused", "role", r.key.ID, "code", se.Code, "reason", se.Reason, "err", se.Err)
 		c.OK, c.Code, c.Message = false, se.Code, se.Explain()
+		c.Transient = se.StatusCode == 0 && se.Code == "" && se.Reason == "" // STS did not answer
 		return false, nil
 	}
 	r.role = &creds
@@ -299,6 +300,11 @@ func (r *checker) skipRest() {
 	for _, c := range r.report.Checks {
 		done[c.Name] = true
 	}
+	// A role's checks list the assumption too, skipped when an earlier
+	// check (the endpoint's) failed, as when it runs.
+	if recsink.IsRoleARN(r.key.ID) && !done[recsink.OpAssumeRole] {
+		r.report.Checks = append(r.report.Checks, recsink.Check{Name: recsink.OpAssumeRole, Permission: recsink.Permission(recsink.OpAssumeRole), Skipped: true})
+	}
 	for _, op := range checkOps {
 		if !done[op] {
 			r.report.Checks = append(r.report.Checks, recsink.Check{Name: op, Permission: recsink.Permission(op), Skipped: true})
@@ -322,6 +328,7 @@ func checkOf(op string, se *recsink.StorageError) recsink.Check {
 	c := recsink.Check{Name: op, Permission: recsink.Permission(op), OK: se == nil}
 	if se != nil {
 		c.Code, c.Message = se.Code, se.Explain()
+		c.Transient = se.StatusCode == 0 && se.Code == "" // no answer
 	}
 	return c
 }

@@ -203,6 +203,9 @@ func isTransient(report *recsink.CheckReport) bool {
 		if ch.OK || ch.Skipped {
 			continue
 		}
+		if ch.Transient {
+			return true
+		}
 		switch ch.Code {
 		case "SlowDown", "Throttling", "ThrottlingException", "InternalError", "ServiceUnavailable", "Timeout":
 			return true

@@ -61,6 +61,17 @@ func (db *DB) SetCredentialHealth(ctx context.Context, id string, now time.Time,
 			UPDATE credentials SET failing_since = ?, failing_check = ?, failing_code = ?, failing_reason = ?
 			WHERE id = ? AND failing_since IS NULL`,
 			formatTime(now), h.Check, h.Code, h.Reason, id)
+		if err == nil {
+			if n, e := res.RowsAffected(); e == nil && n == 0 {
+				// A spell under way: the latest cause, not the first one.
+				if _, err = db.write.ExecContext(ctx, `
+					UPDATE credentials SET failing_check = ?, failing_code = ?, failing_reason = ?
+					WHERE id = ? AND failing_since IS NOT NULL`,
+					h.Check, h.Code, h.Reason, id); err == nil {
+					return false, nil
+				}
+			}
+		}
 	} else {
 		res, err = db.write.ExecContext(ctx, `
 			UPDATE credentials SET failing_since = NULL, failing_check = '', failing_code = '', failing_reason = ''

@@ -250,7 +250,10 @@ func (s *Server) serve(ctx context.Context, conn gosrt.Conn, key string) error {
 			}
 			audio, audioTrack = t, &mkvmux.Audio{Config: cfg, SampleRate: c.Config.SampleRate, Channels: int(c.Config.ChannelConfig)}
 		default:
-			return fmt.Errorf("refused a publish: codec %T is not supported (recsink records H.264 and AAC from SRT)", t.Codec)
+			// The codec's type name without its package, as the RTMP listener names it: "MPEG1Audio".
+			name := fmt.Sprintf("%T", t.Codec)
+			name = name[strings.LastIndex(name, ".")+1:]
+			return fmt.Errorf("refused a publish: codec %s is not supported (recsink records H.264 and AAC from SRT)", name)
 		}
 	}
 	if video == nil && audio == nil {
