@@ -17,7 +17,7 @@ import (
 // gives credential.recovered and shows ok again.
 func TestKeyHealth_FailingRecovered(t *testing.T) {
 	t.Parallel()
-	const period = 500 * time.Millisecond
+	const period = time.Second
 	e, _, rcv, _ := mustWebhookEnv(t, func(c *main.Config) { c.CredentialCheckInterval = period })
 	b := e.S3.CreateUser(t, "user")
 	e.S3.PutBucketPolicy(t, e.Bucket, e.Key, e.Key.ID, b.ID)
@@ -71,7 +71,7 @@ func TestKeyHealth_FailingRecovered(t *testing.T) {
 // for the failing key, naming the key that replaced it.
 func TestKeyHealth_ReplacedRecovered(t *testing.T) {
 	t.Parallel()
-	const period = 500 * time.Millisecond
+	const period = time.Second
 	e, _, rcv, _ := mustWebhookEnv(t, func(c *main.Config) { c.CredentialCheckInterval = period })
 	b := e.S3.CreateUser(t, "user")
 	c := e.S3.CreateUser(t, "user")
@@ -151,7 +151,7 @@ func TestKeyHealth_ReplacedRecovered(t *testing.T) {
 // key any more; the object is byte-identical.
 func TestKeyHealth_ReplacedWhileRecording(t *testing.T) {
 	t.Parallel()
-	const period = 500 * time.Millisecond
+	const period = time.Second
 	e, meeting, rcv, _ := mustWebhookEnv(t, func(c *main.Config) { c.CredentialCheckInterval = period })
 	b := e.S3.CreateUser(t, "user")
 	c := e.S3.CreateUser(t, "user")

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/recsink/recsink/media/internal/mediatest"
+	"github.com/recsink/recsink/internal/mediatest"
 	"github.com/recsink/recsink/media/mkv"
 )
 
