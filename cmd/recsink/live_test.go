@@ -292,7 +292,7 @@ func testLive(t *testing.T, e *liveEnv, url, keyless string) {
 		t.Fatalf("a refused key started recordings: %v", recs)
 	}
 
-	const streamFor = 15 * time.Second
+	const streamFor = 20 * time.Second
 	p := startPublisher(t, url)
 	e.waitLive(t, true, 20*time.Second)
 	recs := e.recordings(t)
@@ -375,7 +375,7 @@ func grepLog(log string, words ...string) string {
 func TestLive_RTMPReconnect(t *testing.T) {
 	e := mustLiveEnv(t, 10*time.Second)
 
-	const part = 7 * time.Second
+	const part = 10 * time.Second
 	p1 := startPublisher(t, e.URL)
 	e.waitLive(t, true, 20*time.Second)
 	time.Sleep(time.Until(p1.started.Add(part))) // the first part's length
