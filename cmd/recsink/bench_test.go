@@ -385,8 +385,10 @@ func BenchmarkStopToComplete(b *testing.B) {
 // fsync) that one node carries with p99 acknowledgement latency <= 250 ms
 // and none over 1 s: it steps up the number (100, 250, 500, 750, 1000, 1250,
 // 1500, ... up to RECSINK_BENCH_MAX), holding each for RECSINK_BENCH_STEP,
-// until one fails. Each write's latency runs from its scheduled time to the
-// acknowledgement, so that a recorder held up behind a slow write counts.
+// until one fails, then halves the interval between the last number carried
+// and the first one missed twice. Each write's latency runs from its
+// scheduled time to the acknowledgement, so that a recorder held up behind
+// a slow write counts.
 // At the largest number carried it then measures RECSINK_BENCH_RUNS windows
 // of RECSINK_BENCH_STEP: p99 and max latency, the aggregate ingest rate,
 // and the live heap per recording (the growth of the heap marked live by a
@@ -527,16 +529,36 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 	}
 	meets := func(w window) bool { return w.p99 <= targetP99 && w.max <= targetMax && w.errors == 0 }
 
-	// The stepped search.
-	best := 0
-	for _, n := range steps {
-		grow(n)
+	// The stepped search, then two halvings of the interval between the
+	// last number carried and the first one missed.
+	try := func(n int) bool {
+		if n > len(writers) {
+			grow(n)
+		} else {
+			shrink(n)
+		}
 		w := measure(stepDur, false)
 		b.Logf("N=%d: %d writes, p99 %v, max %v, %d failed writes, %.1f MB/s acknowledged", n, w.writes, w.p99, w.max, w.errors, w.rate)
-		if !meets(w) {
+		return meets(w)
+	}
+	best, missed := 0, 0
+	for _, n := range steps {
+		if !try(n) {
+			missed = n
 			break
 		}
 		best = n
+	}
+	for range 2 {
+		mid := (best + missed) / 2 / 10 * 10
+		if missed == 0 || mid <= best || mid >= missed {
+			break
+		}
+		if try(mid) {
+			best = mid
+		} else {
+			missed = mid
+		}
 	}
 	if best == 0 {
 		best = steps[0]
