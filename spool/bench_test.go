@@ -194,5 +194,5 @@ func BenchmarkAppendStream(b *testing.B) {
 			}
 		}
 	}
-	b.ReportMetric((cpuTime() - cpu0).Seconds()/(float64(b.N)*float64(len(body))/(1<<30)), "cpu-s/GiB")
+	b.ReportMetric((cpuTime()-cpu0).Seconds()/(float64(b.N)*float64(len(body))/(1<<30)), "cpu-s/GiB")
 }
