@@ -16,7 +16,9 @@ package main_test
 // RECSINK_BENCH_BYTES scales the streams (default 1GiB for the stop
 // benchmark, a quarter of it for the throughput one). RECSINK_BENCH_MAX caps
 // the stepped search for the number of concurrent recordings (default 1500),
-// RECSINK_BENCH_STEP sets how long each number is held (default 10s).
+// RECSINK_BENCH_STEP sets how long each number is held (default 25s: longer
+// than a recording takes to fill a 5 MiB part at 2 Mbit/s, 21 s, so that
+// every window sees the parts complete and go up).
 // RECSINK_BENCH_HEAPPROFILE=dir writes a heap profile at the largest number
 // carried.
 
@@ -403,7 +405,9 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 		b.Skip("end-to-end benchmark against versitygw; skipped under -short")
 	}
 	steps := benchSteps(b)
-	stepDur := benchDuration(b, "RECSINK_BENCH_STEP", 10*time.Second)
+	// Recordings started together at the same rate complete their parts
+	// together, every 21 s: a shorter window may see none of it.
+	stepDur := benchDuration(b, "RECSINK_BENCH_STEP", 25*time.Second)
 	runs := benchRuns(b)
 	payload := benchData(rtWriteBytes)
 	hist := &latencyHist{}
