@@ -118,6 +118,17 @@ func benchConfig(b *testing.B, parent string, allow ...string) func(*main.Config
 	}
 }
 
+// benchSpool puts recsink's data folder (and so the spool) under
+// RECSINK_BENCH_SPOOL when it is set, and logs only warnings.
+func benchSpool(b *testing.B) func(*main.Config) {
+	return func(c *main.Config) {
+		c.LogLevel = "warn"
+		if dir := os.Getenv("RECSINK_BENCH_SPOOL"); dir != "" {
+			c.Data = benchDir(b, dir)
+		}
+	}
+}
+
 // benchDir returns a new directory under parent, removed when b ends.
 func benchDir(b *testing.B, parent string) string {
 	b.Helper()
@@ -471,7 +482,7 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 					go func() {
 						defer wg.Done()
 						defer close(done)
-						if err := recordingWriter(wctx, client, rec, payload, hist, &errs, &acked); err != nil {
+						if err := ackedWriter(wctx, client, rec, payload, hist, &errs, &acked); err != nil {
 							firstErr.CompareAndSwap(nil, err)
 						}
 					}()
@@ -786,9 +797,15 @@ func liveHeap() int64 {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // recordingWriter sends payload every rtInterval as a tus PATCH until ctx is
-// done, recording each write's latency from its scheduled time and adding
-// the bytes acknowledged to acked.
-func recordingWriter(ctx context.Context, client *http.Client, rec Started, payload []byte, hist *latencyHist, errs, acked *atomic.Int64) error {
+// done, recording each write's latency from its scheduled time.
+func recordingWriter(ctx context.Context, client *http.Client, rec Started, payload []byte, hist *latencyHist, errs *atomic.Int64) error {
+	var acked atomic.Int64
+	return ackedWriter(ctx, client, rec, payload, hist, errs, &acked)
+}
+
+// ackedWriter is recordingWriter that also adds the bytes acknowledged to
+// acked.
+func ackedWriter(ctx context.Context, client *http.Client, rec Started, payload []byte, hist *latencyHist, errs, acked *atomic.Int64) error {
 	var offset int64
 	var firstErr error
 	return schedule(ctx, hist, func() error {
