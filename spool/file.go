@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,7 +75,6 @@ type File struct {
 	written       int64     // bytes written, synced or not
 	hash          hash.Hash // over bytes 0..written; nil once finished
 	syncedHash    []byte    // the marshaled state of hash at the durable offset
-	stateDue      bool      // part wpart is complete but the state after it is not stored yet
 	finishDoubt   bool      // a failed Finish may have left its marker in place
 	unsyncedSince time.Time // when the first unsynced byte was written; zero when none
 	timer         *time.Timer
@@ -94,7 +94,11 @@ type File struct {
 	complete      int32  // parts 1..complete are fully written, synced and hashed
 	released      bitset // parts whose bytes are deleted
 	lowUnreleased int32  // every part below it is released
-	relPart       int32  // the highest part recorded in the released marker
+	// states are the hash states at the start of parts that follow
+	// complete parts, kept in memory until Release stores them (see
+	// completePartLocked); cleared by Finish.
+	states  []partState
+	relPart int32 // the highest part recorded in the released marker
 
 	// relMu serializes Release's disk work without holding mu through it.
 	relMu sync.Mutex
@@ -293,11 +297,6 @@ func (f *File) writeLocked(p []byte) (int, error) {
 	total := 0
 	for len(p) > 0 {
 		if f.w == nil {
-			if f.stateDue {
-				if err := f.storeStateLocked(); err != nil {
-					return total, err
-				}
-			}
 			if err := f.openPartLocked(); err != nil {
 				return total, f.faultLocked(err)
 			}
@@ -370,9 +369,22 @@ func (f *File) openPartLocked() error {
 	return nil
 }
 
-// completePartLocked makes a full part durable, stores the hash state at the
-// start of the next part (before the part can be released, so that the
-// digest survives its deletion) and offers the part to the uploader.
+// partState is the hash state at the start of part, at offset.
+type partState struct {
+	part   int32
+	offset int64
+	state  []byte // marshalHash's
+}
+
+// completePartLocked makes a full part durable and offers it to the
+// uploader. The hash state at the start of the next part must be durable
+// before the part is released, so that the digest survives the part's
+// deletion; it is kept in memory until then, and Release stores it. Until
+// the release the part file is there, and a restart recomputes any state
+// not stored from the part files (recoverHash): so the write that completes
+// a part is acknowledged after its bytes' fsync alone, not after a marker's
+// two more fsyncs and a rename. When many recordings fill their parts
+// together, those fsyncs came all at once, on the acknowledgement path.
 func (f *File) completePartLocked() error {
 	n := f.wpart
 	if err := f.syncLocked(); err != nil {
@@ -384,28 +396,36 @@ func (f *File) completePartLocked() error {
 		f.broken = fmt.Errorf("spool: close part %d of %s: %w", n, f.id, err)
 		return f.broken
 	}
-	f.stateDue = true
-	return f.storeStateLocked()
-}
-
-// storeStateLocked stores the hash state at the start of the part after
-// wpart, which is complete and synced, and offers wpart to the uploader. A
-// disk fault leaves stateDue set, for the next write to try again.
-func (f *File) storeStateLocked() error {
-	n := f.wpart
-	if err := writeHashState(f.s.fs, f.dir, n+1, f.written, f.hash); err != nil {
-		err = fmt.Errorf("spool: hash state of part %d of %s: %w", n+1, f.id, err)
-		if diskFault(err) {
-			return unavailable(err) // nothing unsynced to drop: the part is synced
-		}
-		f.broken = err
-		return f.broken
-	}
-	f.stateDue = false
+	// syncLocked has just marshaled the state at f.written, a new slice
+	// never written to again.
+	st := partState{part: n + 1, offset: f.written, state: f.syncedHash}
 	f.mu.Lock()
+	f.states = append(f.states, st)
 	f.complete = n
 	f.mu.Unlock()
 	f.notify()
+	return nil
+}
+
+// storeState stores the hash state at the start of part n, when it is kept
+// in memory, before the part below it is released.
+func (f *File) storeState(n int32) error {
+	f.mu.Lock()
+	i := slices.IndexFunc(f.states, func(st partState) bool { return st.part == n })
+	var st partState
+	if i >= 0 {
+		st = f.states[i]
+	}
+	f.mu.Unlock()
+	if i < 0 {
+		return nil // stored, or not needed: the recording is finished
+	}
+	if err := writeStateBytes(f.s.fs, f.dir, st.part, st.offset, st.state); err != nil {
+		return fmt.Errorf("spool: hash state of part %d of %s: %w", n, f.id, faultOr(err))
+	}
+	f.mu.Lock()
+	f.states = slices.DeleteFunc(f.states, func(st partState) bool { return st.part == n })
+	f.mu.Unlock()
 	return nil
 }
 
@@ -611,6 +631,10 @@ func (f *File) Release(n int32) error {
 	if err != nil {
 		return err
 	}
+	// The digest must survive the part's deletion.
+	if err := f.storeState(n + 1); err != nil {
+		return err
+	}
 
 	// The marker must be durable before the part goes: were the highest
 	// part gone with no marker, a restart would compute a smaller offset
@@ -699,7 +723,8 @@ func (f *File) Finish() error {
 		return faultOr(err)
 	}
 	f.mu.Lock()
-	f.finished, f.digest, f.hash, f.stateDue = true, digest, nil, false
+	f.finished, f.digest, f.hash = true, digest, nil
+	f.states = nil // the finished marker holds the digest
 	if f.written > 0 {
 		f.complete = f.l.PartAt(f.written - 1)
 	}
@@ -800,8 +825,13 @@ func parseName(name, prefix string) (int32, bool) {
 // writeHashState stores h's state, which must be at the start of part n at
 // offset, in hash-<n>: 8 bytes of offset then the marshaled state.
 func writeHashState(fsys FS, dir string, n int32, offset int64, h hash.Hash) error {
+	return writeStateBytes(fsys, dir, n, offset, marshalHash(h))
+}
+
+// writeStateBytes is writeHashState of a state marshalHash returned.
+func writeStateBytes(fsys FS, dir string, n int32, offset int64, state []byte) error {
 	data := binary.BigEndian.AppendUint64(nil, uint64(offset))
-	return writeFileAtomic(fsys, dir, hashName(n), append(data, marshalHash(h)...))
+	return writeFileAtomic(fsys, dir, hashName(n), append(data, state...))
 }
 
 // readHashState loads the state stored by writeHashState, checking that it
