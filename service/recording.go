@@ -268,7 +268,7 @@ func (r *recorder) stop(ctx context.Context, reason string) error {
 		return err
 	}
 	now := r.s.dbNow(ctx)
-	rec, err := r.transition(ctx, func(rec *recsink.Recording) error {
+	save := func(rec *recsink.Recording) error {
 		if rec.State != recsink.RecordingRecording && rec.State != recsink.RecordingBlocked || rec.EndDate != nil {
 			return errUnchanged // stopped, or finished, meanwhile
 		}
@@ -282,7 +282,11 @@ func (r *recorder) stop(ctx context.Context, reason string) error {
 		rec.SHA256 = r.file.SHA256()
 		rec.BytesReceived = r.file.Offset()
 		return nil
-	})
+	}
+	rec, err := r.transition(ctx, save)
+	if isCanceled(err) && ctx.Err() == nil {
+		rec, err = r.saveStopAgain(ctx, save)
+	}
 	if errors.Is(err, errUnchanged) {
 		return nil
 	} else if err != nil {
@@ -301,6 +305,35 @@ func (r *recorder) stop(ctx context.Context, reason string) error {
 	r.mu.Unlock()
 	r.poke()
 	return nil
+}
+
+// saveStopAgain saves the stop once more when its first save ended with the
+// lease rather than with the caller: the local lease lapsed during the write
+// (this node or its database was slow under load, and the renewal came
+// late), which cancels writes in flight. The spool is finished already; the
+// save waits for a renewal that confirms the lease, up to a lease period. A
+// lease lost meanwhile is ErrLeaseLost; a recorder that no longer runs here
+// (the service closes), or a lease not confirmed in time, is EUNAVAILABLE: a
+// later stop saves it (Finish is idempotent). Never an internal error.
+func (r *recorder) saveStopAgain(ctx context.Context, save func(*recsink.Recording) error) (recsink.Recording, error) {
+	unavailable := &recsink.Error{Code: recsink.EUNAVAILABLE, RetryAfter: 1,
+		Message: "the stop could not be saved yet: this node's hold on the recording is being renewed; try again"}
+	switch {
+	case r.lost():
+		return *r.snapshot(), recsink.ErrLeaseLost
+	case r.ctx.Err() != nil:
+		return *r.snapshot(), unavailable
+	}
+	wctx, cancel := context.WithTimeout(ctx, r.s.cfg.LeaseTTL)
+	defer cancel()
+	rec, err := r.transition(wctx, save)
+	switch {
+	case err == nil, ctx.Err() != nil, !isCanceled(err) && !errors.Is(err, context.DeadlineExceeded):
+		return rec, err
+	case r.lost():
+		return rec, recsink.ErrLeaseLost
+	}
+	return rec, unavailable
 }
 
 // FindRecording implements recsink.RecordingService.
