@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -265,7 +266,16 @@ func (r *recorder) stop(ctx context.Context, reason string) error {
 	// Finish is persisted in the spool before the state, so that a crash in
 	// between is seen at restart as a stop.
 	if err := r.file.Finish(); err != nil {
-		return err
+		switch {
+		case !errors.Is(err, os.ErrClosed):
+			return err
+		case r.lost():
+			return recsink.ErrLeaseLost
+		}
+		// The recorder stopped here meanwhile (the service closes): the
+		// node that runs it next saves a stop sent again.
+		return &recsink.Error{Code: recsink.EUNAVAILABLE, RetryAfter: 1,
+			Message: "the recording's node is shutting down; try again"}
 	}
 	now := r.s.dbNow(ctx)
 	save := func(rec *recsink.Recording) error {
