@@ -19,6 +19,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 
 	"github.com/recsink/recsink"
+	"github.com/recsink/recsink/live"
 	"github.com/recsink/recsink/media/mkvmux"
 )
 
@@ -28,23 +29,12 @@ const Protocol = "rtmp"
 // App is the RTMP application that takes publishes: rtmp://HOST:PORT/live/KEY.
 const App = "live"
 
-// Publication takes one publisher's media; see service.Publication.
-type Publication interface {
-	WriteVideo(pts, dts time.Duration, au [][]byte, keyframe bool) error
-	WriteAudio(pts time.Duration, frame []byte) error
-	End(clean bool, why string)
-}
+// Publication takes one publisher's media; see live.Publication.
+type Publication = live.Publication
 
-// Publisher authenticates publishes and starts their recordings;
-// implemented by service.Live (through cmd/recsink).
-type Publisher interface {
-	// Authorize refuses a wrong or revoked key (EUNAUTHORIZED) or a key
-	// already live (ECONFLICT) before any media is read.
-	Authorize(ctx context.Context, key string) error
-	// Publish starts or resumes the key's recording; since is when the
-	// publisher's media began to arrive.
-	Publish(ctx context.Context, protocol, key string, tracks mkvmux.Tracks, since time.Time) (Publication, error)
-}
+// Publisher authenticates publishes and starts their recordings; see
+// live.Publisher.
+type Publisher = live.Publisher
 
 // Limits on what a publisher can make the server hold.
 const (

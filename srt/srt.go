@@ -19,25 +19,19 @@ import (
 	gosrt "github.com/datarhei/gosrt"
 
 	"github.com/recsink/recsink"
+	"github.com/recsink/recsink/live"
 	"github.com/recsink/recsink/media/mkvmux"
 )
 
 // Protocol names the protocol in logs and metrics.
 const Protocol = "srt"
 
-// Publication takes one publisher's media; see service.Publication.
-type Publication interface {
-	WriteVideo(pts, dts time.Duration, au [][]byte, keyframe bool) error
-	WriteAudio(pts time.Duration, frame []byte) error
-	End(clean bool, why string)
-}
+// Publication takes one publisher's media; see live.Publication.
+type Publication = live.Publication
 
-// Publisher authenticates publishes and starts their recordings;
-// implemented by service.Live (through cmd/recsink).
-type Publisher interface {
-	Authorize(ctx context.Context, key string) error
-	Publish(ctx context.Context, protocol, key string, tracks mkvmux.Tracks, since time.Time) (Publication, error)
-}
+// Publisher authenticates publishes and starts their recordings; see
+// live.Publisher.
+type Publisher = live.Publisher
 
 const (
 	// MaxConns bounds the connections served at once.

@@ -12,7 +12,6 @@ package whip
 
 import (
 	"cmp"
-	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
@@ -31,26 +30,15 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/recsink/recsink"
-	"github.com/recsink/recsink/media/mkvmux"
+	"github.com/recsink/recsink/live"
 )
 
-// Publication takes one publisher's media; implemented by the live service.
-type Publication interface {
-	WriteVideo(pts, dts time.Duration, au [][]byte, keyframe bool) error
-	WriteAudio(pts time.Duration, frame []byte) error
-	End(clean bool, why string)
-}
+// Publication takes one publisher's media; see live.Publication.
+type Publication = live.Publication
 
-// Publisher authenticates publishes and starts their recordings;
-// implemented by service.Live (through cmd/recsink).
-type Publisher interface {
-	// Authorize refuses a wrong or revoked key (EUNAUTHORIZED) or a key
-	// already live (ECONFLICT) before the offer is answered.
-	Authorize(ctx context.Context, key string) error
-	// Publish starts or resumes the key's recording; since is when the
-	// publisher's media began to arrive.
-	Publish(ctx context.Context, protocol, key string, tracks mkvmux.Tracks, since time.Time) (Publication, error)
-}
+// Publisher authenticates publishes and starts their recordings; see
+// live.Publisher.
+type Publisher = live.Publisher
 
 // Path is where publishers POST their offers; a session's resource is
 // Path/{id}.

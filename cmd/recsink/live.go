@@ -8,6 +8,7 @@ import (
 
 	"github.com/recsink/recsink"
 	"github.com/recsink/recsink/http"
+	"github.com/recsink/recsink/live"
 	"github.com/recsink/recsink/media/mkvmux"
 	"github.com/recsink/recsink/rtmp"
 	"github.com/recsink/recsink/service"
@@ -52,7 +53,7 @@ func (m *Main) startLive(cfg Config, api *http.Server) error {
 		m.Logger.Info("rtmp listening", "addr", api.RTMPAddr)
 	}
 	if cfg.SRTAddr != "" {
-		m.SRT = &srt.Server{Publisher: srtPublisher{m.Live, gate}, Logger: m.Logger}
+		m.SRT = &srt.Server{Publisher: livePublisher{m.Live, gate}, Logger: m.Logger}
 		if err := m.SRT.Listen(cfg.SRTAddr); err != nil {
 			return fmt.Errorf("--srt-addr: %w", err)
 		}
@@ -65,7 +66,7 @@ func (m *Main) startLive(cfg Config, api *http.Server) error {
 		m.Logger.Info("srt listening", "addr", api.SRTAddr)
 	}
 	if cfg.WHIPUDPAddr != "" {
-		m.WHIP = &whip.Server{Publisher: whipPublisher{m.Live, gate}, Logger: m.Logger, Error: api.Error, PublicIPs: cfg.WHIPPublicIPs}
+		m.WHIP = &whip.Server{Publisher: livePublisher{m.Live, gate}, Logger: m.Logger, Error: api.Error, PublicIPs: cfg.WHIPPublicIPs}
 		if err := m.WHIP.Listen(cfg.WHIPUDPAddr); err != nil {
 			return fmt.Errorf("--whip-udp-addr: %w", err)
 		}
@@ -97,7 +98,8 @@ func (m *Main) closeLive() {
 	}
 }
 
-// livePublisher adapts service.Live to the protocol packages' Publisher.
+// livePublisher adapts service.Live to the listeners' live.Publisher, with
+// the gate that refuses a key live on another node.
 type livePublisher struct {
 	live *service.Live
 	gate *liveGate
@@ -110,61 +112,13 @@ func (p livePublisher) Authorize(ctx context.Context, key string) error {
 	return p.gate.check(ctx, key)
 }
 
-func (p livePublisher) Publish(ctx context.Context, protocol, key string, t mkvmux.Tracks, since time.Time) (rtmp.Publication, error) {
+func (p livePublisher) Publish(ctx context.Context, protocol, key string, t mkvmux.Tracks, since time.Time) (live.Publication, error) {
 	if err := p.gate.check(ctx, key); err != nil {
 		return nil, err
 	}
 	pub, err := p.live.Publish(ctx, protocol, key, t, since)
 	if err != nil {
-		return nil, err
-	}
-	return pub, nil
-}
-
-// srtPublisher adapts service.Live to package srt's Publisher.
-type srtPublisher struct {
-	live *service.Live
-	gate *liveGate
-}
-
-func (p srtPublisher) Authorize(ctx context.Context, key string) error {
-	if err := p.live.Authorize(ctx, key); err != nil {
-		return err
-	}
-	return p.gate.check(ctx, key)
-}
-
-func (p srtPublisher) Publish(ctx context.Context, protocol, key string, t mkvmux.Tracks, since time.Time) (srt.Publication, error) {
-	if err := p.gate.check(ctx, key); err != nil {
-		return nil, err
-	}
-	pub, err := p.live.Publish(ctx, protocol, key, t, since)
-	if err != nil {
-		return nil, err
-	}
-	return pub, nil
-}
-
-// whipPublisher adapts service.Live to package whip's Publisher.
-type whipPublisher struct {
-	live *service.Live
-	gate *liveGate
-}
-
-func (p whipPublisher) Authorize(ctx context.Context, key string) error {
-	if err := p.live.Authorize(ctx, key); err != nil {
-		return err
-	}
-	return p.gate.check(ctx, key)
-}
-
-func (p whipPublisher) Publish(ctx context.Context, protocol, key string, t mkvmux.Tracks, since time.Time) (whip.Publication, error) {
-	if err := p.gate.check(ctx, key); err != nil {
-		return nil, err
-	}
-	pub, err := p.live.Publish(ctx, protocol, key, t, since)
-	if err != nil {
-		return nil, err
+		return nil, err // not a typed nil in the interface
 	}
 	return pub, nil
 }
