@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -126,6 +127,8 @@ func TestWatchCredentialsPollsWhileListenerDown(t *testing.T) {
 	ctx := context.Background()
 	db, other := MustOpen(t, dsn), MustOpen(t, dsn)
 	postgres.SetListenTiming(db, 30*time.Second, 30*time.Second, 200*time.Millisecond)
+	lost := make(chan struct{}, 1)
+	db.Logger = slog.New(&signalHandler{msg: "postgres: credential listener lost; polling until it is back", ch: lost})
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	watch, err := db.WatchCredentials(wctx)
@@ -147,9 +150,13 @@ func TestWatchCredentialsPollsWhileListenerDown(t *testing.T) {
 	} else if n != 1 {
 		t.Fatalf("terminated %d listening connections, want 1", n)
 	}
-	// Let the listener notice before the change, so that only the poll
-	// can report it.
-	time.Sleep(100 * time.Millisecond)
+	// The listener notices before the change, so that only the poll can
+	// report it.
+	select {
+	case <-lost:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the listener did not notice its connection's end within 10 s")
+	}
 	org := storetest.MustCreateOrganization(t, other)
 	began := time.Now()
 	storetest.MustCreateCredential(t, other, org.ID, recsink.ScopeOrganization, time.Now().UTC().Truncate(time.Microsecond))
@@ -205,4 +212,24 @@ func TestFinalStateTrigger(t *testing.T) {
 			}
 		}
 	}
+}
+
+// signalHandler is a slog handler that sends on ch when a record with
+// message msg is logged: a test waits on what the store reports.
+type signalHandler struct {
+	msg string
+	ch  chan struct{}
+}
+
+func (h *signalHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *signalHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *signalHandler) WithGroup(string) slog.Handler            { return h }
+func (h *signalHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		select {
+		case h.ch <- struct{}{}:
+		default:
+		}
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -107,6 +108,7 @@ func TestChaos_SlowClients(t *testing.T) {
 	}
 	// attack holds one connection of kind k until the server closes it (or
 	// giveUp passes) and returns what happened.
+	var holding atomic.Int64 // connections that have sent their head
 	attack := func(k int) result {
 		res := result{kind: k}
 		began := time.Now()
@@ -122,6 +124,7 @@ func TestChaos_SlowClients(t *testing.T) {
 			res.closed = time.Since(began)
 			return res
 		}
+		holding.Add(1)
 		if kinds[k].trickle != "" {
 			go func() {
 				tick := time.NewTicker(300 * time.Millisecond)
@@ -173,7 +176,9 @@ func TestChaos_SlowClients(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(500 * time.Millisecond) // the attackers connect
+	if !waitFor(30*time.Second, func() bool { return holding.Load() >= int64(conns) }) {
+		t.Fatalf("only %d of %d attackers connected within 30 s", holding.Load(), conns)
+	}
 	during := latencies(measure)
 	close(over)
 	wg.Wait()
