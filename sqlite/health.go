@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/recsink/recsink"
+	"github.com/recsink/recsink/internal/sqlstore"
 )
 
 var _ recsink.CredentialHealthStore = (*DB)(nil)
@@ -15,8 +16,7 @@ var _ recsink.CredentialHealthStore = (*DB)(nil)
 func (db *DB) ListWatchedCredentials(ctx context.Context) ([]*recsink.Credential, error) {
 	rows, err := db.read.QueryContext(ctx, `
 		SELECT `+credentialColumns+` FROM credentials
-		WHERE replaced_at IS NULL OR id IN (
-			SELECT credential_id FROM recordings WHERE state IN ('recording', 'blocked', 'stopping'))
+		WHERE `+sqlstore.WatchedCredentials+`
 		ORDER BY seq`)
 	if err != nil {
 		return nil, errorf("sqlite: list watched credentials: %w", err)
@@ -126,8 +126,7 @@ func (db *DB) ListCredentialHealth(ctx context.Context, orgID string) (map[strin
 func (db *DB) CountFailingCredentials(ctx context.Context) (int, error) {
 	var n int
 	if err := db.read.QueryRowContext(ctx, `
-		SELECT count(*) FROM credentials WHERE failing_since IS NOT NULL AND (replaced_at IS NULL OR id IN (
-			SELECT credential_id FROM recordings WHERE state IN ('recording', 'blocked', 'stopping')))`).Scan(&n); err != nil {
+		SELECT count(*) FROM credentials WHERE failing_since IS NOT NULL AND `+sqlstore.WatchedCredentials).Scan(&n); err != nil {
 		return 0, errorf("sqlite: count failing credentials: %w", err)
 	}
 	return n, nil

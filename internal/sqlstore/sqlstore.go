@@ -50,6 +50,11 @@ const FinishedStates = `('` + recsink.RecordingUploaded + `', '` + recsink.Recor
 // recording holds its credential.
 const HoldingStates = `('` + recsink.RecordingRecording + `', '` + recsink.RecordingBlocked + `', '` + recsink.RecordingStopping + `')`
 
+// WatchedCredentials is the SQL condition on credentials that the key
+// health watch checks: current, or held by an unfinished recording.
+const WatchedCredentials = `(replaced_at IS NULL OR id IN (
+	SELECT credential_id FROM recordings WHERE state IN ` + HoldingStates + `))`
+
 // PruneBatch is the most rows one statement of Store.Prune deletes, so that
 // no statement holds its locks (SQLite: the one writer) for long.
 const PruneBatch = 1000
