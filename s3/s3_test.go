@@ -44,7 +44,7 @@ func TestStorage_Check(t *testing.T) {
 	dest := recsink.Destination{Bucket: bucket, Prefix: "rec/room", Endpoint: srv.Endpoint, ForcePathStyle: true}
 
 	// want is the first failed check, or "" for success.
-	type want struct{ name, code, message string }
+	type want = checkWant
 	for _, tt := range []struct {
 		name string
 		dest func(recsink.Destination) recsink.Destination
@@ -105,24 +105,8 @@ func TestStorage_Check(t *testing.T) {
 			if got := checkNames(report); strings.Join(got, ",") != strings.Join(wantNames, ",") {
 				t.Fatalf("checks = %v, want %v", got, wantNames)
 			}
-			failed := firstFailed(report)
-			if tt.want.name == "" {
-				if !report.OK || failed != nil {
-					t.Fatalf("report not OK: first failure %+v", failed)
-				}
-				if report.Checksum != recsink.ChecksumCRC64NVME {
-					t.Errorf("Checksum = %q, want CRC64NVME, which versitygw takes", report.Checksum)
-				}
-				if keys := srv.ListObjects(t, d.Bucket, ""); len(keys) != 0 {
-					t.Errorf("probe objects left behind: %v", keys)
-				}
+			if !mustReport(t, report, tt.want, func() []string { return srv.ListObjects(t, d.Bucket, "") }) {
 				return
-			}
-			if report.OK || failed == nil {
-				t.Fatal("report OK, want a failure")
-			}
-			if failed.Name != tt.want.name || failed.Code != tt.want.code || !strings.Contains(failed.Message, tt.want.message) {
-				t.Errorf("first failure = %+v, want %s %q containing %q", failed, tt.want.name, tt.want.code, tt.want.message)
 			}
 			if strings.Contains(fmt.Sprintf("%+v", report), tt.key.Secret) {
 				t.Error("report contains the secret")
@@ -521,6 +505,40 @@ func checkNames(r *recsink.CheckReport) []string {
 		names = append(names, c.Name)
 	}
 	return names
+}
+
+// checkWant is what a storage check should report: the name, S3 code and
+// part of the message of its first failed check; all empty for a report
+// that passes.
+type checkWant struct{ name, code, message string }
+
+// mustReport fails t unless report is what want says: a passing report
+// with the CRC64NVME checksum (which both test servers take) that left no
+// probe object behind (list lists the bucket), or a failing one whose
+// first failure is want. It reports whether the report failed, for the
+// caller's further checks of a failure.
+func mustReport(t *testing.T, report *recsink.CheckReport, want checkWant, list func() []string) (failing bool) {
+	t.Helper()
+	failed := firstFailed(report)
+	if want.name == "" {
+		if !report.OK || failed != nil {
+			t.Fatalf("report not OK: first failure %+v", failed)
+		}
+		if report.Checksum != recsink.ChecksumCRC64NVME {
+			t.Errorf("Checksum = %q, want CRC64NVME", report.Checksum)
+		}
+		if keys := list(); len(keys) != 0 {
+			t.Errorf("probe objects left behind: %v", keys)
+		}
+		return false
+	}
+	if report.OK || failed == nil {
+		t.Fatal("report OK, want a failure")
+	}
+	if failed.Name != want.name || failed.Code != want.code || !strings.Contains(failed.Message, want.message) {
+		t.Errorf("first failure = %+v, want %s %q containing %q", failed, want.name, want.code, want.message)
+	}
+	return true
 }
 
 func firstFailed(r *recsink.CheckReport) *recsink.Check {
