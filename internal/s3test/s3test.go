@@ -1,6 +1,7 @@
 // Package s3test runs real S3 servers for tests, on free loopback ports and
 // a temporary directory: versitygw (MustStart, one per call, with helpers
-// that create users, keys and buckets through its admin API) and SeaweedFS
+// that create users, keys and buckets through its admin API; MustStartTLS
+// serves it over https with a self-signed certificate) and SeaweedFS
 // (MustStartSeaweedFS, or SharedSeaweedFS for one per test binary; with an
 // STS when asked). Both satisfy Backend, so that an end-to-end test runs on
 // each. See /work/shared/s3test/README.md and seaweedfs.md for the servers'
@@ -12,6 +13,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
@@ -59,14 +61,24 @@ const (
 
 // Server is a running versitygw with its own data directory and root key.
 type Server struct {
-	// Endpoint is the S3 endpoint URL: http://127.0.0.1:PORT.
+	// Endpoint is the S3 endpoint URL: http://127.0.0.1:PORT, or
+	// https://127.0.0.1:PORT when started by MustStartTLS.
 	Endpoint string
 	// HostPort is the endpoint's host:port, as an allowlist names it.
 	HostPort string
-	// AdminEndpoint is the URL of the admin API: http://127.0.0.1:PORT.
+	// AdminEndpoint is the URL of the admin API: http://127.0.0.1:PORT
+	// (https with MustStartTLS).
 	AdminEndpoint string
 	// Root is the root account's key, which may do anything.
 	Root recsink.AccessKey
+	// CA holds the self-signed certificate a server of MustStartTLS serves,
+	// which a client must trust to reach it; CAPEM is the same in PEM, and
+	// CertFile and KeyFile are the certificate and key files versitygw
+	// reads (for a proxy that serves the same name). Nil and empty on a
+	// plain HTTP server.
+	CA                *x509.CertPool
+	CAPEM             []byte
+	CertFile, KeyFile string
 
 	bin, dir  string
 	http      *http.Client
@@ -82,6 +94,12 @@ type Server struct {
 // MustStart starts a versitygw for tb and stops it when tb ends. It skips tb
 // when the binary is absent, or fails it when RECSINK_REQUIRE_TOOLS=1.
 func MustStart(tb testing.TB) *Server {
+	tb.Helper()
+	return mustStart(tb, false)
+}
+
+// mustStart is MustStart, over TLS when withTLS is set (MustStartTLS).
+func mustStart(tb testing.TB, withTLS bool) *Server {
 	tb.Helper()
 	bin := findBinary()
 	if bin == "" {
@@ -103,6 +121,9 @@ func MustStart(tb testing.TB) *Server {
 		Root: recsink.AccessKey{ID: "ROOT" + randomHex(8), Secret: randomHex(20)},
 		http: &http.Client{Transport: &http.Transport{}, Timeout: 30 * time.Second},
 	}
+	if withTLS {
+		s.setupTLS(tb)
+	}
 	tb.Cleanup(func() {
 		if err := s.stop(); err != nil {
 			// A slow stop on a loaded machine is not the test's failure.
@@ -120,9 +141,9 @@ func MustStart(tb testing.TB) *Server {
 			tb.Fatalf("s3test: find free ports: %v", err)
 		}
 		s.HostPort = net.JoinHostPort("127.0.0.1", port)
-		s.Endpoint = "http://" + s.HostPort
+		s.Endpoint = s.scheme() + "://" + s.HostPort
 		s.adminPort = adminPort
-		s.AdminEndpoint = "http://" + net.JoinHostPort("127.0.0.1", adminPort)
+		s.AdminEndpoint = s.scheme() + "://" + net.JoinHostPort("127.0.0.1", adminPort)
 		if lastErr = s.start(); lastErr == nil {
 			return s
 		}
@@ -161,12 +182,13 @@ func (s *Server) start() error {
 		s.mu.Unlock()
 		return err
 	}
-	cmd := exec.Command(s.bin,
+	args := append([]string{
 		"--port", s.HostPort,
 		"--admin-port", net.JoinHostPort("127.0.0.1", s.adminPort),
 		"--access", s.Root.ID, "--secret", s.Root.Secret,
 		"--iam-dir", filepath.Join(s.dir, "iam"), "--iam-cache-disable", "--quiet",
-		"posix", filepath.Join(s.dir, "data"))
+	}, s.tlsArgs()...)
+	cmd := exec.Command(s.bin, append(args, "posix", filepath.Join(s.dir, "data"))...)
 	// The root secret travels in argv, readable by local users: test only.
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = sysProcAttr()
