@@ -13,6 +13,9 @@ package s3
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -56,9 +59,16 @@ type Config struct {
 	AllowEndpoints []string
 	// HTTPClient, when set, carries every request instead of recsink's own
 	// client. It then replaces the guard that refuses connections to private
-	// addresses, and its transport's timeouts: the caller owns them. The
-	// deadlines of Options still bound each attempt.
+	// addresses, its transport's timeouts and RootCAs: the caller owns them.
+	// The deadlines of Options still bound each attempt.
 	HTTPClient *http.Client
+	// RootCAs are the certificates trusted for custom endpoints' TLS, in
+	// addition to the system's (an S3-compatible server whose certificate a
+	// private CA signed); nil = the system's only. A CertPool cannot be
+	// merged into another, so the pool replaces the system's roots for
+	// every endpoint and must hold them too, or AWS is no longer trusted:
+	// make it with SystemRootsWith.
+	RootCAs *x509.CertPool
 	// Logger receives details of failed checks; nil means slog.Default().
 	Logger *slog.Logger
 	// MaxAttempts is the SDK's attempts per request; 0 means DefaultMaxAttempts.
@@ -143,6 +153,7 @@ func New(cfg Config) *Storage {
 		hc = &c
 	} else {
 		hc = newHTTPClient(s.opts, func(hp string) bool { return s.allow[hp] }, nil)
+		hc.Transport.(*http.Transport).TLSClientConfig.RootCAs = cfg.RootCAs
 	}
 	base := hc.Transport
 	if base == nil {
@@ -297,10 +308,15 @@ func regionOrDefault(region string) string {
 
 // newHTTPClient returns the HTTP client shared by all SDK clients. Its
 // dialer refuses non-public addresses unless allowed accepts the host:port
-// dialed; resolver, when set, resolves names (tests).
+// dialed; resolver, when set, resolves names (tests). Its transport
+// verifies endpoints' certificates with the system's roots until New sets
+// its TLSClientConfig.RootCAs (Config.RootCAs).
 func newHTTPClient(o Options, allowed func(hostPort string) bool, resolver *net.Resolver) *http.Client {
 	d := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second, Resolver: resolver}
 	t := &http.Transport{
+		// Setting TLSClientConfig turns off net/http's automatic HTTP/2;
+		// ForceAttemptHTTP2 below turns it back on.
+		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12},
 		// No proxy: a proxy would resolve names itself and defeat the
 		// private-address guard of the dialer.
 		Proxy:                 nil,
@@ -321,4 +337,19 @@ func newHTTPClient(o Options, allowed func(hostPort string) bool, resolver *net.
 		// follow; following them could also lead past the endpoint policy.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+}
+
+// SystemRootsWith returns the system's root certificates (none where the
+// system has no store) with every certificate of pemCerts added: the pool
+// for Config.RootCAs that trusts a private CA for custom endpoints and
+// still trusts AWS. It fails when pemCerts holds no certificate.
+func SystemRootsWith(pemCerts []byte) (*x509.CertPool, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pemCerts) {
+		return nil, errors.New("no PEM certificate (-----BEGIN CERTIFICATE-----) found")
+	}
+	return pool, nil
 }
