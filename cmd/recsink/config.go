@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/recsink/recsink/http"
 	"github.com/recsink/recsink/oidc"
+	"github.com/recsink/recsink/s3"
 )
 
 // Config is the server's configuration, from flags and RECSINK_* variables.
@@ -33,6 +35,10 @@ type Config struct {
 	// S3Timeout, when set, replaces the S3 client's floor for response
 	// headers (s3.Options.ResponseHeaderTimeout, default 15 s); tests only.
 	S3Timeout time.Duration
+	// S3CAFile is a PEM file of CA certificates trusted for custom S3
+	// endpoints' TLS, in addition to the system's: an S3-compatible server
+	// behind a private CA. "" trusts the system's only.
+	S3CAFile string
 	// WebhookMinBackoff is the first wait before a failed webhook delivery
 	// is tried again (tests make it short).
 	WebhookMinBackoff time.Duration
@@ -140,6 +146,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		}
 		return nil
 	})
+	fs.StringVar(&c.S3CAFile, "s3-ca-file", c.S3CAFile, "PEM file of CA certificates trusted for custom S3 endpoints (https), in addition to the system's: for an S3-compatible server whose certificate a private CA signed")
 	fs.StringVar(&c.MasterKeyFile, "master-key-file", "", "file with the base64 master key that encrypts access secrets (default: RECSINK_MASTER_KEY, else <data>/master.key, generated)")
 	fs.StringVar(&c.PublicURL, "public-url", "", "base URL recorders reach this server at, for ingest URLs (default: from the request)")
 	fs.DurationVar(&c.MaxDuration, "max-recording-duration", c.MaxDuration, "recordings stop by themselves after this long")
@@ -226,6 +233,9 @@ func (c Config) Validate() error {
 	}
 	if c.Data == "" {
 		bad("data", "must name a folder")
+	}
+	if _, err := loadS3CAs(c.S3CAFile); err != nil {
+		bad("s3-ca-file", "%v", err)
 	}
 	if c.PublicURL != "" {
 		if err := checkBaseURL(c.PublicURL); err != nil {
@@ -321,6 +331,24 @@ const (
 	// maxObjectSize is S3's largest object, 5 TiB.
 	maxObjectSize = 5 << 40
 )
+
+// loadS3CAs returns the pool that verifies S3 endpoints' certificates: the
+// system's roots and the certificates of the PEM file path; nil (the
+// system's only) when path is "".
+func loadS3CAs(path string) (*x509.CertPool, error) {
+	if path == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read the CA certificates: %w", err)
+	}
+	pool, err := s3.SystemRootsWith(pem)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return pool, nil
+}
 
 // checkListenAddr checks a HOST:PORT to listen on; the host may be empty
 // (every interface), the port 0 (any free one).

@@ -160,10 +160,16 @@ func (m *Main) Run(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("--public-url: %w", err)
 	}
+	// Validate read the file already; it is read again here, where the
+	// pool is used.
+	s3CAs, err := loadS3CAs(cfg.S3CAFile)
+	if err != nil {
+		return fmt.Errorf("--s3-ca-file: %w", err)
+	}
 	m.Service = service.New(service.Config{
 		Store: m.Store,
 		Storage: s3.New(s3.Config{
-			AllowEndpoints: cfg.AllowEndpoints, Logger: m.Logger, Options: s3.Options{ResponseHeaderTimeout: cfg.S3Timeout},
+			AllowEndpoints: cfg.AllowEndpoints, RootCAs: s3CAs, Logger: m.Logger, Options: s3.Options{ResponseHeaderTimeout: cfg.S3Timeout},
 			Identity: m.OIDC, RoleSessionDuration: cfg.RoleSessionDuration, RoleRefreshMargin: cfg.RoleRefreshMargin,
 		}),
 		Box:                     box,
