@@ -14,6 +14,8 @@ package s3spy
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/xml"
 	"fmt"
 	"net"
@@ -75,6 +77,24 @@ type ctxKey struct{}
 // (http://host:port) and closes it when tb ends.
 func MustStart(tb testing.TB, target string) *Proxy {
 	tb.Helper()
+	return mustStart(tb, target, nil, nil)
+}
+
+// MustStartTLS starts a proxy that serves https with cert, in front of the
+// S3 endpoint target (https://host:port) whose certificate roots verify,
+// and closes it when tb ends. Its clients speak TLS to it as they would to
+// S3 (a cert for 127.0.0.1, such as the server's own, serves any port), so
+// that they send what they send over TLS; the proxy sees the requests in
+// between, and passes them on over TLS.
+func MustStartTLS(tb testing.TB, target string, cert tls.Certificate, roots *x509.CertPool) *Proxy {
+	tb.Helper()
+	return mustStart(tb, target, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, roots)
+}
+
+// mustStart starts a proxy that serves TLS with serve, when set, and
+// verifies target's certificate with roots.
+func mustStart(tb testing.TB, target string, serve *tls.Config, roots *x509.CertPool) *Proxy {
+	tb.Helper()
 	u, err := url.Parse(target)
 	if err != nil {
 		tb.Fatalf("s3spy: target %q: %v", target, err)
@@ -83,8 +103,13 @@ func MustStart(tb testing.TB, target string) *Proxy {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	scheme := "http"
+	if serve != nil {
+		// HTTP/1.1 only (no NextProtos), as versitygw speaks.
+		ln, scheme = tls.NewListener(ln, serve), "https"
+	}
 	p := &Proxy{
-		Endpoint: "http://" + ln.Addr().String(),
+		Endpoint: scheme + "://" + ln.Addr().String(),
 		HostPort: ln.Addr().String(),
 		ln:       ln,
 		pids:     map[int]bool{},
@@ -97,7 +122,11 @@ func MustStart(tb testing.TB, target string) *Proxy {
 			pr.SetURL(u)
 			pr.Out.Host = pr.In.Host
 		},
-		Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 64},
+		Transport: &http.Transport{
+			DisableCompression:  true,
+			MaxIdleConnsPerHost: 64,
+			TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		},
 		// A connection the server dropped is dropped for the client too,
 		// as it would be with no proxy in between: a 502 in its place
 		// would be an answer that S3 never gave.
