@@ -21,11 +21,18 @@ package main_test
 // every window sees the parts complete and go up).
 // RECSINK_BENCH_HEAPPROFILE=dir writes a heap profile at the largest number
 // carried.
+//
+// versitygw serves https with a certificate of its own CA (s3test.MustStartTLS),
+// which recsink trusts through --s3-ca-file and the baseline through its
+// client's roots, since production S3 is always https and both clients
+// send parts differently over TLS (no payload SHA-256); RECSINK_BENCH_TLS=0
+// runs them over plain HTTP. Each benchmark logs the transport it used.
 
 import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -89,6 +96,33 @@ type benchEnv struct {
 	tm      *transfermanager.Client
 	s3      *awss3.Client
 	spy     *s3spy.Proxy
+	// transport is "https" or "http", for the logs.
+	transport string
+}
+
+// mustBenchS3 starts the benchmarks' versitygw: over TLS unless
+// RECSINK_BENCH_TLS=0, with recsink's option that trusts its certificate
+// (--s3-ca-file, a file in the server's folder); over plain HTTP, with an
+// option that does nothing. It logs the transport.
+func mustBenchS3(b *testing.B) (srv *s3test.Server, trust func(*main.Config)) {
+	b.Helper()
+	if os.Getenv("RECSINK_BENCH_TLS") == "0" {
+		b.Logf("S3 transport: http (RECSINK_BENCH_TLS=0)")
+		return s3test.MustStart(b), func(*main.Config) {}
+	}
+	srv = s3test.MustStartTLS(b)
+	caFile := filepath.Join(b.TempDir(), "s3-ca.pem")
+	if err := os.WriteFile(caFile, srv.CAPEM, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("S3 transport: https, versitygw's certificate trusted with --s3-ca-file (RECSINK_BENCH_TLS=0 for plain HTTP)")
+	return srv, func(c *main.Config) { c.S3CAFile = caFile }
+}
+
+// benchTransport returns the scheme of srv's endpoint, for the logs.
+func benchTransport(srv *s3test.Server) string {
+	scheme, _, _ := strings.Cut(srv.Endpoint, "://")
+	return scheme
 }
 
 // benchTmpfs makes the test servers started after it (versitygw, whose
@@ -140,24 +174,35 @@ func benchDir(b *testing.B, parent string) string {
 	return dir
 }
 
-// mustBenchEnv starts versitygw on a tmpfs, recsink with its spool on a
-// disk, and the baseline's client; with spy, both talk to versitygw through
-// an s3spy proxy that times each request.
+// mustBenchEnv starts versitygw on a tmpfs (over TLS unless
+// RECSINK_BENCH_TLS=0), recsink with its spool on a disk, and the
+// baseline's client; with spy, both talk to versitygw through an s3spy
+// proxy that times each request, itself over TLS when versitygw is: it
+// serves versitygw's certificate, so that recsink and the baseline send
+// what they send over TLS.
 func mustBenchEnv(b *testing.B, spy bool) *benchEnv {
 	b.Helper()
 	if testing.Short() {
 		b.Skip("end-to-end benchmark against versitygw; skipped under -short")
 	}
 	spoolDir := benchTmpfs(b)
-	srv := s3test.MustStart(b)
+	srv, trust := mustBenchS3(b)
 	endpoint := srv.Endpoint
 	var proxy *s3spy.Proxy
 	var allow []string
 	if spy {
-		proxy = s3spy.MustStart(b, srv.Endpoint)
+		if srv.CA != nil {
+			cert, err := tls.LoadX509KeyPair(srv.CertFile, srv.KeyFile)
+			if err != nil {
+				b.Fatal(err)
+			}
+			proxy = s3spy.MustStartTLS(b, srv.Endpoint, cert, srv.CA)
+		} else {
+			proxy = s3spy.MustStart(b, srv.Endpoint)
+		}
 		endpoint, allow = proxy.Endpoint, []string{proxy.HostPort}
 	}
-	e := &Env{S3: srv, Main: MustRunMain(b, srv, benchConfig(b, spoolDir, allow...))}
+	e := &Env{S3: srv, Main: MustRunMain(b, srv, benchConfig(b, spoolDir, allow...), trust)}
 	e.Org = e.Main.MustCreateOrg(b)
 	e.Key = srv.CreateUser(b, "user")
 	e.Bucket = srv.CreateBucket(b, e.Key.ID)
@@ -166,9 +211,28 @@ func mustBenchEnv(b *testing.B, spy bool) *benchEnv {
 	e.Org.MustDo(b, 200, "PUT", "/v1/storage", storage)
 	meeting := e.MustMeeting(b, e.Org)
 
-	// Configured like recsink's own client (s3/s3.go): the same checksum
-	// mode, so that both hash each part once for SigV4 and send no CRC
-	// trailer, the same retryer, and enough idle connections.
+	// Configured like recsink's own client (s3/s3.go): the same retryer,
+	// enough idle connections, the same trust and TLS settings, and a
+	// checksum mode that does per part what recsink does on the transport.
+	// Over TLS the SDK's default, RequestChecksumCalculationWhenSupported:
+	// each part goes up as an unsigned streaming payload
+	// (STREAMING-UNSIGNED-PAYLOAD-TRAILER) with a CRC32 trailer, as recsink
+	// sends UNSIGNED-PAYLOAD with the part's CRC64NVME: both read each part
+	// once for its CRC and skip the payload's SHA-256. Over plain HTTP,
+	// WhenRequired, recsink's own mode: the SDK then hashes each part once
+	// for SigV4 and sends no CRC, as recsink hashes it once (with its CRC,
+	// sent as a header in the same read).
+	transport := &http.Transport{
+		MaxIdleConns:        256,
+		MaxIdleConnsPerHost: 32,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	checksums := aws.RequestChecksumCalculationWhenRequired
+	if srv.CA != nil {
+		transport.TLSClientConfig = &tls.Config{RootCAs: srv.CA, MinVersion: tls.VersionTLS12}
+		transport.ForceAttemptHTTP2 = true
+		checksums = aws.RequestChecksumCalculationWhenSupported
+	}
 	client := awss3.New(awss3.Options{
 		Region:       s3test.Region,
 		BaseEndpoint: aws.String(endpoint),
@@ -178,21 +242,17 @@ func mustBenchEnv(b *testing.B, spy bool) *benchEnv {
 			o.MaxAttempts = 3
 			o.RateLimiter = ratelimit.None
 		}),
-		HTTPClient: &http.Client{Transport: &http.Transport{
-			MaxIdleConns:        256,
-			MaxIdleConnsPerHost: 32,
-			IdleConnTimeout:     90 * time.Second,
-		}},
-		RequestChecksumCalculation:                aws.RequestChecksumCalculationWhenRequired,
+		HTTPClient:                                &http.Client{Transport: transport},
+		RequestChecksumCalculation:                checksums,
 		ResponseChecksumValidation:                aws.ResponseChecksumValidationWhenRequired,
 		DisableLogOutputChecksumValidationSkipped: true,
 	})
 	tm := transfermanager.New(client, func(o *transfermanager.Options) {
 		o.PartSizeBytes = benchPartSize
 		o.Concurrency = benchConcurrency
-		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		o.RequestChecksumCalculation = checksums
 	})
-	return &benchEnv{Env: e, meeting: meeting, tm: tm, s3: client, spy: proxy}
+	return &benchEnv{Env: e, meeting: meeting, tm: tm, s3: client, spy: proxy, transport: benchTransport(srv)}
 }
 
 // emptyBucket deletes every object of the bucket, so that the tmpfs holds
@@ -348,8 +408,8 @@ func BenchmarkStreamThroughput(b *testing.B) {
 	report(b, "recsink-CPU-s/GiB", cpu)
 	report(b, "baseline-CPU-s/GiB", baseCPU)
 	report(b, "CPU-ratio", cpuRatio)
-	b.Logf("%d MiB, %d runs (median [min, max]): recsink %s MB/s, transfer manager %s MB/s, ratio %s (target >= 1.0); CPU-s/GiB recsink %s, transfer manager %s, ratio %s",
-		n>>20, len(rate), rate, baseRate, ratio, cpu, baseCPU, cpuRatio)
+	b.Logf("%d MiB over %s, %d runs (median [min, max]): recsink %s MB/s, transfer manager %s MB/s, ratio %s (target >= 1.0); CPU-s/GiB recsink %s, transfer manager %s, ratio %s",
+		n>>20, e.transport, len(rate), rate, baseRate, ratio, cpu, baseCPU, cpuRatio)
 }
 
 // BenchmarkStopToComplete sends a recording (1 GiB by default) at full
@@ -389,8 +449,8 @@ func BenchmarkStopToComplete(b *testing.B) {
 	report(b, "baseline-upload-after-stop-s", base)
 	report(b, "baseline-complete-s", baseS3)
 	report(b, "ratio", ratio)
-	b.Logf("%d MiB, %d runs (median [min, max]): stop to sending CompleteMultipartUpload %s s (target <= 0.05), S3's Complete %s s, after it %s s; stop to object %s s; upload after stop %s s (its Complete %s s); ratio %s",
-		n>>20, len(own), own, s3c, after, total, base, baseS3, ratio)
+	b.Logf("%d MiB over %s (through the spy), %d runs (median [min, max]): stop to sending CompleteMultipartUpload %s s (target <= 0.05), S3's Complete %s s, after it %s s; stop to object %s s; upload after stop %s s (its Complete %s s); ratio %s",
+		n>>20, e.transport, len(own), own, s3c, after, total, base, baseS3, ratio)
 }
 
 // BenchmarkConcurrentRecordings looks for the most real-time 2 Mbit/s
@@ -424,8 +484,8 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 	hist := &latencyHist{}
 
 	spoolDir := benchTmpfs(b)
-	srv := s3test.MustStart(b)
-	e := &Env{S3: srv, Main: MustRunMain(b, srv, benchConfig(b, spoolDir))}
+	srv, trust := mustBenchS3(b)
+	e := &Env{S3: srv, Main: MustRunMain(b, srv, benchConfig(b, spoolDir), trust)}
 	e.Org = e.Main.MustCreateOrg(b)
 	e.Key = srv.CreateUser(b, "user")
 	e.Bucket = srv.CreateBucket(b, e.Key.ID)
@@ -628,8 +688,8 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 	report(b, "disk-ceiling-MB/s", ceilings)
 	report(b, "ingest/ceiling", rateRatios)
 	report(b, "heap-KiB/rec", heaps)
-	b.Logf("carried %d real-time recordings (target >= 1000 with p99 <= 250 ms, max <= 1 s); measured at %d (%d of %d windows there met the target); median [min, max] of %d windows: p99 %s ms, max %s ms (plain write+fsync: p99 %s ms, max %s ms); ingest %s MB/s beside the disk's write+fsync ceiling %s MB/s (%s of it); heap %s KiB per recording (target <= 64)",
-		carried, best, met, runs, runs, p99s, maxs, baseP99s, baseMaxs, rates, ceilings, rateRatios, heaps)
+	b.Logf("S3 over %s: carried %d real-time recordings (target >= 1000 with p99 <= 250 ms, max <= 1 s); measured at %d (%d of %d windows there met the target); median [min, max] of %d windows: p99 %s ms, max %s ms (plain write+fsync: p99 %s ms, max %s ms); ingest %s MB/s beside the disk's write+fsync ceiling %s MB/s (%s of it); heap %s KiB per recording (target <= 64)",
+		benchTransport(srv), carried, best, met, runs, runs, p99s, maxs, baseP99s, baseMaxs, rates, ceilings, rateRatios, heaps)
 }
 
 // fileWriters runs n writers doing write+fsync of payload on the real-time
