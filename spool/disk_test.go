@@ -65,6 +65,7 @@ func TestAppend_DiskFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { s.Close() }) // before the unmount
 	l := spool.Layout{BaseSize: 1 << 20, TierParts: 1000}
 	f := MustCreate(t, s, "rec", l)
 	filler := fill(t, mnt, 1536<<10)
@@ -121,6 +122,7 @@ func TestCreate_DiskFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { s.Close() }) // before the unmount
 	filler := fill(t, mnt, 0)
 	_, err = s.Create("rec", small)
 	wantCode(t, err, recsink.EUNAVAILABLE)

@@ -72,6 +72,7 @@ type File struct {
 	wmu           sync.Mutex
 	w             FSFile    // the part being written; nil between parts
 	wpart         int32     // the part w holds
+	failuresSeen  int64     // the spool's failed group syncs, when w last synced on its own
 	written       int64     // bytes written, synced or not
 	hash          hash.Hash // over bytes 0..written; nil once finished
 	syncedHash    []byte    // the marshaled state of hash at the durable offset
@@ -361,11 +362,12 @@ func (f *File) openPartLocked() error {
 	}
 	// Without this, a crash could drop the file of bytes about to be
 	// acknowledged.
-	if err := syncDir(f.s.fs, f.dir); err != nil {
+	if err := f.s.syncNames(f.dir); err != nil {
 		w.Close()
 		return fmt.Errorf("spool: create part %d of %s: %w", n, f.id, err)
 	}
 	f.w, f.wpart = w, n
+	f.failuresSeen = f.s.failuresNow()
 	return nil
 }
 
@@ -443,7 +445,7 @@ func (f *File) syncLocked() error {
 	case f.written == f.offset.Load():
 		return nil
 	}
-	if err := f.w.Sync(); err != nil {
+	if err := f.syncPart(); err != nil {
 		err = fmt.Errorf("spool: sync part %d of %s: %w", f.wpart, f.id, err)
 		if diskFault(err) {
 			return f.faultLocked(err)

@@ -29,6 +29,7 @@ func MustOpen(tb testing.TB, dir string, limit int64) *spool.Spool {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	tb.Cleanup(func() { s.Close() })
 	return s
 }
 

@@ -545,3 +545,47 @@ func (i *memFileInfo) Mode() fs.FileMode  { return i.mode }
 func (i *memFileInfo) ModTime() time.Time { return i.modTime }
 func (i *memFileInfo) IsDir() bool        { return i.mode.IsDir() }
 func (i *memFileInfo) Sys() any           { return nil }
+
+var _ SyncFS = (*StrictMemFS)(nil)
+
+// OpenSyncer returns a Syncer that makes every file and folder of the file
+// system durable at once, as syncfs(2) does. It fails after a Crash, as the
+// old process's handles do.
+func (m *StrictMemFS) OpenSyncer(dir string) (Syncer, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.check("open", dir); err != nil {
+		return nil, err
+	}
+	return &memSyncer{m: m, gen: m.gen}, nil
+}
+
+type memSyncer struct {
+	m   *StrictMemFS
+	gen int
+}
+
+func (s *memSyncer) SyncAll() error {
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	if s.gen != s.m.gen {
+		return &fs.PathError{Op: "syncfs", Path: "/", Err: syscall.EIO}
+	}
+	if err := s.m.change("syncfs", "/"); err != nil {
+		return err
+	}
+	syncTree(s.m.root)
+	return nil
+}
+
+// syncTree makes n and everything under it durable.
+func syncTree(n *memNode) {
+	if !n.isDir {
+		n.synced = slices.Clone(n.data)
+		return
+	}
+	n.syncedChildren = maps.Clone(n.children)
+	for _, c := range n.children {
+		syncTree(c)
+	}
+}

@@ -55,6 +55,9 @@ type Config struct {
 	// DiskHeadroom is the free space kept on the spool's disk; negative:
 	// spool.DefaultHeadroom.
 	DiskHeadroom int64
+	// SpoolSyncEachFile makes each recording fsync its own spool file
+	// instead of the group commit (one syncfs for every waiting write).
+	SpoolSyncEachFile bool
 
 	// ReadTimeout bounds reading a request, headers and body, on the API and
 	// admin routes; WriteTimeout writing its response. IngestIdleTimeout is
@@ -162,6 +165,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		c.DiskHeadroom = n
 		return err
 	})
+	fs.BoolVar(&c.SpoolSyncEachFile, "spool-sync-each-file", false, "fsync each recording's spool file on its own before acknowledging, instead of one syncfs of the spool's file system for every write waiting (group commit, the default on Linux); set it when the spool shares its file system with heavy writers, which each group commit would also flush")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.OIDCAudience, "oidc-audience", c.OIDCAudience, "the aud of the identity tokens recsink signs for role-based access; the audience the customer's IAM identity provider names")
 	fs.DurationVar(&c.OIDCTokenTTL, "oidc-token-ttl", c.OIDCTokenTTL, "lifetime of an identity token (presented to STS at once)")

@@ -42,6 +42,7 @@ type Main struct {
 	Service  *service.Service
 	Webhooks *webhook.Dispatcher
 	Metrics  *metrics.Metrics
+	Spool    *spool.Spool
 	// OIDC is recsink's own identity provider, whose tokens customers'
 	// roles trust.
 	OIDC *oidc.Provider
@@ -110,10 +111,12 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.Store, err = openStore(ctx, cfg); err != nil {
 		return err
 	}
-	sp, err := spool.OpenConfig(spool.Config{Dir: filepath.Join(cfg.Data, "spool"), Limit: cfg.SpoolLimit, Headroom: cfg.DiskHeadroom, Logger: m.Logger})
+	sp, err := spool.OpenConfig(spool.Config{Dir: filepath.Join(cfg.Data, "spool"), Limit: cfg.SpoolLimit, Headroom: cfg.DiskHeadroom,
+		SyncEachFile: cfg.SpoolSyncEachFile, Logger: m.Logger})
 	if err != nil {
 		return err
 	}
+	m.Spool = sp
 	nodeID, err := loadNodeID(cfg.Data)
 	if err != nil {
 		return err
@@ -313,6 +316,9 @@ func (m *Main) Close() error {
 	}
 	if m.Webhooks != nil {
 		errs = append(errs, m.Webhooks.Stop())
+	}
+	if m.Spool != nil {
+		errs = append(errs, m.Spool.Close())
 	}
 	if m.Store != nil {
 		errs = append(errs, m.Store.Close())

@@ -80,7 +80,9 @@ func (c *spoolCmd) open(ctx context.Context) error {
 		return err
 	}
 	var err error
-	if c.spool, err = spool.OpenConfig(spool.Config{Dir: dir}); err != nil {
+	// The command writes no media: it needs no group commit, whose handle
+	// on the folder would outlive it.
+	if c.spool, err = spool.OpenConfig(spool.Config{Dir: dir, SyncEachFile: true}); err != nil {
 		return err
 	}
 	c.store, err = openStore(ctx, c.cfg)
