@@ -41,6 +41,11 @@ type Config struct {
 	UploadConcurrency int
 	// PartConcurrency bounds part uploads in flight for one recording.
 	PartConcurrency int
+	// UploadSpread bounds the random wait of a part completed while its
+	// recording is live, so that recordings started together do not upload
+	// together (see spreader); DefaultUploadSpread when 0, none when
+	// negative.
+	UploadSpread time.Duration
 	// RetryMax caps the backoff between upload retries.
 	RetryMax time.Duration
 
@@ -108,6 +113,9 @@ func New(cfg Config) *Service {
 	}
 	if cfg.RetryMax <= 0 {
 		cfg.RetryMax = 10 * time.Second
+	}
+	if cfg.UploadSpread == 0 {
+		cfg.UploadSpread = DefaultUploadSpread
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -44,17 +44,30 @@ func (r *recorder) run(ctx context.Context, deadline *time.Timer) {
 	progress := time.NewTicker(progressInterval)
 	defer progress.Stop()
 	saved, savedUp := r.file.Offset(), r.snapshot().BytesUploaded
+	// Parts found complete now (a resume) go at once; later ones wait their
+	// spread while the recording is live.
+	spread := newSpreader(r.s.cfg.UploadSpread, time.Now(), r.uploadable())
+	spreadTimer := time.NewTimer(time.Hour)
+	defer spreadTimer.Stop()
 
 	for {
 		ready := !time.Now().Before(retryAt)
+		var spreadWait time.Duration // the shortest wait of a part held back
 		if ready {
 			r.decideFinalize()
 			r.feedIndex()
+			live := !r.file.Finished()
 			for _, n := range r.uploadable() {
 				if len(inflight) >= r.s.cfg.PartConcurrency {
 					break
 				}
 				if inflight[n] != "" {
+					continue
+				}
+				if w := spread.wait(n, time.Now(), live); w > 0 {
+					if spreadWait == 0 || w < spreadWait {
+						spreadWait = w
+					}
 					continue
 				}
 				r.mu.Lock()
@@ -103,11 +116,17 @@ func (r *recorder) run(ctx context.Context, deadline *time.Timer) {
 			retryTimer = time.NewTimer(time.Until(retryAt))
 			retry = retryTimer.C
 		}
+		var spreadDone <-chan time.Time
+		if spreadWait > 0 {
+			spreadTimer.Reset(spreadWait)
+			spreadDone = spreadTimer.C
+		}
 		select {
 		case res := <-results:
 			delete(inflight, res.n)
 			if res.err == nil {
 				failures = 0
+				spread.sent(res.n)
 				delete(r.digestRefusals, res.n)
 				r.uploaded()
 			} else if isCanceled(res.err) {
@@ -129,6 +148,7 @@ func (r *recorder) run(ctx context.Context, deadline *time.Timer) {
 		case <-r.kick:
 			retryAt = time.Time{}
 		case <-retry:
+		case <-spreadDone:
 		case <-deadline.C:
 			r.s.wg.Add(1)
 			go func() {
@@ -143,6 +163,7 @@ func (r *recorder) run(ctx context.Context, deadline *time.Timer) {
 		if retryTimer != nil {
 			retryTimer.Stop()
 		}
+		spreadTimer.Stop()
 	}
 }
 
