@@ -257,18 +257,37 @@ func mustBenchEnv(b *testing.B, spy bool) *benchEnv {
 
 // emptyBucket deletes every object of the bucket, so that the tmpfs holds
 // one run's objects at a time.
-func (e *benchEnv) emptyBucket(b *testing.B) {
+func (e *benchEnv) emptyBucket(b *testing.B) { emptyBucket(b, e.s3, e.Bucket) }
+
+// emptyBucket waits, for at most two minutes, until no multipart upload is
+// open in bucket (recordings just stopped are completing), then deletes
+// every object in it.
+func emptyBucket(b *testing.B, client *awss3.Client, bucket string) {
 	b.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	p := awss3.NewListObjectsV2Paginator(e.s3, &awss3.ListObjectsV2Input{Bucket: aws.String(e.Bucket)})
+	for {
+		out, err := client.ListMultipartUploads(ctx, &awss3.ListMultipartUploadsInput{Bucket: aws.String(bucket), MaxUploads: aws.Int32(1)})
+		if err != nil {
+			b.Fatalf("list the bucket's uploads: %v", err)
+		}
+		if len(out.Uploads) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			b.Fatalf("uploads still open in the bucket after 2 minutes")
+		case <-time.After(100 * time.Millisecond): // polling S3
+		}
+	}
+	p := awss3.NewListObjectsV2Paginator(client, &awss3.ListObjectsV2Input{Bucket: aws.String(bucket)})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
 			b.Fatalf("list the bucket: %v", err)
 		}
 		for _, o := range page.Contents {
-			if _, err := e.s3.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: aws.String(e.Bucket), Key: o.Key}); err != nil {
+			if _, err := client.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: aws.String(bucket), Key: o.Key}); err != nil {
 				b.Fatalf("delete %s: %v", aws.ToString(o.Key), err)
 			}
 		}
@@ -454,10 +473,11 @@ func BenchmarkStopToComplete(b *testing.B) {
 }
 
 // BenchmarkConcurrentRecordings looks for the most real-time 2 Mbit/s
-// recordings (62.5 KB tus PATCHes every 250 ms, each answered after its
-// fsync) that one node carries with p99 acknowledgement latency <= 250 ms
+// recordings (62.5 KB tus PATCHes every 250 ms, each answered once its
+// bytes are durable) that one node carries with p99 acknowledgement latency <= 250 ms
 // and none over 1 s: it steps up the number (100, 250, 500, 750, 1000, 1250,
-// 1500, ... up to RECSINK_BENCH_MAX), holding each for RECSINK_BENCH_STEP,
+// 1500, ... up to RECSINK_BENCH_MAX), holding each for RECSINK_BENCH_STEP
+// with new recordings into an emptied bucket (versitygw's tmpfs is memory),
 // until one fails, then halves the interval between the last number carried
 // and the first one missed twice. Each write's latency runs from its
 // scheduled time to the acknowledgement, so that a recorder held up behind
@@ -579,18 +599,22 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 		rate           float64 // MB/s acknowledged
 		heapPerRec     int64
 		durationActual time.Duration
+		schedP99       time.Duration // goroutines' wait to run once runnable
+		gcCPU          float64       // the share of the process's CPU time the GC took
 	}
 	// measure holds the writers running for d and measures a window.
 	measure := func(d time.Duration, heap bool) window {
 		// Writes held up by the burst of starts catch up first.
 		time.Sleep(5 * time.Second)
 		errsBefore, ackedBefore := errs.Load(), acked.Load()
+		sched := schedLatencies()
 		start := time.Now()
 		hist.start()
 		time.Sleep(d)
 		hist.stop()
 		var w window
 		w.durationActual = time.Since(start)
+		w.schedP99, w.gcCPU = schedLatencies().p99Since(sched)
 		w.writes, w.p99, w.max = hist.count(), hist.quantile(0.99), hist.max()
 		w.errors = errs.Load() - errsBefore
 		w.rate = float64(acked.Load()-ackedBefore) / 1e6 / w.durationActual.Seconds()
@@ -606,14 +630,18 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 
 	// The stepped search, then two halvings of the interval between the
 	// last number carried and the first one missed.
+	// recycle stops every recording and empties the bucket: versitygw's
+	// tmpfs is memory, and 1,000 recordings send it 7.5 GB in a step.
+	s3c := srv.S3Client(b, e.Key)
+	recycle := func() {
+		shrink(0)
+		emptyBucket(b, s3c, e.Bucket)
+	}
 	try := func(n int) bool {
-		if n > len(writers) {
-			grow(n)
-		} else {
-			shrink(n)
-		}
+		recycle()
+		grow(n)
 		w := measure(stepDur, false)
-		b.Logf("N=%d: %d writes, p99 %v, max %v, %d failed writes, %.1f MB/s acknowledged", n, w.writes, w.p99, w.max, w.errors, w.rate)
+		b.Logf("N=%d: %d writes, p99 %v, max %v, %d failed writes, %.1f MB/s acknowledged; goroutines' scheduling latency p99 %v, GC %.0f%% of the CPU time", n, w.writes, w.p99, w.max, w.errors, w.rate, w.schedP99, 100*w.gcCPU)
 		return meets(w)
 	}
 	best, missed := 0, 0
@@ -640,16 +668,13 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 		best = missed
 		b.Logf("even %d recordings miss the target: measuring there", best)
 	}
-	if best > len(writers) {
-		grow(best)
-	} else {
-		shrink(best)
-	}
-
-	// The windows at the largest number carried.
+	// The windows at the largest number carried, each with new recordings
+	// into an empty bucket.
 	var p99s, maxs, rates, heaps samples
 	met := 0
 	for i := range runs {
+		recycle()
+		grow(best)
 		w := measure(stepDur, true)
 		if meets(w) {
 			met++
@@ -852,6 +877,45 @@ func liveHeap() int64 {
 	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	metrics.Read(s)
 	return int64(s[0].Value.Uint64())
+}
+
+// schedSnapshot is the runtime's histogram of how long goroutines waited
+// to run once runnable, and the CPU time spent: a latency that the
+// scheduler adds shows there, one of recsink's own does not.
+type schedSnapshot struct {
+	hist         *metrics.Float64Histogram
+	gcCPU, total float64
+}
+
+func schedLatencies() schedSnapshot {
+	s := []metrics.Sample{{Name: "/sched/latencies:seconds"}, {Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/cpu/classes/total:cpu-seconds"}}
+	metrics.Read(s)
+	return schedSnapshot{s[0].Value.Float64Histogram(), s[1].Value.Float64(), s[2].Value.Float64()}
+}
+
+// p99Since returns the 99th percentile of the scheduling latencies since
+// before, and the GC's share of the CPU time since.
+func (after schedSnapshot) p99Since(before schedSnapshot) (time.Duration, float64) {
+	counts := make([]uint64, len(after.hist.Counts))
+	var total uint64
+	for i, c := range after.hist.Counts {
+		counts[i] = c - before.hist.Counts[i]
+		total += counts[i]
+	}
+	gc := 0.0
+	if cpu := after.total - before.total; cpu > 0 {
+		gc = (after.gcCPU - before.gcCPU) / cpu
+	}
+	if total == 0 {
+		return 0, gc
+	}
+	var seen uint64
+	for i, c := range counts {
+		if seen += c; float64(seen) >= 0.99*float64(total) {
+			return time.Duration(after.hist.Buckets[i+1] * float64(time.Second)), gc
+		}
+	}
+	return 0, gc
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
