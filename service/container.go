@@ -119,7 +119,7 @@ func (r *recorder) placeObject(ctx context.Context, kind media.Kind) error {
 		// have reported an error after its commit, the row names the new
 		// upload for a moment only: every transition saves the whole
 		// recording as it is in memory, so the next one, a progress save
-		// within progressInterval of the first bytes, names the provisional
+		// soon after the first bytes, names the provisional
 		// upload again, which is kept.)
 		actx, acancel := context.WithTimeout(context.WithoutCancel(wctx), placeTimeout)
 		_ = client.AbortMultipartUpload(actx, key, up.ID)

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -47,6 +48,23 @@ func TestSpreader(t *testing.T) {
 	for sec, n := range waits {
 		if n > 60 {
 			t.Fatalf("%d of 250 uploads start in second %d of the spread: %v", n, sec, waits)
+		}
+	}
+}
+
+// TestProgressInterval: a node saves its recordings' progress every 2 s,
+// and at most about 100 rows a second when it runs more than 200.
+func TestProgressInterval(t *testing.T) {
+	s := &Service{recorders: map[string]*recorder{}}
+	for _, c := range []struct {
+		n    int
+		want time.Duration
+	}{{0, 2 * time.Second}, {200, 2 * time.Second}, {500, 5 * time.Second}, {1000, 10 * time.Second}} {
+		for len(s.recorders) < c.n {
+			s.recorders[fmt.Sprint(len(s.recorders))] = nil
+		}
+		if got := s.progressInterval(); got != c.want {
+			t.Errorf("%d recordings: progress saved every %v, want %v", c.n, got, c.want)
 		}
 	}
 }
