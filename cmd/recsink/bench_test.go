@@ -148,6 +148,9 @@ func benchConfig(b *testing.B, parent string, allow ...string) func(*main.Config
 	return func(c *main.Config) {
 		c.LogLevel = "warn"
 		c.Data = benchDir(b, parent)
+		// RECSINK_BENCH_SYNC_EACH=1 measures per-file fsync instead of
+		// group commit, for comparison.
+		c.SpoolSyncEachFile = os.Getenv("RECSINK_BENCH_SYNC_EACH") == "1"
 		c.AllowEndpoints = append(c.AllowEndpoints, allow...)
 	}
 }
