@@ -9,7 +9,7 @@ import (
 // r, so that tests can make any name resolve anywhere.
 func NewWithResolver(cfg Config, r *net.Resolver) *Storage {
 	s := New(cfg)
-	hc := newHTTPClient(s.opts, func(hp string) bool { return s.allow[hp] }, r)
+	hc := newHTTPClient(s.opts, func(hp string) bool { return s.allow[hp] }, r, cfg.RootCAs)
 	hc.Transport = &deadlineTransport{base: hc.Transport, opts: s.opts}
 	s.http = hc
 	return s

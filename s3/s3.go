@@ -152,8 +152,7 @@ func New(cfg Config) *Storage {
 		c := *cfg.HTTPClient
 		hc = &c
 	} else {
-		hc = newHTTPClient(s.opts, func(hp string) bool { return s.allow[hp] }, nil)
-		hc.Transport.(*http.Transport).TLSClientConfig.RootCAs = cfg.RootCAs
+		hc = newHTTPClient(s.opts, func(hp string) bool { return s.allow[hp] }, nil, cfg.RootCAs)
 	}
 	base := hc.Transport
 	if base == nil {
@@ -309,14 +308,14 @@ func regionOrDefault(region string) string {
 // newHTTPClient returns the HTTP client shared by all SDK clients. Its
 // dialer refuses non-public addresses unless allowed accepts the host:port
 // dialed; resolver, when set, resolves names (tests). Its transport
-// verifies endpoints' certificates with the system's roots until New sets
-// its TLSClientConfig.RootCAs (Config.RootCAs).
-func newHTTPClient(o Options, allowed func(hostPort string) bool, resolver *net.Resolver) *http.Client {
+// verifies endpoints' certificates with rootCAs (Config.RootCAs), or the
+// system's roots when nil.
+func newHTTPClient(o Options, allowed func(hostPort string) bool, resolver *net.Resolver, rootCAs *x509.CertPool) *http.Client {
 	d := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second, Resolver: resolver}
 	t := &http.Transport{
 		// Setting TLSClientConfig turns off net/http's automatic HTTP/2;
 		// ForceAttemptHTTP2 below turns it back on.
-		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12},
+		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: rootCAs},
 		// No proxy: a proxy would resolve names itself and defeat the
 		// private-address guard of the dialer.
 		Proxy:                 nil,
