@@ -53,13 +53,7 @@ func TestCleaner(t *testing.T) {
 	}
 	waitGone := func(r *recsink.Recording) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for history(r) != 0 {
-			if time.Now().After(deadline) {
-				t.Fatalf("history of the %s recording %s not pruned within 10s", r.State, r.ID)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitFor(t, 10*time.Second, "history of the "+r.State+" recording "+r.ID+" pruned", func() bool { return history(r) == 0 })
 	}
 
 	first := withHistory(recsink.RecordingUploaded)

@@ -599,7 +599,7 @@ func waitFor(tb testing.TB, within time.Duration, what string, cond func() bool)
 		if time.Since(start) > within {
 			tb.Fatalf("%s: not within %s", what, within)
 		}
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond) // the poll interval
 	}
 	return time.Since(start)
 }

@@ -211,7 +211,7 @@ func TestSlotsCancel(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%5)*time.Millisecond)
 			defer cancel()
 			if r, err := s.Acquire(ctx, fmt.Sprintf("org%d", i%7)); err == nil {
-				time.Sleep(time.Millisecond)
+				time.Sleep(time.Millisecond) // holding the slot a while: the churn under test
 				r()
 			}
 		}()
@@ -253,7 +253,7 @@ func TestSlotsFairness(t *testing.T) {
 					if err != nil {
 						return
 					}
-					time.Sleep(100 * time.Microsecond)
+					time.Sleep(100 * time.Microsecond) // the upload's work while it holds the slot
 					mu.Lock()
 					done[org]++
 					mu.Unlock()
