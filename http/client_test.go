@@ -311,7 +311,7 @@ func Example_recordFile() {
 			fmt.Println(err)
 			return
 		}
-		time.Sleep(time.Second)
+		time.Sleep(time.Second) // the pause before it retries
 		if offset, err = up.Offset(ctx); err != nil {
 			continue
 		}
@@ -322,9 +322,10 @@ func Example_recordFile() {
 }
 
 // Example_waitForObject polls a stopped recording until its object is
-// complete in the bucket.
+// complete in the bucket, and gives up after ten minutes.
 func Example_waitForObject() {
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
 	c := rshttp.NewClient("http://127.0.0.1:8080", os.Getenv("RECSINK_API_KEY"))
 	for {
 		rec, _, err := c.FindRecording(ctx, "rec_...")
@@ -336,7 +337,12 @@ func Example_waitForObject() {
 			fmt.Println(rec.State, rec.Destination.Bucket, rec.ObjectKey, rec.SHA256)
 			return
 		}
-		time.Sleep(time.Second)
+		select {
+		case <-ctx.Done():
+			fmt.Println("recording rec_... not finished within 10 minutes")
+			return
+		case <-time.After(time.Second): // the poll interval
+		}
 	}
 }
 

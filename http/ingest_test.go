@@ -239,7 +239,7 @@ func TestIngestOutlivesReadTimeout(t *testing.T) {
 	go func() {
 		for i := 0; i < 6; i++ {
 			io.WriteString(pw, "tick ")
-			time.Sleep(150 * time.Millisecond)
+			time.Sleep(150 * time.Millisecond) // a slow client: the body outlasts ReadTimeout
 		}
 		pw.Close()
 	}()

@@ -56,7 +56,8 @@ func TestRateLimit(t *testing.T) {
 			t.Fatalf("ingest HEAD %d limited", i)
 		}
 	}
-	// Served again after msLeft.
+	// Served again after msLeft: the refill is what is under test, so the
+	// test lets exactly that much time pass.
 	time.Sleep(time.Duration(*body.Data.MsLeft) * time.Millisecond)
 	if resp, b := ts.Call(t, "GET", "/v1/recordings", ""); resp.StatusCode != 200 {
 		t.Fatalf("after msLeft: status %d: %s", resp.StatusCode, b)
