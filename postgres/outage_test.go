@@ -91,7 +91,7 @@ func TestDatabaseDown(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("store still failing %v after the restart: %v", time.Since(began), err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // polling a condition under a deadline
 	}
 	for name, call := range calls {
 		if err := call(ctx); err != nil && recsink.ErrorCode(err) != recsink.ENOTFOUND {
