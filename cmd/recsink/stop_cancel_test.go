@@ -11,10 +11,13 @@ import (
 )
 
 // slowBody sends head at once, then the rest in 4 KiB pieces, one per tick,
-// so that the client's cancellation lands mid-body.
+// so that the client's cancellation lands mid-body. headSent is closed when
+// the client comes back for more after the head.
 type slowBody struct {
 	head, rest []byte
 	tick       time.Duration
+	headSent   chan struct{}
+	told       bool // headSent is closed
 }
 
 func (b *slowBody) Read(p []byte) (int, error) {
@@ -23,10 +26,14 @@ func (b *slowBody) Read(p []byte) (int, error) {
 		b.head = b.head[n:]
 		return n, nil
 	}
+	if !b.told {
+		close(b.headSent)
+		b.told = true
+	}
 	if len(b.rest) == 0 {
 		return 0, io.EOF
 	}
-	time.Sleep(b.tick)
+	time.Sleep(b.tick) // the client's pace: the cancellation lands mid-body
 	n := copy(p, b.rest[:min(len(b.rest), 4<<10)])
 	b.rest = b.rest[n:]
 	return n, nil
@@ -65,7 +72,7 @@ func TestStopAfterCancelHTTP(t *testing.T) {
 				t.Fatalf("%s: first PATCH: %d, %v", name, n, err)
 			}
 			pctx, cancel := context.WithCancel(ctx)
-			body := &slowBody{head: data[c.before : c.before+c.sent], rest: data[c.before+c.sent : c.before+chunk], tick: 5 * time.Millisecond}
+			body := &slowBody{head: data[c.before : c.before+c.sent], rest: data[c.before+c.sent : c.before+chunk], tick: 5 * time.Millisecond, headSent: make(chan struct{})}
 			req, err := http.NewRequestWithContext(pctx, "PATCH", rec.IngestURL, body)
 			if err != nil {
 				t.Fatal(err)
@@ -84,7 +91,14 @@ func TestStopAfterCancelHTTP(t *testing.T) {
 				}
 			}()
 			// Cancel after the head has gone out, varying the moment.
-			time.Sleep(time.Duration(round) * 3 * time.Millisecond)
+			select {
+			case <-body.headSent:
+			case <-done: // the PATCH ended before its body was read: the stop below still applies
+			case <-time.After(10 * time.Second):
+				cancel()
+				t.Fatalf("%s: the PATCH's first %d bytes not sent within 10 s", name, c.sent)
+			}
+			time.Sleep(time.Duration(round) * 3 * time.Millisecond) // the varied moment of the cancel, which is under test
 			cancel()
 			<-done
 			if err := stopRecording(ctx, client, e.Org, rec.ID); err != nil {
