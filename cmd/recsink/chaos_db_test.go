@@ -271,7 +271,7 @@ func paceRecorder(ctx context.Context, hc *http.Client, r Started, data []byte, 
 			if n, ok := headerOffset(resp); ok && resp.StatusCode == 200 {
 				offset, known = n, true
 			} else {
-				time.Sleep(retryWait(resp))
+				time.Sleep(retryWait(resp)) // the recorder honours Retry-After
 			}
 			continue
 		}
@@ -309,10 +309,10 @@ func paceRecorder(ctx context.Context, hc *http.Client, r Started, data []byte, 
 			acked.Store(n)
 		case ok:
 			offset = n
-			time.Sleep(retryWait(resp))
+			time.Sleep(retryWait(resp)) // the recorder honours Retry-After
 		default:
 			known = false
-			time.Sleep(retryWait(resp))
+			time.Sleep(retryWait(resp)) // the recorder honours Retry-After
 		}
 	}
 	return nil

@@ -50,7 +50,7 @@ func TestKeyHealth_FailingRecovered(t *testing.T) {
 	}
 
 	// Several more periods of failing send no second credential.failing.
-	time.Sleep(4 * period)
+	time.Sleep(4 * period) // several watch periods, in which no second credential.failing may be sent
 	if evs, _ := rcv.eventsFor(recsink.WebhookCredentialFailing, forB); len(evs) != 1 {
 		t.Fatalf("%d credential.failing events in one failing spell, want 1", len(evs))
 	}
@@ -203,6 +203,6 @@ func waitHealth(tb testing.TB, c *Client, key string, ok func(map[string]any) bo
 		if time.Now().After(deadline) {
 			tb.Fatalf("health of %s within %s: %v", key, within, h)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // polling a condition under a deadline
 	}
 }

@@ -387,7 +387,7 @@ func TestLive_RTMPReconnect(t *testing.T) {
 	p2 := startPublisher(t, e.URL)
 	outage := p2.started.Sub(dropped) // at least this; ffmpeg's start-up adds a little
 	e.waitLive(t, true, 20*time.Second)
-	time.Sleep(time.Until(p2.started.Add(part)))
+	time.Sleep(time.Until(p2.started.Add(part))) // the second part's length
 	sent2 := p2.stop(t, os.Interrupt)
 
 	recs := e.recordings(t)

@@ -41,7 +41,7 @@ func TestRetention_PrunesOldHistory(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("events of a recording finished longer ago than --retention still there: %d", events())
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // polling a condition under a deadline
 	}
 	out := e.Org.MustDo(t, 200, "GET", "/v1/recordings/"+rec.ID, nil)
 	if out["state"] != recsink.RecordingUploaded {
