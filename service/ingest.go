@@ -254,7 +254,8 @@ type cancelableReader struct {
 	r       io.Reader
 	buf     *[]byte
 	res     chan readResult
-	pending bool // a Read of r runs
+	pending bool  // a Read of r runs
+	err     error // what r's last Read returned, once it failed or ended
 }
 
 type readResult struct {
@@ -269,6 +270,9 @@ var readBufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); re
 
 // Read implements io.Reader.
 func (c *cancelableReader) Read(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
 	if !c.pending {
 		if err := c.ctx.Err(); err != nil {
 			return 0, err
@@ -287,7 +291,14 @@ func (c *cancelableReader) Read(p []byte) (int, error) {
 	select {
 	case res := <-c.res:
 		c.pending = false
-		return copy(p, (*c.buf)[:res.n]), res.err
+		n := copy(p, (*c.buf)[:res.n])
+		if res.err != nil {
+			// The body has ended: its buffer goes back now, not after the
+			// sync that the caller waits for next.
+			c.err = res.err
+			c.close()
+		}
+		return n, res.err
 	case <-c.ctx.Done():
 		return 0, c.ctx.Err()
 	}

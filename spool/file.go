@@ -37,8 +37,8 @@ const (
 const RetryAfterFull = 5
 
 // bufSize is the size of Append's read buffers. They come from a pool shared
-// by all recordings and are held only while an Append runs, so that 500
-// recordings fit in 256 KiB of heap each.
+// by all recordings and are held only while an Append reads and writes, not
+// while it waits for its last sync.
 const bufSize = 64 << 10
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
@@ -181,8 +181,17 @@ func (f *File) Append(ctx context.Context, r io.Reader, expect int64) (int64, er
 	}
 	f.wmu.Unlock()
 
+	// The buffer goes back to the pool before the last sync: under load
+	// most of an Append is that wait, and a recording holds none of the
+	// pool's memory through it.
 	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	release := func() {
+		if bp != nil {
+			bufPool.Put(bp)
+			bp = nil
+		}
+	}
+	defer release()
 	buf := *bp
 	for {
 		if err := ctx.Err(); err != nil {
@@ -226,6 +235,7 @@ func (f *File) Append(ctx context.Context, r io.Reader, expect int64) (int64, er
 			default:
 				err = fmt.Errorf("spool: read body of %s: %w", f.id, rerr)
 			}
+			release()
 			if serr := f.syncLocked(); serr != nil {
 				err = serr
 			}
