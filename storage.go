@@ -225,15 +225,18 @@ func (e *StorageError) explainCertificate() string {
 		return "This recsink server has no trusted root certificates to verify " + strings.ToLower(whose[:1]) + whose[1:] + " with: the operator installs the system's CA certificates, or gives the endpoint's certificate authority with --s3-ca-file."
 	}
 	why := "it is signed by an authority that this server does not know"
+	fix := "If the endpoint uses a private certificate authority, the operator adds that authority's certificate with --s3-ca-file; otherwise the endpoint needs a certificate from a public authority."
 	switch {
 	case errors.As(e.Err, &ue) && ue.Cert != nil && bytes.Equal(ue.Cert.RawIssuer, ue.Cert.RawSubject):
 		why = fmt.Sprintf("it is self-signed (subject %s)", ue.Cert.Subject)
+		fix = "The operator trusts it by adding it with --s3-ca-file, or the endpoint gets a certificate from a public certificate authority."
 	case errors.As(e.Err, &ue) && ue.Cert != nil:
 		why = fmt.Sprintf("it is signed by an unknown authority (issuer %s)", ue.Cert.Issuer)
 	case errors.As(e.Err, &ie):
 		why = "its certificate chain is not valid (" + ie.Error() + ")"
+		fix = "The endpoint's owner fixes its certificate."
 	}
-	return fmt.Sprintf("%s is not trusted by this recsink server: %s. If the endpoint uses a private certificate authority, the operator adds that authority's certificate with --s3-ca-file; otherwise the endpoint needs a certificate from a public authority.", whose, why)
+	return fmt.Sprintf("%s is not trusted by this recsink server: %s. %s", whose, why, fix)
 }
 
 // maxCertificateNames bounds the host names an explanation lists: a
