@@ -1,11 +1,15 @@
 package recsink
 
 import (
+	"bytes"
 	"context"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -52,6 +56,34 @@ func (e *StorageError) Error() string {
 // Unwrap returns the underlying error.
 func (e *StorageError) Unwrap() error { return e.Err }
 
+// Codes of a StorageError whose endpoint presented a TLS certificate that
+// this server does not accept. They are recsink's, not S3's: the handshake
+// failed before any request was sent. The endpoint's owner or the operator
+// must change something, so they are the customer's failures, not retried
+// as an outage.
+const (
+	// CodeCertificateNotTrusted: the certificate chains to no authority this
+	// server trusts (self-signed, a private CA not given with --s3-ca-file),
+	// or its chain is invalid.
+	CodeCertificateNotTrusted = "CertificateNotTrusted"
+	// CodeCertificateNameMismatch: the certificate is for other host names
+	// than the endpoint's.
+	CodeCertificateNameMismatch = "CertificateNameMismatch"
+	// CodeCertificateExpired: the certificate, or one of its chain, has
+	// expired or is not valid yet, on this server's clock.
+	CodeCertificateExpired = "CertificateExpired"
+)
+
+// CertificateRefused reports whether the failure is the endpoint's TLS
+// certificate, refused by this server.
+func (e *StorageError) CertificateRefused() bool {
+	switch e.Code {
+	case CodeCertificateNotTrusted, CodeCertificateNameMismatch, CodeCertificateExpired:
+		return true
+	}
+	return false
+}
+
 // KeyRefused reports whether S3 refused the access key itself: the errors
 // after which another key may work where this one does not.
 func (e *StorageError) KeyRefused() bool {
@@ -71,10 +103,14 @@ func (e *StorageError) KeyRefused() bool {
 }
 
 // Retryable reports whether the same request may succeed later unchanged:
-// throttling, server errors and transport failures.
+// throttling, server errors and transport failures. A refused certificate
+// is not one: it fails the same way until someone changes it.
 func (e *StorageError) Retryable() bool {
 	if e.Reason == RoleSessionExpired {
 		return true
+	}
+	if e.CertificateRefused() {
+		return false
 	}
 	switch e.Code {
 	case "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable":
@@ -101,6 +137,9 @@ func (e *StorageError) ChecksumMismatch() bool {
 // Explain returns one plain sentence that says what went wrong and how to fix
 // it, for the customer.
 func (e *StorageError) Explain() string {
+	if e.CertificateRefused() {
+		return e.explainCertificate()
+	}
 	if e.Op == OpAssumeRole || e.Reason == RoleSessionExpired {
 		return e.explainAssumeRole()
 	}
@@ -150,6 +189,71 @@ func (e *StorageError) Explain() string {
 		return fmt.Sprintf("S3 failed with a server error (%d %s); recsink retries.", e.StatusCode, e.Code)
 	}
 	return fmt.Sprintf("S3 refused %s: %s (HTTP %d).", e.Op, e.Code, e.StatusCode)
+}
+
+// explainCertificate returns the plain sentence for a refused certificate.
+// It names what the certificate says (its host names, issuer, subject,
+// validity), which the endpoint shows anyone who connects: nothing secret.
+func (e *StorageError) explainCertificate() string {
+	whose := "The storage endpoint's TLS certificate"
+	if e.Op == OpAssumeRole {
+		whose = "The TLS certificate of the security token service (STS) endpoint"
+	}
+	var he x509.HostnameError
+	var ie x509.CertificateInvalidError
+	var ue x509.UnknownAuthorityError
+	var sre x509.SystemRootsError
+	switch {
+	case e.Code == CodeCertificateNameMismatch:
+		if !errors.As(e.Err, &he) || he.Certificate == nil {
+			return whose + " is for another host name than the endpoint's. Use an endpoint URL with a host name the certificate is for, or have the certificate reissued for the endpoint's name."
+		}
+		names := certificateNames(he.Certificate)
+		if len(names) == 0 {
+			return fmt.Sprintf("%s names no host in its subject alternative names (only the legacy common name %q, which TLS clients no longer accept). Have the certificate reissued with %s as a DNS name or IP address.", whose, he.Certificate.Subject.CommonName, he.Host)
+		}
+		return fmt.Sprintf("%s is for another host name: it is valid for %s, not %s. Use an endpoint URL with a host name the certificate is for, or have the certificate reissued for %s.", whose, strings.Join(names, ", "), he.Host, he.Host)
+	case e.Code == CodeCertificateExpired:
+		if !errors.As(e.Err, &ie) || ie.Cert == nil {
+			return whose + " has expired or is not valid yet, on this recsink server's clock. The endpoint's owner renews it."
+		}
+		if now := Now(); now.Before(ie.Cert.NotBefore) {
+			return fmt.Sprintf("%s (subject %s) is not valid before %s, and this recsink server's clock says %s: check that clock, and the clock of the machine that issued the certificate.", whose, ie.Cert.Subject, ie.Cert.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		}
+		return fmt.Sprintf("%s (subject %s) expired at %s, on this recsink server's clock. The endpoint's owner renews it.", whose, ie.Cert.Subject, ie.Cert.NotAfter.UTC().Format(time.RFC3339))
+	case errors.As(e.Err, &sre):
+		return "This recsink server has no trusted root certificates to verify " + strings.ToLower(whose[:1]) + whose[1:] + " with: the operator installs the system's CA certificates, or gives the endpoint's certificate authority with --s3-ca-file."
+	}
+	why := "it is signed by an authority that this server does not know"
+	fix := "If the endpoint uses a private certificate authority, the operator adds that authority's certificate with --s3-ca-file; otherwise the endpoint needs a certificate from a public authority."
+	switch {
+	case errors.As(e.Err, &ue) && ue.Cert != nil && bytes.Equal(ue.Cert.RawIssuer, ue.Cert.RawSubject):
+		why = fmt.Sprintf("it is self-signed (subject %s)", ue.Cert.Subject)
+		fix = "The operator trusts it by adding it with --s3-ca-file, or the endpoint gets a certificate from a public certificate authority."
+	case errors.As(e.Err, &ue) && ue.Cert != nil:
+		why = fmt.Sprintf("it is signed by an unknown authority (issuer %s)", ue.Cert.Issuer)
+	case errors.As(e.Err, &ie):
+		why = "its certificate chain is not valid (" + ie.Error() + ")"
+		fix = "The endpoint's owner fixes its certificate."
+	}
+	return fmt.Sprintf("%s is not trusted by this recsink server: %s. %s", whose, why, fix)
+}
+
+// maxCertificateNames bounds the host names an explanation lists: a
+// certificate may hold hundreds.
+const maxCertificateNames = 8
+
+// certificateNames returns the host names and IP addresses that cert is
+// valid for, at most maxCertificateNames and a count of the rest.
+func certificateNames(cert *x509.Certificate) []string {
+	names := append([]string(nil), cert.DNSNames...)
+	for _, ip := range cert.IPAddresses {
+		names = append(names, ip.String())
+	}
+	if len(names) > maxCertificateNames {
+		names = append(names[:maxCertificateNames], fmt.Sprintf("%d more", len(names)-maxCertificateNames))
+	}
+	return names
 }
 
 // Permission returns the IAM permission that an S3 operation needs.

@@ -2,6 +2,8 @@ package s3
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -9,6 +11,8 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
@@ -41,6 +45,10 @@ func storageError(ctx context.Context, op string, err error, secret string) erro
 		return se
 	case errors.As(err, &ra):
 		se.Code = "AddressRefused"
+		return se
+	}
+	if code := certificateCode(err); code != "" {
+		se.Code = code
 		return se
 	}
 	var re *smithyhttp.ResponseError
@@ -82,6 +90,40 @@ func transportError(err error) bool {
 		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
 		errors.Is(err, context.DeadlineExceeded)
 }
+
+// certificateCode returns the StorageError code of a TLS certificate that
+// the handshake refused, and "" when err is not one. crypto/tls wraps
+// every verification failure in a *tls.CertificateVerificationError, and
+// net/http, smithy's RequestSendError and the retryer wrap that in turn.
+// Without the distinction such a failure reads as an endpoint that does
+// not answer, and is waited out as an outage it is not.
+func certificateCode(err error) string {
+	var he x509.HostnameError
+	var ie x509.CertificateInvalidError
+	var ve *tls.CertificateVerificationError
+	var ue x509.UnknownAuthorityError
+	switch {
+	case errors.As(err, &he):
+		return recsink.CodeCertificateNameMismatch
+	case errors.As(err, &ie) && ie.Reason == x509.Expired:
+		return recsink.CodeCertificateExpired
+	case errors.As(err, &ve), errors.As(err, &ue), errors.As(err, &ie):
+		return recsink.CodeCertificateNotTrusted
+	}
+	return ""
+}
+
+// noRetryCertificate keeps the SDK's retryer from retrying a refused
+// certificate, which it takes for a connection error: the next handshake
+// meets the same certificate, and retrying would only delay the answer
+// (up to MaxBackoff per attempt). Our own upload loop tries again later,
+// when someone may have changed the certificate or the trusted authorities.
+var noRetryCertificate = retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
+	if certificateCode(err) != "" {
+		return aws.FalseTernary
+	}
+	return aws.UnknownTernary
+})
 
 // redactedError is an error whose text has its secrets taken out. It
 // still unwraps to the original, for errors.As, but prints only msg.

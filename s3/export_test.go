@@ -23,3 +23,7 @@ func NewDeadlineTransport(base http.RoundTripper, o Options) http.RoundTripper {
 
 // ClassifyAssumeRole names the reason of an STS refusal, for table tests.
 var ClassifyAssumeRole = classifyAssumeRole
+
+// StorageErrorOf converts an SDK error as the clients do, for table tests
+// of the classification.
+var StorageErrorOf = storageError

@@ -151,6 +151,10 @@ func assumeRoleError(err error, secret string) *recsink.StorageError {
 		se.Code, se.Deadline = "Timeout", te.after
 		return se
 	}
+	if code := certificateCode(err); code != "" {
+		se.Code = code
+		return se
+	}
 	var re *smithyhttp.ResponseError
 	if errors.As(err, &re) && re.Response != nil {
 		se.StatusCode = re.HTTPStatusCode()

@@ -146,6 +146,7 @@ func New(cfg Config) *Storage {
 		o.MaxAttempts = attempts
 		o.MaxBackoff = MaxBackoff
 		o.RateLimiter = ratelimit.None
+		o.Retryables = append([]retry.IsErrorRetryable{noRetryCertificate}, o.Retryables...)
 	})
 	var hc *http.Client
 	if cfg.HTTPClient != nil {

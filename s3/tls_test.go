@@ -3,11 +3,22 @@ package s3_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"io"
+	"log"
 	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -98,7 +109,59 @@ func TestTLS_MultipartRoundTrip(t *testing.T) {
 		if !errors.As(err, &ua) || !strings.Contains(err.Error(), "certificate signed by unknown authority") {
 			t.Fatalf("CreateMultipartUpload without the CA: %v, want x509.UnknownAuthorityError", err)
 		}
+		mustCertificateRefused(t, err, "CreateMultipartUpload", recsink.CodeCertificateNotTrusted, "it is self-signed (subject CN=recsink s3test versitygw,O=recsink tests)", "--s3-ca-file")
 		t.Logf("%v", err)
+	})
+
+	t.Run("ErrCheckUnknownAuthority", func(t *testing.T) {
+		// The credential check says why, and that it is not a network
+		// failure (not Transient: the key health watch reports it).
+		report, err := newStorage(srv.HostPort).Check(ctx, recsink.Destination{Bucket: bucket, Endpoint: srv.Endpoint, ForcePathStyle: true}, owner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustReport(t, report, checkWant{"HeadBucket", recsink.CodeCertificateNotTrusted, "--s3-ca-file"}, nil)
+		if c := firstFailed(report); c.Transient || !strings.Contains(c.Message, "is not trusted by this recsink server: it is self-signed") {
+			t.Errorf("HeadBucket check %+v, want not transient, the certificate explained", c)
+		}
+		if c := find(report, "PutObject"); !c.Skipped {
+			t.Errorf("PutObject check %+v, want skipped", c)
+		}
+	})
+
+	t.Run("ErrUploadPartUnknownAuthority", func(t *testing.T) {
+		// An upload begun with the CA trusted, continued without it (a
+		// restart that lost --s3-ca-file): the part is refused as the
+		// customer's, not retried as an endpoint that does not answer.
+		const key = "rec/room/part-refused.mkv"
+		up, err := c.CreateMultipartUpload(ctx, key, "", nil, recsink.FullObjectChecksums...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.AbortMultipartUpload(context.WithoutCancel(ctx), key, up.ID)
+		untrusting := mustClient(t, newStorage(srv.HostPort), dest, owner)
+		_, err = untrusting.UploadPart(ctx, key, up, 1, bytes.NewReader(data[:4096]), 4096)
+		mustCertificateRefused(t, err, "UploadPart", recsink.CodeCertificateNotTrusted, "self-signed", "--s3-ca-file")
+		if parts, err := c.ListParts(ctx, key, up.ID); err != nil || len(parts) != 0 {
+			t.Errorf("ListParts = %v, %v; want no part", parts, err)
+		}
+	})
+
+	t.Run("ErrNameMismatch", func(t *testing.T) {
+		// The CA trusted, the endpoint reached by a name its certificate
+		// (127.0.0.1, ::1, localhost) does not hold.
+		_, port, _ := net.SplitHostPort(srv.HostPort)
+		st := s3.NewWithResolver(s3.Config{AllowEndpoints: []string{"s3.recsink.test:" + port}, RootCAs: roots, Logger: slog.New(slog.DiscardHandler)},
+			MustFakeDNS(t, net.IPv4(127, 0, 0, 1)))
+		named := recsink.Destination{Bucket: bucket, Endpoint: "https://s3.recsink.test:" + port, Region: "us-east-1", ForcePathStyle: true}
+		const want = "it is valid for localhost, 127.0.0.1, ::1, not s3.recsink.test."
+		report, err := st.Check(ctx, named, owner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustReport(t, report, checkWant{"HeadBucket", recsink.CodeCertificateNameMismatch, want}, nil)
+		err = mustClient(t, st, named, owner).PutObject(ctx, "rec/room/named.mkv", "", nil, strings.NewReader("x"), 1)
+		mustCertificateRefused(t, err, "PutObject", recsink.CodeCertificateNameMismatch, want)
 	})
 
 	t.Run("SystemRootsWith", func(t *testing.T) {
@@ -106,4 +169,101 @@ func TestTLS_MultipartRoundTrip(t *testing.T) {
 			t.Error("a PEM without certificates accepted")
 		}
 	})
+}
+
+// TestTLS_CertificateExpired: an endpoint whose certificate has expired
+// (trusted otherwise) is refused with CertificateExpired and the date, at
+// the first handshake: the SDK's retryer does not try it again.
+func TestTLS_CertificateExpired(t *testing.T) {
+	t.Parallel()
+	notAfter := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
+	cert, roots := mustCertificate(t, notAfter)
+	var conns atomic.Int32
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		t.Error("a request reached the endpoint through an expired certificate")
+	}))
+	ts.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes
+	ts.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	ts.StartTLS()
+	defer ts.Close()
+	hostPort := ts.Listener.Addr().String()
+	st := s3.New(s3.Config{AllowEndpoints: []string{hostPort}, RootCAs: roots, MaxAttempts: 3, Logger: slog.New(slog.DiscardHandler)})
+	dest := recsink.Destination{Bucket: "bucket", Endpoint: "https://" + hostPort, Region: "us-east-1", ForcePathStyle: true}
+	key := recsink.AccessKey{ID: "AKID", Secret: "secret"}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	want := "expired at " + notAfter.Format(time.RFC3339)
+
+	err := mustClient(t, st, dest, key).PutObject(ctx, "rec/room/expired.mkv", "", nil, strings.NewReader("x"), 1)
+	mustCertificateRefused(t, err, "PutObject", recsink.CodeCertificateExpired, want, "renews it")
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d connections for one PutObject, want 1: a refused certificate is not retried by the SDK", n)
+	}
+
+	report, err := st.Check(ctx, dest, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustReport(t, report, checkWant{"HeadBucket", recsink.CodeCertificateExpired, want}, nil)
+}
+
+// mustCertificateRefused fails t unless err is op's StorageError with the
+// certificate code, not retryable nor a refused key, the customer's, and
+// explained with every one of explain.
+func mustCertificateRefused(t *testing.T, err error, op, code string, explain ...string) {
+	t.Helper()
+	var se *recsink.StorageError
+	if !errors.As(err, &se) {
+		t.Fatalf("%s: %v, want a StorageError", op, err)
+	}
+	if se.Op != op || se.Code != code || se.Retryable() || se.KeyRefused() || recsink.ErrorCode(err) != recsink.EDESTINATION {
+		t.Errorf("%s: Op %s Code %q Retryable %v KeyRefused %v ErrorCode %s; want %s %q, not retryable, not the key, %s",
+			op, se.Op, se.Code, se.Retryable(), se.KeyRefused(), recsink.ErrorCode(err), op, code, recsink.EDESTINATION)
+	}
+	msg := recsink.ErrorMessage(err)
+	for _, want := range explain {
+		if !strings.Contains(msg, want) {
+			t.Errorf("%s: message %q\nwant it to contain %q", op, msg, want)
+		}
+	}
+	if strings.Contains(msg, "does not answer") {
+		t.Errorf("%s: message %q says the endpoint does not answer", op, msg)
+	}
+}
+
+// mustCertificate returns a self-signed certificate for 127.0.0.1 valid
+// until notAfter, with its key, and a pool that trusts it.
+func mustCertificate(t *testing.T, notAfter time.Time) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "expired s3 endpoint"},
+		NotBefore:             notAfter.Add(-48 * time.Hour),
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
