@@ -371,10 +371,22 @@ func TestFlagS3CAFile(t *testing.T) {
 		m := MustRunMain(t, srv)
 		org := m.MustCreateOrg(t)
 		status, out := org.Do(t, "PUT", "/v1/storage", e.Storage(e.Bucket, e.Key))
-		if status == 200 {
-			t.Fatalf("storage saved without the CA: %v", out)
+		if status != 422 || out["code"] != "destination" {
+			t.Fatalf("without the CA: status %d, want 422 destination: %v", status, out)
 		}
-		t.Logf("%d %v", status, out)
+		// The customer reads a certificate problem and the operator's
+		// flag, not an endpoint that "does not answer".
+		var failed map[string]any
+		for _, c := range out["checks"].([]any) {
+			if c := c.(map[string]any); c["ok"] == false && c["skipped"] != true {
+				failed = c
+				break
+			}
+		}
+		if failed == nil || failed["code"] != recsink.CodeCertificateNotTrusted {
+			t.Fatalf("failing check %v, want code %s", failed, recsink.CodeCertificateNotTrusted)
+		}
+		mustContain(t, failed["message"].(string), "--s3-ca-file")
 	})
 
 	e.Org.MustDo(t, 200, "PUT", "/v1/storage", e.Storage(e.Bucket, e.Key))
@@ -383,6 +395,24 @@ func TestFlagS3CAFile(t *testing.T) {
 	rand.Read(data)
 	rec.MustPut(t, data)
 	e.Org.MustDo(t, 200, "POST", "/v1/recordings/"+rec.ID+"/stop", nil)
+	WaitState(t, e.Org, rec.ID, recsink.RecordingUploaded, 30*time.Second)
+	checkObject(t, srv, e.Bucket, rec.ObjectKey, data)
+
+	// The operator restarts without --s3-ca-file: a recording in progress
+	// is blocked at its first upload, saying which certificate and which
+	// flag, keeps its bytes in the spool, and is uploaded once the CA is
+	// given back.
+	rec = MustStartRecording(t, e.Org, e.MustMeeting(t, e.Org))
+	data = randomBytes(t, 6<<20+11)
+	rec.MustPut(t, data)
+	e.Main.Config.S3CAFile = ""
+	e.Main.Restart(t)
+	e.Org.MustDo(t, 200, "POST", "/v1/recordings/"+rec.ID+"/stop", nil)
+	blocked := WaitState(t, e.Org, rec.ID, recsink.RecordingBlocked, 30*time.Second)
+	msg, _ := blocked["lastError"].(string)
+	mustContain(t, msg, "--s3-ca-file")
+	e.Main.Config.S3CAFile = caFile
+	e.Main.Restart(t)
 	WaitState(t, e.Org, rec.ID, recsink.RecordingUploaded, 30*time.Second)
 	checkObject(t, srv, e.Bucket, rec.ObjectKey, data)
 }
