@@ -126,18 +126,7 @@ func (db *DB) FindRecordingByID(ctx context.Context, id string) (*recsink.Record
 func (db *DB) UpdateRecording(ctx context.Context, r *recsink.Recording) error {
 	d := r.Destination
 	var updatedAt string
-	err := db.write.QueryRowContext(ctx, `
-		UPDATE recordings SET
-			state = ?1, credential_id = ?2, access_key_id = ?3,
-			provider = ?4, bucket = ?5, prefix = ?6, region = ?7, endpoint = ?8, force_path_style = ?9, file_format = ?10,
-			object_key = ?11, upload_id = ?12, end_date = ?13, stop_reason = ?14,
-			bytes_received = ?15, bytes_uploaded = ?16, size_bytes = ?17, sha256 = ?18, last_error = ?19,
-			checksum_algorithm = ?24, checksum = ?25, updated_at = `+sqlNow+`
-		WHERE org_id = ?20 AND id = ?21 AND owner_node = ?22 AND lease_epoch = ?23
-			AND (state || '`+sqlstore.TransitionSeparator+`' || ?1) IN `+transitions+`
-			AND NOT (end_date IS NOT NULL AND ?13 IS NULL)
-			AND NOT (?1 = '`+recsink.RecordingRecording+`' AND state <> ?1 AND end_date IS NOT NULL)
-		RETURNING updated_at`,
+	err := db.updateRecording.QueryRowContext(ctx,
 		r.State, r.CredentialID, r.AccessKeyID,
 		d.Provider, d.Bucket, d.Prefix, d.Region, d.Endpoint, d.ForcePathStyle, d.FileFormat,
 		r.ObjectKey, r.UploadID, formatNullTime(r.EndDate), r.StopReason,
@@ -158,6 +147,22 @@ func (db *DB) UpdateRecording(ctx context.Context, r *recsink.Recording) error {
 	}
 	return nil
 }
+
+// updateRecordingSQL is UpdateRecording's statement: the update is fenced
+// by the lease (owner and epoch) and allowed only along the state machine's
+// transitions.
+var updateRecordingSQL = `
+		UPDATE recordings SET
+			state = ?1, credential_id = ?2, access_key_id = ?3,
+			provider = ?4, bucket = ?5, prefix = ?6, region = ?7, endpoint = ?8, force_path_style = ?9, file_format = ?10,
+			object_key = ?11, upload_id = ?12, end_date = ?13, stop_reason = ?14,
+			bytes_received = ?15, bytes_uploaded = ?16, size_bytes = ?17, sha256 = ?18, last_error = ?19,
+			checksum_algorithm = ?24, checksum = ?25, updated_at = ` + sqlNow + `
+		WHERE org_id = ?20 AND id = ?21 AND owner_node = ?22 AND lease_epoch = ?23
+			AND (state || '` + sqlstore.TransitionSeparator + `' || ?1) IN ` + transitions + `
+			AND NOT (end_date IS NOT NULL AND ?13 IS NULL)
+			AND NOT (?1 = '` + recsink.RecordingRecording + `' AND state <> ?1 AND end_date IS NOT NULL)
+		RETURNING updated_at`
 
 // refusedUpdate reads the row that a fenced update did not change and says
 // why: no such row, another owner or epoch, or a transition backwards.
