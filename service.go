@@ -101,6 +101,19 @@ type IngestService interface {
 	Append(ctx context.Context, recordingID, token string, offset int64, body io.Reader) (int64, error)
 }
 
+// An InterruptibleBody is an ingest body whose blocked Read another
+// goroutine can end, as a deadline ends a read of a network connection.
+// Append reads such a body directly and interrupts it when a newer request
+// or a stop takes the recording over; any other body is read through a
+// goroutine and a buffer per Read, which a blocked Read cannot hold up.
+type InterruptibleBody interface {
+	io.Reader
+	// CanInterrupt reports whether Interrupt works for this body.
+	CanInterrupt() bool
+	// Interrupt ends a Read in progress, and every later Read fails at once.
+	Interrupt()
+}
+
 // CheckError is returned when a destination fails its checks on save. It is
 // the customer's error (EDESTINATION) and carries the report to show.
 type CheckError struct {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -70,6 +71,9 @@ func (s *Server) ingestTokenOf(w http.ResponseWriter, r *http.Request) (string, 
 // streamBody puts the idle deadline on r's body (see ingestRequest).
 func (s *Server) streamBody(w http.ResponseWriter, r *http.Request) *idleBody {
 	body := &idleBody{body: r.Body, rc: http.NewResponseController(w), idle: cmp.Or(s.IngestIdleTimeout, DefaultIngestIdleTimeout)}
+	// ErrNotSupported only where there is no connection (tests): the
+	// service then reads the body as one it cannot interrupt.
+	body.interruptible = body.rc.SetReadDeadline(time.Now().Add(body.idle)) == nil
 	r.Body = body
 	return body
 }
@@ -81,18 +85,36 @@ func (s *Server) streamBody(w http.ResponseWriter, r *http.Request) *idleBody {
 // first error the transport gave, so that a cut or malformed body is
 // answered as such whatever the service made of it.
 type idleBody struct {
-	body io.ReadCloser
-	rc   *http.ResponseController
-	idle time.Duration
+	body          io.ReadCloser
+	rc            *http.ResponseController
+	idle          time.Duration
+	interruptible bool        // the connection takes read deadlines
+	interrupted   atomic.Bool // see Interrupt
 
 	mu  sync.Mutex
 	err error
 }
 
+var _ recsink.InterruptibleBody = (*idleBody)(nil)
+
+// errInterrupted is what a Read returns once the service has interrupted
+// the body: the service knows why, and says so.
+var errInterrupted = errors.New("the body's read was interrupted: the recording was taken over or stopped")
+
 func (b *idleBody) Read(p []byte) (int, error) {
-	// ErrNotSupported only where there is no connection (tests).
+	if b.interrupted.Load() {
+		return 0, errInterrupted
+	}
 	_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	if b.interrupted.Load() {
+		// Interrupt ran since the check above, and its deadline may have
+		// been replaced by this one.
+		_ = b.rc.SetReadDeadline(time.Now())
+	}
 	n, err := b.body.Read(p)
+	if b.interrupted.Load() && err != nil && err != io.EOF {
+		return n, errInterrupted // the deadline Interrupt set, not the client's doing
+	}
 	if err != nil && err != io.EOF {
 		b.mu.Lock()
 		if b.err == nil {
@@ -104,6 +126,17 @@ func (b *idleBody) Read(p []byte) (int, error) {
 }
 
 func (b *idleBody) Close() error { return b.body.Close() }
+
+// CanInterrupt implements recsink.InterruptibleBody.
+func (b *idleBody) CanInterrupt() bool { return b.interruptible }
+
+// Interrupt implements recsink.InterruptibleBody: a read deadline in the
+// past ends a Read blocked on the connection at once. The connection is not
+// used again.
+func (b *idleBody) Interrupt() {
+	b.interrupted.Store(true)
+	_ = b.rc.SetReadDeadline(time.Now())
+}
 
 // failure returns the client error for the body's transport error, if
 // there was one: 408 when it went silent, 400 when its chunked encoding

@@ -3,6 +3,7 @@ package service
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -101,7 +102,7 @@ func (s *Service) Append(ctx context.Context, id, token string, offset int64, bo
 	}
 	r.mu.Unlock()
 	before := r.file.Offset()
-	cr := &cancelableReader{ctx: call.ctx, r: body}
+	cr := newCancelableReader(call.ctx, body)
 	var in io.Reader = cr
 	if before == 0 && offset <= 0 { // -1: a PUT, at the end
 		// The first bytes tell the container: one that the destination's
@@ -117,7 +118,7 @@ func (s *Service) Append(ctx context.Context, id, token string, offset int64, bo
 		}
 		if err := r.placeObject(call.ctx, kind); err != nil {
 			cr.close()
-			if call.ctx.Err() != nil && ctx.Err() == nil {
+			if call.takenOver() {
 				return 0, r.cutOff(call, 0)
 			}
 			return 0, err
@@ -130,7 +131,7 @@ func (s *Service) Append(ctx context.Context, id, token string, offset int64, bo
 	if n > before {
 		s.cfg.Observer.Received(n - before)
 	}
-	if err != nil && call.ctx.Err() != nil && ctx.Err() == nil {
+	if err != nil && call.takenOver() {
 		// Cut off by a newer request or a stop: what was synced is kept,
 		// and the recorder is told.
 		return n, r.cutOff(call, n)
@@ -161,6 +162,15 @@ type appendCall struct {
 	superseded bool // a newer request took over; guarded by the recorder's mu
 }
 
+// errTakenOver is the cause of an append call's cancellation by the service:
+// a newer request, a stop or a lost lease took the recording over.
+var errTakenOver = errors.New("the recording was taken over")
+
+// takenOver reports whether the service ended the call, rather than its
+// client going away: interrupting the body of a call taken over ends its
+// connection too, so the request's own context ends a moment after.
+func (c *appendCall) takenOver() bool { return context.Cause(c.ctx) == errTakenOver }
+
 // beginAppend makes a new ingest request the recording's current one. An
 // earlier request that still runs is canceled: a recorder opens a second
 // connection only when it gave up on the first, which is dead though the
@@ -168,7 +178,8 @@ type appendCall struct {
 // returns once the earlier request has ended (within appendWait), holding
 // appendSem; the earlier one ends with 409, its synced bytes acknowledged.
 func (r *recorder) beginAppend(ctx context.Context) (*appendCall, error) {
-	actx, cancel := context.WithCancel(ctx)
+	actx, cancelCause := context.WithCancelCause(ctx)
+	cancel := func() { cancelCause(errTakenOver) }
 	call := &appendCall{ctx: actx, cancel: cancel}
 	r.mu.Lock()
 	if prev := r.appending; prev != nil {
@@ -245,10 +256,11 @@ func (e *cutOffError) BodyAbandoned() bool { return true }
 // cancelableReader reads r but returns as soon as ctx ends, even while a
 // Read of r is blocked: the body of a connection that died silently blocks
 // until TCP gives up, and a newer request or a stop must not wait for that.
-// Each Read of r runs in a goroutine and into a buffer of the reader's own,
-// so that a Read left behind writes nowhere the caller still uses; the
-// buffer goes back to the pool when that Read returns (when the server
-// closes the connection).
+// A body that can be interrupted (an HTTP request's: a read deadline ends
+// its Read) is read directly and interrupted when ctx ends. Any other body
+// (a pipe) is read in a goroutine per Read, into a buffer of the reader's
+// own, so that a Read left behind writes nowhere the caller still uses; the
+// buffer goes back to the pool when that Read returns.
 type cancelableReader struct {
 	ctx     context.Context
 	r       io.Reader
@@ -256,6 +268,17 @@ type cancelableReader struct {
 	res     chan readResult
 	pending bool  // a Read of r runs
 	err     error // what r's last Read returned, once it failed or ended
+	// stop unregisters the interrupt of a body read directly; nil for one
+	// read through goroutines.
+	stop func() bool
+}
+
+func newCancelableReader(ctx context.Context, body io.Reader) *cancelableReader {
+	c := &cancelableReader{ctx: ctx, r: body}
+	if ib, ok := body.(recsink.InterruptibleBody); ok && ib.CanInterrupt() {
+		c.stop = context.AfterFunc(ctx, ib.Interrupt)
+	}
+	return c
 }
 
 type readResult struct {
@@ -272,6 +295,14 @@ var readBufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); re
 func (c *cancelableReader) Read(p []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
+	}
+	if c.stop != nil {
+		if err := c.ctx.Err(); err != nil {
+			return 0, err
+		}
+		// Interrupted when ctx ends: the Read returns then, and the caller
+		// sees ctx's error.
+		return c.r.Read(p)
 	}
 	if !c.pending {
 		if err := c.ctx.Err(); err != nil {
@@ -304,8 +335,12 @@ func (c *cancelableReader) Read(p []byte) (int, error) {
 	}
 }
 
-// close gives the buffer back once no Read of r uses it.
+// close gives the buffer back once no Read of r uses it, and unregisters
+// the interrupt of a body read directly.
 func (c *cancelableReader) close() {
+	if c.stop != nil {
+		c.stop()
+	}
 	if c.buf == nil {
 		return
 	}
