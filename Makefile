@@ -44,7 +44,7 @@ fuzz: ## run each Go fuzz target for FUZZTIME (default 60000x: runs, about 10 s)
 	$(GO) test -run '^$$' -fuzz '^FuzzTusHeaders$$' -fuzztime $(FUZZTIME) ./http
 
 bench: ## benchmarks, each beside its baseline
-	RECSINK_VERSITYGW=$${RECSINK_VERSITYGW:-$$(./scripts/install-versitygw.sh)} $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 40m ./...
+	RECSINK_VERSITYGW=$${RECSINK_VERSITYGW:-$$(./scripts/install-versitygw.sh)} $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
 
 demo: build ## tell the key-rotation story on this machine: versitygw, recsink, ffmpeg, a key rotated mid-recording
 	@command -v ffmpeg >/dev/null || apt-get install -y --no-install-recommends ffmpeg

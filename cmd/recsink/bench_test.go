@@ -6,7 +6,7 @@ package main_test
 // RECSINK_BENCH_RUNS runs (default 5) in one invocation, printed with its
 // min and max so that a reader sees the noise. Run them with
 //
-//	go test -run '^$' -bench . -benchtime 1x -timeout 40m ./cmd/recsink/
+//	go test -run '^$' -bench . -benchtime 1x -timeout 60m ./cmd/recsink/
 //
 // versitygw keeps its data on a tmpfs (/dev/shm, when there is one),
 // standing in for a remote S3 whose disk is not ours, while recsink's spool
