@@ -72,13 +72,16 @@ const (
 	// CodeCertificateExpired: the certificate, or one of its chain, has
 	// expired or is not valid yet, on this server's clock.
 	CodeCertificateExpired = "CertificateExpired"
+	// CodeEndpointNotTLS: an https endpoint answered the TLS handshake in
+	// plain HTTP.
+	CodeEndpointNotTLS = "EndpointNotTLS"
 )
 
-// CertificateRefused reports whether the failure is the endpoint's TLS
-// certificate, refused by this server.
+// CertificateRefused reports whether the failure is the endpoint's TLS:
+// its certificate refused by this server, or no TLS where https was given.
 func (e *StorageError) CertificateRefused() bool {
 	switch e.Code {
-	case CodeCertificateNotTrusted, CodeCertificateNameMismatch, CodeCertificateExpired:
+	case CodeCertificateNotTrusted, CodeCertificateNameMismatch, CodeCertificateExpired, CodeEndpointNotTLS:
 		return true
 	}
 	return false
@@ -204,6 +207,12 @@ func (e *StorageError) explainCertificate() string {
 	var ue x509.UnknownAuthorityError
 	var sre x509.SystemRootsError
 	switch {
+	case e.Code == CodeEndpointNotTLS:
+		which := "storage"
+		if e.Op == OpAssumeRole {
+			which = "security token service (STS)"
+		}
+		return "The " + which + " endpoint's URL says https, but the endpoint answered in plain HTTP: use the port that serves https, or an http:// URL if the endpoint has no TLS."
 	case e.Code == CodeCertificateNameMismatch:
 		if !errors.As(e.Err, &he) || he.Certificate == nil {
 			return whose + " is for another host name than the endpoint's. Use an endpoint URL with a host name the certificate is for, or have the certificate reissued for the endpoint's name."

@@ -102,7 +102,13 @@ func certificateCode(err error) string {
 	var ie x509.CertificateInvalidError
 	var ve *tls.CertificateVerificationError
 	var ue x509.UnknownAuthorityError
+	var rhe tls.RecordHeaderError
 	switch {
+	case errors.As(err, &rhe), strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		// An https URL on a port that speaks plain HTTP. net/http turns
+		// crypto/tls's RecordHeaderError into an error of that text, with
+		// nothing to unwrap.
+		return recsink.CodeEndpointNotTLS
 	case errors.As(err, &he):
 		return recsink.CodeCertificateNameMismatch
 	case errors.As(err, &ie) && ie.Reason == x509.Expired:

@@ -113,6 +113,23 @@ func TestTLS_MultipartRoundTrip(t *testing.T) {
 		t.Logf("%v", err)
 	})
 
+	t.Run("ErrPlainHTTPOnHTTPS", func(t *testing.T) {
+		// An https URL on a port that speaks plain HTTP: said so, with the
+		// way out, not "does not answer", and not retried.
+		plain := s3test.MustStart(t)
+		key := plain.CreateUser(t, "user")
+		b := plain.CreateBucket(t, key.ID)
+		endpoint := "https://" + plain.HostPort
+		report, err := newStorage(plain.HostPort).Check(ctx, recsink.Destination{Bucket: b, Endpoint: endpoint, ForcePathStyle: true}, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustReport(t, report, checkWant{"HeadBucket", recsink.CodeEndpointNotTLS, "answered in plain HTTP"}, nil)
+		if c := firstFailed(report); c.Transient {
+			t.Errorf("HeadBucket check %+v, want not transient", c)
+		}
+	})
+
 	t.Run("ErrCheckUnknownAuthority", func(t *testing.T) {
 		// The credential check says why, and that it is not a network
 		// failure (not Transient: the key health watch reports it).

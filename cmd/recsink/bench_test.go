@@ -760,7 +760,7 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 			grow(target)
 			w := measure(stepDur, true)
 			heapsAt, p99sAt = append(heapsAt, float64(w.heapPerRec)/1024), append(p99sAt, ms(w.p99))
-			b.Logf("N=%d window %d (the heap target's count): p99 %v, max %v, %d failed writes, heap %d KiB/recording",
+			b.Logf("N=%d window %d (the heap target's count, or RECSINK_BENCH_MAX below it): p99 %v, max %v, %d failed writes, heap %d KiB/recording",
 				target, i+1, w.p99, w.max, w.errors, w.heapPerRec>>10)
 		}
 		b.Logf("at %d recordings: heap %s KiB per recording (target <= 64), write p99 %s ms", target, heapsAt, p99sAt)
