@@ -48,8 +48,9 @@ func (r *recorder) handle(err error, credID string, failures int, part int32) (f
 		}
 		r.block(se)
 	case se.CertificateRefused():
-		// Not an outage: the endpoint's certificate is refused, and stays so
-		// until it or the server's trust changes. Uploads keep retrying.
+		// Not an outage: the endpoint's certificate (or its lack of TLS) is
+		// refused, and stays so until it or the server's trust changes.
+		// Uploads keep retrying.
 		r.logRateLimited("upload", err)
 		r.block(se)
 	case failures+1 >= stuckAfter:
@@ -116,7 +117,7 @@ func (r *recorder) block(se *recsink.StorageError) {
 	if se.Op == recsink.OpAssumeRole {
 		reason = fmt.Sprintf("STS refused to let recsink assume role %s (%s). %s Media keeps arriving into the spool; uploads resume by themselves once the role works again.", keyID, orNone(se.Code, se.StatusCode), se.Explain())
 	} else if se.CertificateRefused() {
-		reason = fmt.Sprintf("The storage endpoint's TLS certificate was refused (%s). %s Media keeps arriving into the spool; uploads resume by themselves once the certificate is accepted.", se.Code, se.Explain())
+		reason = fmt.Sprintf("recsink could not open a trusted TLS connection to the storage endpoint (%s). %s Media keeps arriving into the spool; uploads resume by themselves once the endpoint's TLS is accepted.", se.Code, se.Explain())
 	} else if se.KeyRefused() || se.Code == "NoSuchBucket" || se.StatusCode == 404 {
 		reason = fmt.Sprintf("S3 refused key %s with %s. %s Media keeps arriving into the spool; save a working key and uploads resume by themselves.", keyID, orNone(se.Code, se.StatusCode), se.Explain())
 	} else {
@@ -167,7 +168,8 @@ var knownCodes = map[string]bool{
 	"AccessDenied": true, "InvalidAccessKeyId": true, "SignatureDoesNotMatch": true, "ExpiredToken": true,
 	"NoSuchBucket": true, "NoSuchUpload": true, "SlowDown": true, "InternalError": true, "ServiceUnavailable": true,
 	"RequestTimeout": true, "EntityTooSmall": true, "InvalidPart": true, "InvalidPartOrder": true,
-	"CertificateNotTrusted": true, "CertificateNameMismatch": true, "CertificateExpired": true,
+	recsink.CodeCertificateNotTrusted: true, recsink.CodeCertificateNameMismatch: true, recsink.CodeCertificateExpired: true,
+	recsink.CodeEndpointNotTLS: true,
 }
 
 // errorLabel names an upload error for metrics with a bounded set of
