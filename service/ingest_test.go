@@ -316,6 +316,102 @@ func TestIngestTakeOver(t *testing.T) {
 	}
 }
 
+// interruptibleStall is a body that blocks once its data is read, as the
+// body of a connection that died silently, until Interrupt ends the blocked
+// Read: an HTTP request's body (recsink.InterruptibleBody), which the
+// service reads directly.
+type interruptibleStall struct {
+	data        []byte
+	stalled     chan struct{} // closed when the Read after the data blocks
+	interrupted chan struct{} // closed by Interrupt
+	once, stop  sync.Once
+	reading     atomic.Int32 // Reads running
+}
+
+func newInterruptibleStall(data []byte) *interruptibleStall {
+	return &interruptibleStall{data: data, stalled: make(chan struct{}), interrupted: make(chan struct{})}
+}
+
+func (r *interruptibleStall) CanInterrupt() bool { return true }
+
+func (r *interruptibleStall) Interrupt() { r.stop.Do(func() { close(r.interrupted) }) }
+
+func (r *interruptibleStall) Read(p []byte) (int, error) {
+	r.reading.Add(1)
+	defer r.reading.Add(-1)
+	if len(r.data) > 0 {
+		n := copy(p, r.data)
+		r.data = r.data[n:]
+		return n, nil
+	}
+	r.once.Do(func() { close(r.stalled) })
+	<-r.interrupted
+	return 0, errors.New("i/o timeout") // what a read deadline in the past gives
+}
+
+// TestIngestInterruptsBody: a body that can be interrupted is read with no
+// goroutine of the service's own. A newer request or a stop interrupts its
+// blocked Read, and the request ends with 409 once that Read has returned,
+// its synced bytes acknowledged: nothing is left reading the body.
+func TestIngestInterruptsBody(t *testing.T) {
+	t.Parallel()
+	for _, by := range []string{"NewerRequest", "Stop"} {
+		t.Run(by, func(t *testing.T) {
+			t.Parallel()
+			e := MustNewEnv(t)
+			svc := e.MustOpenService(t, newFakeS3())
+			rec, token := MustStartRecording(t, svc)
+			ctx := context.Background()
+
+			first := randomBytes(200 << 10)
+			body := newInterruptibleStall(first)
+			old := make(chan appendResult, 1)
+			go func() {
+				n, err := svc.Append(ctx, rec.ID, token, 0, body)
+				old <- appendResult{n, err}
+			}()
+			select {
+			case <-body.stalled:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the body was not read to its stall")
+			}
+			waitFor(t, 20*time.Second, "the stalled request's bytes to be acknowledged", func() bool {
+				off, err := svc.Offset(ctx, rec.ID, token)
+				return err == nil && off == int64(len(first))
+			})
+
+			switch by {
+			case "NewerRequest":
+				if _, err := svc.Append(ctx, rec.ID, token, int64(len(first)), strings.NewReader("more")); err != nil {
+					t.Fatalf("the newer request: %v", err)
+				}
+			case "Stop":
+				if _, err := svc.StopRecording(ctx, rec.OrgID, rec.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var res appendResult
+			select {
+			case res = <-old:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the stalled request did not return")
+			}
+			wantCode(t, "the stalled request", res.err, recsink.ECONFLICT)
+			if res.n != int64(len(first)) {
+				t.Errorf("the stalled request acknowledged %d bytes, want %d", res.n, len(first))
+			}
+			select {
+			case <-body.interrupted:
+			default:
+				t.Error("the body was not interrupted: the service read it through a goroutine of its own")
+			}
+			if n := body.reading.Load(); n != 0 {
+				t.Errorf("%d Reads of the body still run after its request ended", n)
+			}
+		})
+	}
+}
+
 // TestIngestStopWhileStalled: a stop does not wait for a request whose
 // connection died mid-body; the request ends with 409 and its bytes count.
 func TestIngestStopWhileStalled(t *testing.T) {
