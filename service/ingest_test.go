@@ -316,20 +316,22 @@ func TestIngestTakeOver(t *testing.T) {
 	}
 }
 
-// interruptibleStall is a body that blocks once its data is read, as the
-// body of a connection that died silently, until Interrupt ends the blocked
-// Read: an HTTP request's body (recsink.InterruptibleBody), which the
-// service reads directly.
+// interruptibleStall is a stallReader that Interrupt unblocks: an HTTP
+// request's body (recsink.InterruptibleBody), which the service reads
+// directly. It counts the Reads running.
 type interruptibleStall struct {
-	data        []byte
-	stalled     chan struct{} // closed when the Read after the data blocks
-	interrupted chan struct{} // closed by Interrupt
-	once, stop  sync.Once
-	reading     atomic.Int32 // Reads running
+	*stallReader
+	interrupted chan struct{} // the stallReader's unblock, closed by Interrupt
+	stop        sync.Once
+	reading     atomic.Int32
 }
 
 func newInterruptibleStall(data []byte) *interruptibleStall {
-	return &interruptibleStall{data: data, stalled: make(chan struct{}), interrupted: make(chan struct{})}
+	interrupted := make(chan struct{})
+	return &interruptibleStall{
+		stallReader: &stallReader{data: data, stalled: make(chan struct{}), unblock: interrupted},
+		interrupted: interrupted,
+	}
 }
 
 func (r *interruptibleStall) CanInterrupt() bool { return true }
@@ -339,14 +341,7 @@ func (r *interruptibleStall) Interrupt() { r.stop.Do(func() { close(r.interrupte
 func (r *interruptibleStall) Read(p []byte) (int, error) {
 	r.reading.Add(1)
 	defer r.reading.Add(-1)
-	if len(r.data) > 0 {
-		n := copy(p, r.data)
-		r.data = r.data[n:]
-		return n, nil
-	}
-	r.once.Do(func() { close(r.stalled) })
-	<-r.interrupted
-	return 0, errors.New("i/o timeout") // what a read deadline in the past gives
+	return r.stallReader.Read(p)
 }
 
 // TestIngestInterruptsBody: a body that can be interrupted is read with no

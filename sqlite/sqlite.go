@@ -92,8 +92,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}
 
 	if db.updateRecording, err = write.PrepareContext(ctx, updateRecordingSQL); err != nil {
-		write.Close()
-		releaseBroadcaster(path)
+		db.Close()
 		return nil, fmt.Errorf("sqlite: open %s: prepare: %w", path, err)
 	}
 
@@ -104,8 +103,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		"_pragma=query_only(1)",
 	))
 	if err != nil {
-		write.Close()
-		releaseBroadcaster(path)
+		db.Close() // closes the prepared statement too
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	n := max(4, runtime.GOMAXPROCS(0))
