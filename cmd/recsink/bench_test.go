@@ -809,20 +809,21 @@ func fileWriters(b *testing.B, dir string, n int, payload []byte, d time.Duratio
 	b.Helper()
 	hist := &latencyHist{}
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
+	var wg, started sync.WaitGroup
 	var errs atomic.Int64
 	for i := range n {
 		wg.Add(1)
+		started.Add(1)
 		go func() {
 			defer wg.Done()
 			path := filepath.Join(dir, fmt.Sprintf("w%d", i))
 			defer os.Remove(path)
-			if err := fileWriter(ctx, path, payload, hist); err != nil {
+			if err := fileWriter(ctx, path, payload, hist, started.Done); err != nil {
 				errs.Add(1)
 			}
 		}()
 	}
-	time.Sleep(time.Second) // every writer has started its schedule
+	started.Wait() // every writer has its file and has started its schedule
 	hist.start()
 	time.Sleep(d)
 	hist.stop()
@@ -1043,9 +1044,11 @@ func ackedWriter(ctx context.Context, client *http.Client, rec Started, payload 
 	}, func() error { return firstErr })
 }
 
-// fileWriter writes and fsyncs payload every rtInterval until ctx is done.
-func fileWriter(ctx context.Context, path string, payload []byte, hist *latencyHist) error {
+// fileWriter writes and fsyncs payload every rtInterval until ctx is done,
+// calling started once its file is created (or could not be).
+func fileWriter(ctx context.Context, path string, payload []byte, hist *latencyHist, started func()) error {
 	f, err := os.Create(path)
+	started()
 	if err != nil {
 		return err
 	}
