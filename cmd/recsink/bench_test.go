@@ -28,6 +28,11 @@ package main_test
 // client's roots, since production S3 is always https and both clients
 // send parts differently over TLS (no payload SHA-256); RECSINK_BENCH_TLS=0
 // runs them over plain HTTP. Each benchmark logs the transport it used.
+//
+// Beside its figures each prints where the machine's CPU went: the cores
+// busy (/proc/stat), versitygw's share (its /proc/pid/stat) and this
+// process's. versitygw runs on the same cores as recsink, so a figure that
+// is bound by the CPU shows it there.
 
 import (
 	"bytes"
@@ -304,11 +309,11 @@ func emptyBucket(b *testing.B, client *awss3.Client, bucket string) {
 
 // baseline uploads data with the transfer manager and returns the key, how
 // long it took from CreateMultipartUpload to CompleteMultipartUpload, and
-// the process's CPU time meanwhile.
-func (e *benchEnv) baseline(b *testing.B, data []byte) (key string, d, cpu time.Duration) {
+// the CPU time used meanwhile.
+func (e *benchEnv) baseline(b *testing.B, data []byte) (key string, d time.Duration, cpu cpuUse) {
 	b.Helper()
 	key = "baseline/" + recsink.RandomToken(6)
-	cpu0 := cpuTime()
+	cpu0 := e.cpuNow()
 	start := time.Now()
 	_, err := e.tm.UploadObject(context.Background(), &transfermanager.UploadObjectInput{
 		Bucket: aws.String(e.Bucket),
@@ -316,7 +321,7 @@ func (e *benchEnv) baseline(b *testing.B, data []byte) (key string, d, cpu time.
 		Body:   bytes.NewReader(data),
 	})
 	d = time.Since(start)
-	cpu = cpuTime() - cpu0
+	cpu = cpu0.until(e.cpuNow())
 	if err != nil {
 		b.Fatalf("baseline upload: %v", err)
 	}
@@ -326,8 +331,8 @@ func (e *benchEnv) baseline(b *testing.B, data []byte) (key string, d, cpu time.
 // recorded is one recording streamed by record.
 type recorded struct {
 	key              string
-	start, stop, end time.Time     // the start request, the stop request, the state uploaded seen
-	cpu              time.Duration // the process's CPU time from start to end
+	start, stop, end time.Time // the start request, the stop request, the state uploaded seen
+	cpu              cpuUse    // from start to end
 }
 
 // record streams data into a new recording at full speed as one chunked
@@ -335,7 +340,7 @@ type recorded struct {
 func (e *benchEnv) record(b *testing.B, data []byte) recorded {
 	b.Helper()
 	file := e.sendFile(b, data)
-	cpu0 := cpuTime()
+	cpu0 := e.cpuNow()
 	start := time.Now()
 	rec := MustStartRecording(b, e.Org, e.meeting)
 	if file != "" {
@@ -353,7 +358,7 @@ func (e *benchEnv) record(b *testing.B, data []byte) recorded {
 		now := time.Now()
 		switch {
 		case out["state"] == recsink.RecordingUploaded:
-			cpu := cpuTime() - cpu0
+			cpu := cpu0.until(e.cpuNow())
 			if out["sizeBytes"] != float64(len(data)) || out["sha256"] != benchSum(data) {
 				b.Fatalf("recording %s: size %v sha256 %v, want %d %s", rec.ID, out["sizeBytes"], out["sha256"], len(data), benchSum(data))
 			}
@@ -451,7 +456,9 @@ func (e *benchEnv) tail(b *testing.B, key string) s3spy.Request {
 // bucket, from the start request to the object complete, beside the transfer
 // manager uploading the same bytes from memory to the same versitygw, and
 // the process's CPU time per GiB of each. The recorder is curl, a process of
-// its own (see sendFile), so that recsink's CPU time is its own.
+// its own (see sendFile), so that recsink's CPU time is its own. It also
+// prints versitygw's CPU time per GiB received from each, and the cores of
+// the machine busy during each.
 func BenchmarkStreamThroughput(b *testing.B) {
 	e := mustBenchEnv(b, false)
 	n := max(benchBytes(b)/4, 1)
@@ -459,11 +466,12 @@ func BenchmarkStreamThroughput(b *testing.B) {
 	benchSum(data)
 	gib := float64(n) / (1 << 30)
 	var rate, baseRate, ratio, cpu, baseCPU, cpuRatio samples
+	var s3CPU, baseS3CPU, cores, baseCores samples
 	for i := range benchRuns(b) {
 		// Alternate the order, so that neither always runs on a disk busy
 		// writing back the other's bytes.
 		var base time.Duration
-		var bcpu time.Duration
+		var bcpu cpuUse
 		if i%2 == 1 {
 			cleanDisk()
 			_, base, bcpu = e.baseline(b, data)
@@ -478,10 +486,13 @@ func BenchmarkStreamThroughput(b *testing.B) {
 		rr := float64(n) / 1e6 / r.end.Sub(r.start).Seconds()
 		br := float64(n) / 1e6 / base.Seconds()
 		rate, baseRate, ratio = append(rate, rr), append(baseRate, br), append(ratio, rr/br)
-		c, bc := r.cpu.Seconds()/gib, bcpu.Seconds()/gib
+		c, bc := r.cpu.self.Seconds()/gib, bcpu.self.Seconds()/gib
 		cpu, baseCPU, cpuRatio = append(cpu, c), append(baseCPU, bc), append(cpuRatio, c/bc)
-		b.Logf("run %d: recsink %.1f MB/s %.2f CPU-s/GiB (its PUT took %v, the stop to uploaded %v), transfer manager %.1f MB/s %.2f CPU-s/GiB",
-			i+1, rr, c, r.stop.Sub(r.start).Round(time.Millisecond), r.end.Sub(r.stop).Round(time.Millisecond), br, bc)
+		s3CPU, baseS3CPU = append(s3CPU, r.cpu.s3.Seconds()/gib), append(baseS3CPU, bcpu.s3.Seconds()/gib)
+		cores, baseCores = append(cores, r.cpu.machine), append(baseCores, bcpu.machine)
+		b.Logf("run %d: recsink %.1f MB/s %.2f CPU-s/GiB (its PUT took %v, the stop to uploaded %v), transfer manager %.1f MB/s %.2f CPU-s/GiB; versitygw %.2f and %.2f CPU-s/GiB; the machine's %d cores %.2f and %.2f busy",
+			i+1, rr, c, r.stop.Sub(r.start).Round(time.Millisecond), r.end.Sub(r.stop).Round(time.Millisecond), br, bc,
+			s3CPU[i], baseS3CPU[i], runtime.NumCPU(), cores[i], baseCores[i])
 	}
 	report(b, "recsink-MB/s", rate)
 	report(b, "baseline-MB/s", baseRate)
@@ -489,8 +500,12 @@ func BenchmarkStreamThroughput(b *testing.B) {
 	report(b, "recsink-CPU-s/GiB", cpu)
 	report(b, "baseline-CPU-s/GiB", baseCPU)
 	report(b, "CPU-ratio", cpuRatio)
-	b.Logf("%d MiB over %s, %d runs (median [min, max]): recsink %s MB/s, transfer manager %s MB/s, ratio %s (target >= 1.0); CPU-s/GiB recsink %s, transfer manager %s, ratio %s",
-		n>>20, e.transport, len(rate), rate, baseRate, ratio, cpu, baseCPU, cpuRatio)
+	report(b, "s3-CPU-s/GiB", s3CPU)
+	report(b, "baseline-s3-CPU-s/GiB", baseS3CPU)
+	report(b, "busy-cores", cores)
+	report(b, "baseline-busy-cores", baseCores)
+	b.Logf("%d MiB over %s, %d runs (median [min, max]): recsink %s MB/s, transfer manager %s MB/s, ratio %s (target >= 1.0); CPU-s/GiB recsink %s, transfer manager %s, ratio %s; versitygw's CPU-s/GiB receiving from recsink %s, from the transfer manager %s; busy cores of the machine's %d: %s with recsink, %s with the transfer manager",
+		n>>20, e.transport, len(rate), rate, baseRate, ratio, cpu, baseCPU, cpuRatio, s3CPU, baseS3CPU, runtime.NumCPU(), cores, baseCores)
 }
 
 // BenchmarkStopToComplete sends a recording (1 GiB by default) at full
@@ -663,6 +678,7 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 		durationActual time.Duration
 		schedP99       time.Duration // goroutines' wait to run once runnable
 		gcCPU          float64       // the share of the process's CPU time the GC took
+		cpu            cpuUse
 	}
 	// measure holds the writers running for d and measures a window.
 	measure := func(d time.Duration, heap bool) window {
@@ -670,12 +686,14 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 		time.Sleep(5 * time.Second)
 		errsBefore, ackedBefore := errs.Load(), acked.Load()
 		sched := schedLatencies()
+		cpu0 := cpuNow(srv)
 		start := time.Now()
 		hist.start()
 		time.Sleep(d)
 		hist.stop()
 		var w window
 		w.durationActual = time.Since(start)
+		w.cpu = cpu0.until(cpuNow(srv))
 		w.schedP99, w.gcCPU = schedLatencies().p99Since(sched)
 		w.writes, w.p99, w.max = hist.count(), hist.quantile(0.99), hist.max()
 		w.errors = errs.Load() - errsBefore
@@ -706,7 +724,8 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 		recycle()
 		grow(n)
 		w := measure(stepDur, false)
-		b.Logf("N=%d: %d writes, p99 %v, max %v, %d failed writes, %.1f MB/s acknowledged; goroutines' scheduling latency p99 %v, GC %.0f%% of the CPU time", n, w.writes, w.p99, w.max, w.errors, w.rate, w.schedP99, 100*w.gcCPU)
+		b.Logf("N=%d: %d writes, p99 %v, max %v, %d failed writes, %.1f MB/s acknowledged; goroutines' scheduling latency p99 %v, GC %.0f%% of the CPU time; %s",
+			n, w.writes, w.p99, w.max, w.errors, w.rate, w.schedP99, 100*w.gcCPU, w.cpu)
 		return meets(w)
 	}
 	best, missed := 0, 0
@@ -735,7 +754,7 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 	}
 	// The windows at the largest number carried, each with new recordings
 	// into an empty bucket.
-	var p99s, maxs, rates, heaps samples
+	var p99s, maxs, rates, heaps, busy, s3Cores, selfCores samples
 	met := 0
 	for i := range runs {
 		recycle()
@@ -746,8 +765,9 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 		}
 		p99s, maxs = append(p99s, ms(w.p99)), append(maxs, ms(w.max))
 		rates, heaps = append(rates, w.rate), append(heaps, float64(w.heapPerRec)/1024)
-		b.Logf("N=%d window %d: %d writes, p99 %v, max %v, %d failed writes, %.1f MB/s acknowledged, heap %d KiB/recording",
-			best, i+1, w.writes, w.p99, w.max, w.errors, w.rate, w.heapPerRec>>10)
+		busy, s3Cores, selfCores = append(busy, w.cpu.machine), append(s3Cores, w.cpu.s3Cores), append(selfCores, w.cpu.selfCores)
+		b.Logf("N=%d window %d: %d writes, p99 %v, max %v, %d failed writes, %.1f MB/s acknowledged, heap %d KiB/recording; %s",
+			best, i+1, w.writes, w.p99, w.max, w.errors, w.rate, w.heapPerRec>>10, w.cpu)
 	}
 	// The heap target is set at 1,000 recordings, whether or not the node
 	// carries them within the latency target: measured there too, with the
@@ -760,8 +780,8 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 			grow(target)
 			w := measure(stepDur, true)
 			heapsAt, p99sAt = append(heapsAt, float64(w.heapPerRec)/1024), append(p99sAt, ms(w.p99))
-			b.Logf("N=%d window %d (the heap target's count, or RECSINK_BENCH_MAX below it): p99 %v, max %v, %d failed writes, heap %d KiB/recording",
-				target, i+1, w.p99, w.max, w.errors, w.heapPerRec>>10)
+			b.Logf("N=%d window %d (the heap target's count, or RECSINK_BENCH_MAX below it): p99 %v, max %v, %d failed writes, heap %d KiB/recording; %s",
+				target, i+1, w.p99, w.max, w.errors, w.heapPerRec>>10, w.cpu)
 		}
 		b.Logf("at %d recordings: heap %s KiB per recording (target <= 64), write p99 %s ms", target, heapsAt, p99sAt)
 	}
@@ -794,12 +814,15 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 	report(b, "disk-ceiling-MB/s", ceilings)
 	report(b, "ingest/ceiling", rateRatios)
 	report(b, "heap-KiB/rec", heaps)
+	report(b, "busy-cores", busy)
+	report(b, "s3-cores", s3Cores)
+	report(b, "process-cores", selfCores)
 	if len(heapsAt) > 0 {
 		report(b, fmt.Sprintf("heap-KiB/rec-at-%d", target), heapsAt)
 		report(b, fmt.Sprintf("p99-ms-at-%d", target), p99sAt)
 	}
-	b.Logf("S3 over %s: carried %d real-time recordings (target >= 1000 with p99 <= 250 ms, max <= 1 s); measured at %d (%d of %d windows there met the target); median [min, max] of %d windows: p99 %s ms, max %s ms (plain write+fsync: p99 %s ms, max %s ms); ingest %s MB/s beside the disk's write+fsync ceiling %s MB/s (%s of it); heap %s KiB per recording (target <= 64)",
-		benchTransport(srv), carried, best, met, runs, runs, p99s, maxs, baseP99s, baseMaxs, rates, ceilings, rateRatios, heaps)
+	b.Logf("S3 over %s: carried %d real-time recordings (target >= 1000 with p99 <= 250 ms, max <= 1 s); measured at %d (%d of %d windows there met the target); median [min, max] of %d windows: p99 %s ms, max %s ms (plain write+fsync: p99 %s ms, max %s ms); ingest %s MB/s beside the disk's write+fsync ceiling %s MB/s (%s of it); heap %s KiB per recording (target <= 64); cores busy of the machine's %d: %s, of which versitygw %s and this process (recsink and the benchmark's clients) %s",
+		benchTransport(srv), carried, best, met, runs, runs, p99s, maxs, baseP99s, baseMaxs, rates, ceilings, rateRatios, heaps, runtime.NumCPU(), busy, s3Cores, selfCores)
 }
 
 // fileWriters runs n writers doing write+fsync of payload on the real-time
@@ -941,6 +964,88 @@ func benchRuns(b *testing.B) int {
 }
 
 // cpuTime returns the CPU time, user and system, the process has used.
+// cpuSample is a reading of the CPU time used so far: by the whole machine
+// (every core's busy time, /proc/stat), by this process (recsink, and the
+// benchmark's own clients where they run in it) and by versitygw.
+type cpuSample struct {
+	at                time.Time
+	machine, self, s3 time.Duration
+	machineOK, s3OK   bool
+}
+
+// cpuUse is the CPU time used between two samples.
+type cpuUse struct {
+	self, s3 time.Duration
+	// machine, self and s3 cores: the CPU time over the wall time, 0
+	// where it is not known.
+	machine, selfCores, s3Cores float64
+}
+
+func (e *benchEnv) cpuNow() cpuSample {
+	return cpuNow(e.S3)
+}
+
+func cpuNow(srv *s3test.Server) cpuSample {
+	s := cpuSample{at: time.Now(), self: cpuTime()}
+	s.machine, s.machineOK = machineBusy()
+	s.s3, s.s3OK = srv.CPUTime()
+	return s
+}
+
+// String tells the cores busy: the machine's, versitygw's and this
+// process's.
+func (u cpuUse) String() string {
+	return fmt.Sprintf("cores busy: %.2f of the machine's %d, versitygw %.2f, this process (recsink and the benchmark's clients) %.2f",
+		u.machine, runtime.NumCPU(), u.s3Cores, u.selfCores)
+}
+
+func (a cpuSample) until(b cpuSample) cpuUse {
+	u := cpuUse{self: b.self - a.self}
+	wall := b.at.Sub(a.at).Seconds()
+	if wall <= 0 {
+		return u
+	}
+	u.selfCores = u.self.Seconds() / wall
+	if a.s3OK && b.s3OK {
+		u.s3 = b.s3 - a.s3
+		u.s3Cores = u.s3.Seconds() / wall
+	}
+	if a.machineOK && b.machineOK {
+		u.machine = (b.machine - a.machine).Seconds() / wall
+	}
+	return u
+}
+
+// machineBusy returns the busy time of all the machine's cores so far:
+// /proc/stat's first line less its idle and iowait times.
+func machineBusy() (time.Duration, bool) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, false
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, false
+	}
+	var busy int64
+	for i, v := range f[1:8] { // user nice system idle iowait irq softirq
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		if i != 3 && i != 4 {
+			busy += n
+		}
+	}
+	if len(f) > 8 { // steal: time the hypervisor gave elsewhere
+		if n, err := strconv.ParseInt(f[8], 10, 64); err == nil {
+			busy += n
+		}
+	}
+	return time.Duration(busy) * 10 * time.Millisecond, true // USER_HZ is 100
+}
+
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {

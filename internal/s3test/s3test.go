@@ -161,6 +161,19 @@ func (s *Server) Stop(tb testing.TB) {
 	}
 }
 
+// CPUTime returns the CPU time (user and system) that the running
+// versitygw has used since it started, for benchmarks that print the S3
+// server's share of the machine beside the client's; false when it is not
+// running or the system does not tell (outside Linux).
+func (s *Server) CPUTime() (time.Duration, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0, false
+	}
+	return processCPU(s.cmd.Process.Pid)
+}
+
 // Start starts a stopped server again on the same ports and data.
 func (s *Server) Start(tb testing.TB) {
 	tb.Helper()

@@ -39,8 +39,31 @@ func TestServer(t *testing.T) {
 		t.Fatalf("PutObject allowed by policy: %v", err)
 	}
 
+	t.Run("CPUTime", func(t *testing.T) {
+		before, ok := srv.CPUTime()
+		if !ok {
+			t.Skip("no CPU time of a process here (not Linux)")
+		}
+		// The server's CPU time grows with the work it is given: 4 MiB
+		// PutObjects until it has, within 20 of them.
+		body := strings.Repeat("x", 4<<20)
+		for i := range 20 {
+			if err := put(t, srv.S3Client(t, a), bucket, "cpu", body); err != nil {
+				t.Fatal(err)
+			}
+			if now, _ := srv.CPUTime(); now > before {
+				t.Logf("versitygw: %v of CPU time after %d PutObjects, from %v", now, i+1, before)
+				return
+			}
+		}
+		t.Errorf("versitygw's CPU time stayed %v over 20 PutObjects of 4 MiB", before)
+	})
+
 	t.Run("StopStart", func(t *testing.T) {
 		srv.Stop(t)
+		if _, ok := srv.CPUTime(); ok {
+			t.Error("CPUTime of a stopped server is reported")
+		}
 		if err := put(t, srv.S3Client(t, a), bucket, "rec/three", "3"); err == nil {
 			t.Fatal("PutObject succeeded while the server is stopped")
 		}
