@@ -13,6 +13,8 @@ import (
 	"hash"
 	"hash/crc32"
 	"math/bits"
+
+	"github.com/minio/crc64nvme"
 )
 
 // Algorithm is one CRC as S3 defines it: reflected, initial value and final
@@ -39,7 +41,11 @@ const (
 var (
 	// CRC64NVME is S3's default checksum since 2025, and the cheapest to
 	// combine per byte of object in S3's own pipeline.
-	CRC64NVME = newAlgorithm("CRC64NVME", 64, bits.Reverse64(PolyCRC64NVME), update64NVME)
+	// It uses carry-less multiplication where the CPU has it (PCLMULQDQ,
+	// VPCLMULQDQ with AVX-512, ARMv8's PMULL), through minio/crc64nvme:
+	// 50 GB/s on this VM's AVX-512 against 3.6 GB/s for the four-lane
+	// slicing-by-8 tables it replaces (go test -bench Throughput).
+	CRC64NVME = newAlgorithm("CRC64NVME", 64, bits.Reverse64(PolyCRC64NVME), crc64nvme.Update)
 	// CRC32C uses the CPU's CRC32 instruction where Go has one (SSE 4.2, ARMv8).
 	CRC32C = newAlgorithm("CRC32C", 32, uint64(bits.Reverse32(PolyCRC32C)), func(crc uint64, p []byte) uint64 {
 		return uint64(crc32.Update(uint32(crc), castagnoli, p))
@@ -174,89 +180,4 @@ func (d *digest) Sum(b []byte) []byte {
 	var v [8]byte
 	binary.BigEndian.PutUint64(v[:], d.crc)
 	return append(b, v[8-d.a.Size():]...)
-}
-
-// nvme is the slicing-by-8 table of CRC64NVME. hash/crc64 builds such a
-// table only for its own two polynomials and otherwise rebuilds one on
-// every call of 2 KiB or more, which would cost more than the CRC of a
-// 32 KiB read.
-var nvme = func() *[8][256]uint64 {
-	var t [8][256]uint64
-	poly := bits.Reverse64(PolyCRC64NVME)
-	for i := range 256 {
-		crc := uint64(i)
-		for range 8 {
-			if crc&1 == 1 {
-				crc = crc>>1 ^ poly
-			} else {
-				crc >>= 1
-			}
-		}
-		t[0][i] = crc
-	}
-	for i := range 256 {
-		crc := t[0][i]
-		for j := 1; j < 8; j++ {
-			crc = t[0][crc&0xff] ^ crc>>8
-			t[j][i] = crc
-		}
-	}
-	return &t
-}()
-
-// lane is the length of each of the four streams that update64NVME runs
-// side by side. One stream is bound by the latency of its table lookups
-// (each 8 bytes wait for the previous 8); four independent ones keep the
-// CPU's load units busy, and are joined with one multiplication each by
-// the precomputed x^(8·lane).
-const lane = 8 << 10
-
-// nvmeLaneShift is x^(8·lane) modulo CRC64NVME's polynomial.
-var nvmeLaneShift uint64
-
-func init() { nvmeLaneShift = CRC64NVME.xpow8n(lane) }
-
-func update64NVME(crc uint64, p []byte) uint64 {
-	t := nvme
-	poly := bits.Reverse64(PolyCRC64NVME)
-	for len(p) >= 4*lane {
-		c0, c1, c2, c3 := ^crc, ^uint64(0), ^uint64(0), ^uint64(0)
-		l0, l1, l2, l3 := p[:lane], p[lane:2*lane], p[2*lane:3*lane], p[3*lane:4*lane]
-		for i := 0; i+8 <= lane; i += 8 {
-			c0 ^= binary.LittleEndian.Uint64(l0[i:])
-			c1 ^= binary.LittleEndian.Uint64(l1[i:])
-			c2 ^= binary.LittleEndian.Uint64(l2[i:])
-			c3 ^= binary.LittleEndian.Uint64(l3[i:])
-			c0 = t[7][c0&0xff] ^ t[6][c0>>8&0xff] ^ t[5][c0>>16&0xff] ^ t[4][c0>>24&0xff] ^
-				t[3][c0>>32&0xff] ^ t[2][c0>>40&0xff] ^ t[1][c0>>48&0xff] ^ t[0][c0>>56]
-			c1 = t[7][c1&0xff] ^ t[6][c1>>8&0xff] ^ t[5][c1>>16&0xff] ^ t[4][c1>>24&0xff] ^
-				t[3][c1>>32&0xff] ^ t[2][c1>>40&0xff] ^ t[1][c1>>48&0xff] ^ t[0][c1>>56]
-			c2 = t[7][c2&0xff] ^ t[6][c2>>8&0xff] ^ t[5][c2>>16&0xff] ^ t[4][c2>>24&0xff] ^
-				t[3][c2>>32&0xff] ^ t[2][c2>>40&0xff] ^ t[1][c2>>48&0xff] ^ t[0][c2>>56]
-			c3 = t[7][c3&0xff] ^ t[6][c3>>8&0xff] ^ t[5][c3>>16&0xff] ^ t[4][c3>>24&0xff] ^
-				t[3][c3>>32&0xff] ^ t[2][c3>>40&0xff] ^ t[1][c3>>48&0xff] ^ t[0][c3>>56]
-		}
-		// Each lane's CRC, finalized, combined as Combine does.
-		crc = mulmod(nvmeLaneShift, ^c0, poly, 64) ^ ^c1
-		crc = mulmod(nvmeLaneShift, crc, poly, 64) ^ ^c2
-		crc = mulmod(nvmeLaneShift, crc, poly, 64) ^ ^c3
-		p = p[4*lane:]
-	}
-	return slicing8(crc, p)
-}
-
-// slicing8 is the CRC64NVME of one stream, 8 bytes a step.
-func slicing8(crc uint64, p []byte) uint64 {
-	crc = ^crc
-	t := nvme
-	for len(p) >= 8 {
-		crc ^= binary.LittleEndian.Uint64(p)
-		crc = t[7][crc&0xff] ^ t[6][crc>>8&0xff] ^ t[5][crc>>16&0xff] ^ t[4][crc>>24&0xff] ^
-			t[3][crc>>32&0xff] ^ t[2][crc>>40&0xff] ^ t[1][crc>>48&0xff] ^ t[0][crc>>56]
-		p = p[8:]
-	}
-	for _, b := range p {
-		crc = t[0][byte(crc)^b] ^ crc>>8
-	}
-	return ^crc
 }

@@ -69,9 +69,11 @@ func TestAlgorithm_Vectors(t *testing.T) {
 	}
 }
 
-// TestCRC64NVME_MatchesSDK compares the slicing table with hash/crc64 over
-// the reflected polynomial that aws-sdk-go-v2 uses (0x9a6c9329ac4bc9b5), on
-// every length around the 8-byte stride and on large random buffers.
+// TestCRC64NVME_MatchesSDK compares CRC64NVME with hash/crc64 over the
+// reflected polynomial that aws-sdk-go-v2 uses (0x9a6c9329ac4bc9b5): on
+// every length up to 300 (below and around the 128-byte blocks of the
+// carry-less multiplication, and the 8-byte stride of the tables), at every
+// alignment of the first byte, and on large random buffers.
 func TestCRC64NVME_MatchesSDK(t *testing.T) {
 	t.Parallel()
 	sdk := crc64.MakeTable(0x9a6c_9329_ac4b_c9b5)
@@ -80,12 +82,17 @@ func TestCRC64NVME_MatchesSDK(t *testing.T) {
 	for i := range buf {
 		buf[i] = byte(r.Uint32())
 	}
-	for n := range 70 {
+	for n := range 300 {
 		if got, want := crc.CRC64NVME.Checksum(buf[:n]), crc64.Checksum(buf[:n], sdk); got != want {
 			t.Fatalf("len %d: %#x, want %#x", n, got, want)
 		}
 	}
-	// Around the four 8 KiB lanes that long inputs are cut into.
+	for off := range 16 {
+		p := buf[off : off+1024+off]
+		if got, want := crc.CRC64NVME.Update(0x1234, p), crc64.Update(0x1234, sdk, p); got != want {
+			t.Fatalf("offset %d: %#x, want %#x", off, got, want)
+		}
+	}
 	for _, n := range []int{32<<10 - 1, 32 << 10, 32<<10 + 7, 64<<10 + 9} {
 		if got, want := crc.CRC64NVME.Checksum(buf[:n]), crc64.Checksum(buf[:n], sdk); got != want {
 			t.Fatalf("len %d: %#x, want %#x", n, got, want)
