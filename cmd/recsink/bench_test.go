@@ -18,7 +18,8 @@ package main_test
 // the stepped search for the number of concurrent recordings (default 1500),
 // RECSINK_BENCH_STEP sets how long each number is held (default 25s: longer
 // than a recording takes to fill a 5 MiB part at 2 Mbit/s, 21 s, so that
-// every window sees the parts complete and go up).
+// every window sees the parts complete and go up). RECSINK_BENCH_AT=n skips
+// the search and measures the windows at n, to compare builds or settings.
 // RECSINK_BENCH_HEAPPROFILE=dir writes a heap profile at the last number
 // measured (1,000, where the heap target is set, unless RECSINK_BENCH_MAX is
 // lower).
@@ -573,6 +574,7 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 		b.Skip("end-to-end benchmark against versitygw; skipped under -short")
 	}
 	steps := benchSteps(b)
+	limit := steps[len(steps)-1]
 	// Recordings started together at the same rate complete their parts
 	// together, every 21 s: a shorter window may see none of it.
 	stepDur := benchDuration(b, "RECSINK_BENCH_STEP", 25*time.Second)
@@ -729,6 +731,16 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 		return meets(w)
 	}
 	best, missed := 0, 0
+	if v := os.Getenv("RECSINK_BENCH_AT"); v != "" {
+		// No search: the windows at one number, for comparing builds or
+		// settings there.
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("RECSINK_BENCH_AT=%q: want a positive number of recordings", v)
+		}
+		b.Logf("RECSINK_BENCH_AT=%d: no search, the windows at %d", n, n)
+		steps, best, limit = nil, n, n
+	}
 	for _, n := range steps {
 		if !try(n) {
 			missed = n
@@ -766,14 +778,14 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 		p99s, maxs = append(p99s, ms(w.p99)), append(maxs, ms(w.max))
 		rates, heaps = append(rates, w.rate), append(heaps, float64(w.heapPerRec)/1024)
 		busy, s3Cores, selfCores = append(busy, w.cpu.machine), append(s3Cores, w.cpu.s3Cores), append(selfCores, w.cpu.selfCores)
-		b.Logf("N=%d window %d: %d writes, p99 %v, max %v, %d failed writes, %.1f MB/s acknowledged, heap %d KiB/recording; %s",
-			best, i+1, w.writes, w.p99, w.max, w.errors, w.rate, w.heapPerRec>>10, w.cpu)
+		b.Logf("N=%d window %d: %d writes, p99 %v, max %v, %d failed writes, %.1f MB/s acknowledged, heap %d KiB/recording; goroutines' scheduling latency p99 %v; %s",
+			best, i+1, w.writes, w.p99, w.max, w.errors, w.rate, w.heapPerRec>>10, w.schedP99, w.cpu)
 	}
 	// The heap target is set at 1,000 recordings, whether or not the node
 	// carries them within the latency target: measured there too, with the
 	// latency it had.
 	var heapsAt, p99sAt samples
-	target := min(targetRecordings, steps[len(steps)-1])
+	target := min(targetRecordings, limit)
 	if target > best {
 		for i := range runs {
 			recycle()
@@ -804,7 +816,9 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 		baseP99s, baseMaxs, ceilings = append(baseP99s, ms(p99)), append(baseMaxs, ms(mx)), append(ceilings, ceil)
 		rateRatios = append(rateRatios, rates[i]/ceil)
 	}
-	b.ReportMetric(float64(carried), "max-recordings")
+	if steps != nil {
+		b.ReportMetric(float64(carried), "max-recordings")
+	}
 	b.ReportMetric(float64(met), "windows-meeting-target")
 	report(b, "p99-ms", p99s)
 	report(b, "max-ms", maxs)
