@@ -15,3 +15,9 @@ func ParseServeFlags(args []string) (Config, error) {
 	err := parseFlags(fs, args)
 	return c, err
 }
+
+// RaiseProcs is what recsink serve does to GOMAXPROCS at its start.
+var RaiseProcs = raiseProcs
+
+// MinProcs is the fewest Ps that recsink serve runs with.
+const MinProcs = minProcs

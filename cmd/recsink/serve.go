@@ -117,6 +117,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.Spool = sp
+	raiseProcs(m.Logger)
 	nodeID, err := loadNodeID(cfg.Data)
 	if err != nil {
 		return err
