@@ -241,6 +241,36 @@ type appendResult struct {
 	err error
 }
 
+// appendStalled starts an Append of body at offset, as a request whose
+// connection dies mid-body, and returns once body has been read to its
+// stall (stalled closed); the Append's result comes on the channel.
+func appendStalled(t *testing.T, svc *service.Service, rec *recsink.Recording, token string, offset int64, body io.Reader, stalled <-chan struct{}) <-chan appendResult {
+	t.Helper()
+	res := make(chan appendResult, 1)
+	go func() {
+		n, err := svc.Append(context.Background(), rec.ID, token, offset, body)
+		res <- appendResult{n, err}
+	}()
+	select {
+	case <-stalled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the body was not read to its stall")
+	}
+	return res
+}
+
+// stalledResult waits for the result of the stalled request.
+func stalledResult(t *testing.T, res <-chan appendResult) appendResult {
+	t.Helper()
+	select {
+	case r := <-res:
+		return r
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stalled request did not return")
+		return appendResult{}
+	}
+}
+
 // TestIngestTakeOver: a recorder whose connection died mid-body reconnects.
 // The new request takes over at once: the stalled one is cut off, keeps its
 // synced bytes acknowledged and ends with 409, and the new one appends.
@@ -253,12 +283,7 @@ func TestIngestTakeOver(t *testing.T) {
 
 	first := randomBytes(300 << 10)
 	stall := newStallReader(t, first)
-	old := make(chan appendResult, 1)
-	go func() {
-		n, err := svc.Append(ctx, rec.ID, token, 0, stall)
-		old <- appendResult{n, err}
-	}()
-	<-stall.stalled
+	old := appendStalled(t, svc, rec, token, 0, stall, stall.stalled)
 	// The spool syncs within its SyncInterval of the bytes arriving.
 	waitFor(t, 20*time.Second, "the stalled request's bytes to be acknowledged", func() bool {
 		off, err := svc.Offset(ctx, rec.ID, token)
@@ -279,38 +304,25 @@ func TestIngestTakeOver(t *testing.T) {
 	if took > time.Second {
 		t.Errorf("the reconnected request took %s, want at once (the old wait was 5 s)", took)
 	}
-	select {
-	case res := <-old:
-		re := wantCode(t, "the stalled request", res.err, recsink.ECONFLICT)
-		if !strings.Contains(re.Message, "superseded") {
-			t.Errorf("the stalled request's message: %q, want it to say it was superseded", re.Message)
-		}
-		// The HTTP server ends the blocked Read of its body when told.
-		var cut interface{ BodyAbandoned() bool }
-		if !errors.As(res.err, &cut) || !cut.BodyAbandoned() {
-			t.Errorf("the stalled request's error %T does not say its body is abandoned", res.err)
-		}
-		if res.n != int64(len(first)) {
-			t.Errorf("the stalled request acknowledged %d bytes, want %d", res.n, len(first))
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the stalled request did not return")
+	res := stalledResult(t, old)
+	re := wantCode(t, "the stalled request", res.err, recsink.ECONFLICT)
+	if !strings.Contains(re.Message, "superseded") {
+		t.Errorf("the stalled request's message: %q, want it to say it was superseded", re.Message)
+	}
+	// The HTTP server ends the blocked Read of its body when told.
+	var cut interface{ BodyAbandoned() bool }
+	if !errors.As(res.err, &cut) || !cut.BodyAbandoned() {
+		t.Errorf("the stalled request's error %T does not say its body is abandoned", res.err)
+	}
+	if res.n != int64(len(first)) {
+		t.Errorf("the stalled request acknowledged %d bytes, want %d", res.n, len(first))
 	}
 	// The offset check of tus still holds for a request that takes over.
 	stall2 := newStallReader(t, nil)
-	go func() {
-		n, err := svc.Append(ctx, rec.ID, token, n, stall2)
-		old <- appendResult{n, err}
-	}()
-	<-stall2.stalled
+	old = appendStalled(t, svc, rec, token, n, stall2, stall2.stalled)
 	_, err = svc.Append(ctx, rec.ID, token, 5, strings.NewReader("x"))
 	wantCode(t, "PATCH at a wrong offset", err, recsink.ECONFLICT)
-	select {
-	case res := <-old:
-		wantCode(t, "the second stalled request", res.err, recsink.ECONFLICT)
-	case <-time.After(5 * time.Second):
-		t.Fatal("the second stalled request did not return")
-	}
+	wantCode(t, "the second stalled request", stalledResult(t, old).err, recsink.ECONFLICT)
 	if off, _ := svc.Offset(ctx, rec.ID, token); off != int64(len(first)+len(second)) {
 		t.Fatalf("offset %d, want %d", off, len(first)+len(second))
 	}
@@ -360,16 +372,7 @@ func TestIngestInterruptsBody(t *testing.T) {
 
 			first := randomBytes(200 << 10)
 			body := newInterruptibleStall(first)
-			old := make(chan appendResult, 1)
-			go func() {
-				n, err := svc.Append(ctx, rec.ID, token, 0, body)
-				old <- appendResult{n, err}
-			}()
-			select {
-			case <-body.stalled:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the body was not read to its stall")
-			}
+			old := appendStalled(t, svc, rec, token, 0, body, body.stalled)
 			waitFor(t, 20*time.Second, "the stalled request's bytes to be acknowledged", func() bool {
 				off, err := svc.Offset(ctx, rec.ID, token)
 				return err == nil && off == int64(len(first))
@@ -385,12 +388,7 @@ func TestIngestInterruptsBody(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			var res appendResult
-			select {
-			case res = <-old:
-			case <-time.After(5 * time.Second):
-				t.Fatal("the stalled request did not return")
-			}
+			res := stalledResult(t, old)
 			wantCode(t, "the stalled request", res.err, recsink.ECONFLICT)
 			if res.n != int64(len(first)) {
 				t.Errorf("the stalled request acknowledged %d bytes, want %d", res.n, len(first))
@@ -417,12 +415,7 @@ func TestIngestStopWhileStalled(t *testing.T) {
 	ctx := context.Background()
 
 	stall := newStallReader(t, randomBytes(10<<10))
-	old := make(chan appendResult, 1)
-	go func() {
-		n, err := svc.Append(ctx, rec.ID, token, 0, stall)
-		old <- appendResult{n, err}
-	}()
-	<-stall.stalled
+	old := appendStalled(t, svc, rec, token, 0, stall, stall.stalled)
 	began := time.Now()
 	stopped, err := svc.StopRecording(ctx, rec.OrgID, rec.ID)
 	if err != nil {
@@ -432,12 +425,7 @@ func TestIngestStopWhileStalled(t *testing.T) {
 	if took := time.Since(began); took > time.Second {
 		t.Errorf("the stop took %s, want at once", took)
 	}
-	var res appendResult
-	select {
-	case res = <-old:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the stalled request did not return")
-	}
+	res := stalledResult(t, old)
 	wantCode(t, "the stalled request", res.err, recsink.ECONFLICT)
 	if stopped.BytesReceived != 10<<10 || res.n != 10<<10 {
 		t.Errorf("stopped at %d bytes, request acknowledged %d; want %d", stopped.BytesReceived, res.n, 10<<10)
