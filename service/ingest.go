@@ -276,7 +276,16 @@ type cancelableReader struct {
 func newCancelableReader(ctx context.Context, body io.Reader) *cancelableReader {
 	c := &cancelableReader{ctx: ctx, r: body}
 	if ib, ok := body.(recsink.InterruptibleBody); ok && ib.CanInterrupt() {
-		c.stop = context.AfterFunc(ctx, ib.Interrupt)
+		c.stop = context.AfterFunc(ctx, func() {
+			// Only when the service takes the call over. The request's own
+			// context ends when its transport failed a Read (a body gone
+			// silent past its idle deadline, a broken connection); that
+			// Read has failed already, and its error is the recorder's
+			// answer (408, 400), which an interrupt would hide.
+			if context.Cause(ctx) == errTakenOver {
+				ib.Interrupt()
+			}
+		})
 	}
 	return c
 }

@@ -244,11 +244,11 @@ type appendResult struct {
 // appendStalled starts an Append of body at offset, as a request whose
 // connection dies mid-body, and returns once body has been read to its
 // stall (stalled closed); the Append's result comes on the channel.
-func appendStalled(t *testing.T, svc *service.Service, rec *recsink.Recording, token string, offset int64, body io.Reader, stalled <-chan struct{}) <-chan appendResult {
+func appendStalled(t *testing.T, ctx context.Context, svc *service.Service, rec *recsink.Recording, token string, offset int64, body io.Reader, stalled <-chan struct{}) <-chan appendResult {
 	t.Helper()
 	res := make(chan appendResult, 1)
 	go func() {
-		n, err := svc.Append(context.Background(), rec.ID, token, offset, body)
+		n, err := svc.Append(ctx, rec.ID, token, offset, body)
 		res <- appendResult{n, err}
 	}()
 	select {
@@ -283,7 +283,7 @@ func TestIngestTakeOver(t *testing.T) {
 
 	first := randomBytes(300 << 10)
 	stall := newStallReader(t, first)
-	old := appendStalled(t, svc, rec, token, 0, stall, stall.stalled)
+	old := appendStalled(t, ctx, svc, rec, token, 0, stall, stall.stalled)
 	// The spool syncs within its SyncInterval of the bytes arriving.
 	waitFor(t, 20*time.Second, "the stalled request's bytes to be acknowledged", func() bool {
 		off, err := svc.Offset(ctx, rec.ID, token)
@@ -319,7 +319,7 @@ func TestIngestTakeOver(t *testing.T) {
 	}
 	// The offset check of tus still holds for a request that takes over.
 	stall2 := newStallReader(t, nil)
-	old = appendStalled(t, svc, rec, token, n, stall2, stall2.stalled)
+	old = appendStalled(t, ctx, svc, rec, token, n, stall2, stall2.stalled)
 	_, err = svc.Append(ctx, rec.ID, token, 5, strings.NewReader("x"))
 	wantCode(t, "PATCH at a wrong offset", err, recsink.ECONFLICT)
 	wantCode(t, "the second stalled request", stalledResult(t, old).err, recsink.ECONFLICT)
@@ -372,7 +372,7 @@ func TestIngestInterruptsBody(t *testing.T) {
 
 			first := randomBytes(200 << 10)
 			body := newInterruptibleStall(first)
-			old := appendStalled(t, svc, rec, token, 0, body, body.stalled)
+			old := appendStalled(t, ctx, svc, rec, token, 0, body, body.stalled)
 			waitFor(t, 20*time.Second, "the stalled request's bytes to be acknowledged", func() bool {
 				off, err := svc.Offset(ctx, rec.ID, token)
 				return err == nil && off == int64(len(first))
@@ -405,6 +405,36 @@ func TestIngestInterruptsBody(t *testing.T) {
 	}
 }
 
+// TestIngestRequestEndDoesNotInterrupt: when the request's own context ends
+// (its transport failed a Read: a body gone silent, a broken connection),
+// the service does not interrupt the body. The transport's error is the
+// recorder's answer (408, 400), and an interrupt would replace it: a silent
+// PUT was once answered 499 instead of 408.
+func TestIngestRequestEndDoesNotInterrupt(t *testing.T) {
+	t.Parallel()
+	e := MustNewEnv(t)
+	svc := e.MustOpenService(t, newFakeS3())
+	rec, token := MustStartRecording(t, svc)
+
+	first := randomBytes(50 << 10)
+	body := newInterruptibleStall(first)
+	ctx, cancel := context.WithCancel(context.Background())
+	res := appendStalled(t, ctx, svc, rec, token, 0, body, body.stalled)
+	cancel()
+	// A window in which no interrupt may come: the transport, not the
+	// service, ends this Read.
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case <-body.interrupted:
+		t.Fatal("the service interrupted the body when the request's own context ended")
+	default:
+	}
+	body.Interrupt() // the transport's failure, standing in
+	if r := stalledResult(t, res); r.n != int64(len(first)) {
+		t.Errorf("the request acknowledged %d bytes, want %d", r.n, len(first))
+	}
+}
+
 // TestIngestStopWhileStalled: a stop does not wait for a request whose
 // connection died mid-body; the request ends with 409 and its bytes count.
 func TestIngestStopWhileStalled(t *testing.T) {
@@ -415,7 +445,7 @@ func TestIngestStopWhileStalled(t *testing.T) {
 	ctx := context.Background()
 
 	stall := newStallReader(t, randomBytes(10<<10))
-	old := appendStalled(t, svc, rec, token, 0, stall, stall.stalled)
+	old := appendStalled(t, ctx, svc, rec, token, 0, stall, stall.stalled)
 	began := time.Now()
 	stopped, err := svc.StopRecording(ctx, rec.OrgID, rec.ID)
 	if err != nil {
