@@ -19,5 +19,15 @@ func ParseServeFlags(args []string) (Config, error) {
 // RaiseProcs is what recsink serve does to GOMAXPROCS at its start.
 var RaiseProcs = raiseProcs
 
+// TuneGC is what recsink serve does to the GC at its start.
+var TuneGC = tuneGC
+
+// MemoryTotal and ParseMemTotal are what TuneGC is given.
+var MemoryTotal, ParseMemTotal = memoryTotal, parseMemTotal
+
+// GCPercent and MemoryShare are recsink serve's GOGC and the share of the
+// memory it sets as GOMEMLIMIT.
+const GCPercent, MemoryShare = gcPercent, memoryShare
+
 // MinProcs is the fewest Ps that recsink serve runs with.
 const MinProcs = minProcs

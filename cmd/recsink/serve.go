@@ -118,6 +118,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.Spool = sp
 	raiseProcs(m.Logger)
+	tuneGC(m.Logger, memoryTotal())
 	nodeID, err := loadNodeID(cfg.Data)
 	if err != nil {
 		return err
