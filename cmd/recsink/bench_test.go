@@ -563,8 +563,10 @@ func BenchmarkStopToComplete(b *testing.B) {
 // At the largest number carried it then measures RECSINK_BENCH_RUNS windows
 // of RECSINK_BENCH_STEP: p99 and max latency, the aggregate ingest rate,
 // and the live heap per recording (the growth of the heap marked live by a
-// GC, runtime/metrics /gc/heap/live:bytes, divided by the number running;
-// it includes the benchmark's own HTTP client connections and goroutines).
+// GC, runtime/metrics /gc/heap/live:bytes, divided by the number running).
+// The recorders run in a process of their own (bench_recorders_test.go), so
+// that the heap, the GC and the process's CPU time are recsink's; the
+// recorders' CPU time is reported beside them.
 // The baselines, on the same disk in the same run after recsink's writers
 // stop: the same number of writers doing plain write+fsync of the same
 // sizes on the same schedule, and the disk's write+fsync ceiling (32 writers
@@ -580,7 +582,6 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 	stepDur := benchDuration(b, "RECSINK_BENCH_STEP", 25*time.Second)
 	runs := benchRuns(b)
 	payload := benchData(rtWriteBytes)
-	hist := &latencyHist{}
 
 	spoolDir := benchTmpfs(b)
 	srv, trust := mustBenchS3(b)
@@ -591,24 +592,19 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 	e.Org.MustDo(b, 200, "PUT", "/v1/storage", e.Storage(e.Bucket+"/recordings", e.Key))
 	meeting := e.MustMeeting(b, e.Org)
 
-	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096, IdleConnTimeout: time.Minute}}
+	// The recorders run in a process of their own (bench_recorders_test.go);
+	// this process only starts and stops their recordings.
+	recs := startRecorders(b)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 64, MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}}
 	defer client.CloseIdleConnections()
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	defer cancel()
-	var errs, acked atomic.Int64
-	var firstErr atomic.Value
+	var firstErr string
 
 	runtime.GC()
 	heapBase := liveHeap()
 
-	type writer struct {
-		id     string
-		cancel context.CancelFunc
-		done   chan struct{}
-	}
-	var writers []writer
+	var writers []string // the recordings' IDs, in the order started
 	// grow starts recordings up to n, a few at a time, as recorders would
 	// join; shrink stops the newest ones down to n, so that the heap per
 	// recording counts only the ones running.
@@ -626,25 +622,36 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 			sg.Add(1)
 			go func() {
 				defer sg.Done()
+				var batch []Started
+				add := func() {
+					mu.Lock()
+					defer mu.Unlock()
+					reply, err := recs.send(recordersCmd{Op: "add", Recs: batch})
+					if err != nil {
+						startErr.Store(err)
+					}
+					for _, r := range batch {
+						writers = append(writers, r.ID)
+					}
+					if reply.Running != len(writers) {
+						startErr.Store(fmt.Errorf("%d recorders running for %d recordings", reply.Running, len(writers)))
+					}
+					batch = batch[:0]
+				}
+				defer func() {
+					if len(batch) > 0 {
+						add()
+					}
+				}()
 				for range starts {
 					rec, err := startRecording(ctx, client, e.Org, meeting)
 					if err != nil {
 						startErr.Store(err)
 						return
 					}
-					wctx, wcancel := context.WithCancel(ctx)
-					done := make(chan struct{})
-					mu.Lock()
-					writers = append(writers, writer{rec.ID, wcancel, done})
-					mu.Unlock()
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						defer close(done)
-						if err := ackedWriter(wctx, client, rec, payload, hist, &errs, &acked); err != nil {
-							firstErr.CompareAndSwap(nil, err)
-						}
-					}()
+					if batch = append(batch, rec); len(batch) == 10 {
+						add()
+					}
 				}
 			}()
 		}
@@ -654,15 +661,12 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 		}
 	}
 	shrink := func(n int) {
-		for _, w := range writers[n:] {
-			w.cancel()
-		}
+		firstErr = recs.do(b, recordersCmd{Op: "keep", Keep: n}).FirstErr
 		failed := 0
-		for _, w := range writers[n:] {
-			<-w.done
-			if err := stopRecording(ctx, client, e.Org, w.id); err != nil {
+		for _, id := range writers[n:] {
+			if err := stopRecording(ctx, client, e.Org, id); err != nil {
 				if failed++; failed == 1 {
-					b.Logf("stop %s: %v", w.id, err)
+					b.Logf("stop %s: %v", id, err)
 				}
 			}
 		}
@@ -686,20 +690,18 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 	measure := func(d time.Duration, heap bool) window {
 		// Writes held up by the burst of starts catch up first.
 		time.Sleep(5 * time.Second)
-		errsBefore, ackedBefore := errs.Load(), acked.Load()
 		sched := schedLatencies()
-		cpu0 := cpuNow(srv)
+		cpu0 := cpuNowWith(srv, recs)
 		start := time.Now()
-		hist.start()
+		recs.do(b, recordersCmd{Op: "start"})
 		time.Sleep(d)
-		hist.stop()
+		counts := recs.do(b, recordersCmd{Op: "stop"})
 		var w window
 		w.durationActual = time.Since(start)
-		w.cpu = cpu0.until(cpuNow(srv))
+		w.cpu = cpu0.until(cpuNowWith(srv, recs))
 		w.schedP99, w.gcCPU = schedLatencies().p99Since(sched)
-		w.writes, w.p99, w.max = hist.count(), hist.quantile(0.99), hist.max()
-		w.errors = errs.Load() - errsBefore
-		w.rate = float64(acked.Load()-ackedBefore) / 1e6 / w.durationActual.Seconds()
+		w.writes, w.p99, w.max, w.errors = counts.Writes, counts.P99, counts.Max, counts.Failed
+		w.rate = float64(counts.Acked) / 1e6 / w.durationActual.Seconds()
 		if heap {
 			// After the window, the writers still running: a forced GC
 			// in it would add its pause to the latencies.
@@ -719,6 +721,7 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 		shrink(0)
 		// The stopped recorders' connections go too: the heap per
 		// recording counts the connections of the ones running.
+		recs.do(b, recordersCmd{Op: "closeIdle"})
 		client.CloseIdleConnections()
 		emptyBucket(b, s3c, e.Bucket)
 	}
@@ -766,7 +769,7 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 	}
 	// The windows at the largest number carried, each with new recordings
 	// into an empty bucket.
-	var p99s, maxs, rates, heaps, busy, s3Cores, selfCores samples
+	var p99s, maxs, rates, heaps, busy, s3Cores, selfCores, recCores samples
 	met := 0
 	for i := range runs {
 		recycle()
@@ -778,8 +781,9 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 		p99s, maxs = append(p99s, ms(w.p99)), append(maxs, ms(w.max))
 		rates, heaps = append(rates, w.rate), append(heaps, float64(w.heapPerRec)/1024)
 		busy, s3Cores, selfCores = append(busy, w.cpu.machine), append(s3Cores, w.cpu.s3Cores), append(selfCores, w.cpu.selfCores)
-		b.Logf("N=%d window %d: %d writes, p99 %v, max %v, %d failed writes, %.1f MB/s acknowledged, heap %d KiB/recording; goroutines' scheduling latency p99 %v; %s",
-			best, i+1, w.writes, w.p99, w.max, w.errors, w.rate, w.heapPerRec>>10, w.schedP99, w.cpu)
+		recCores = append(recCores, w.cpu.recCores)
+		b.Logf("N=%d window %d: %d writes, p99 %v, max %v, %d failed writes, %.1f MB/s acknowledged, heap %d KiB/recording; goroutines' scheduling latency p99 %v, GC %.0f%% of the CPU time; %s",
+			best, i+1, w.writes, w.p99, w.max, w.errors, w.rate, w.heapPerRec>>10, w.schedP99, 100*w.gcCPU, w.cpu)
 	}
 	// The heap target is set at 1,000 recordings, whether or not the node
 	// carries them within the latency target: measured there too, with the
@@ -801,10 +805,10 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 		runtime.GC()
 		writeHeapProfile(b, filepath.Join(dir, fmt.Sprintf("heap-%d.pprof", len(writers))))
 	}
-	cancel()
-	wg.Wait()
-	if err, _ := firstErr.Load().(error); err != nil {
-		b.Logf("first failed write: %v", err)
+	// The recorders end; their recordings stay open until recsink stops.
+	firstErr = recs.do(b, recordersCmd{Op: "keep"}).FirstErr
+	if firstErr != "" {
+		b.Logf("first failed write: %s", firstErr)
 	}
 
 	// The baselines on the same disk, recsink idle.
@@ -831,6 +835,7 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 	report(b, "busy-cores", busy)
 	report(b, "s3-cores", s3Cores)
 	report(b, "process-cores", selfCores)
+	report(b, "recorders-cores", recCores)
 	if len(heapsAt) > 0 {
 		report(b, fmt.Sprintf("heap-KiB/rec-at-%d", target), heapsAt)
 		report(b, fmt.Sprintf("p99-ms-at-%d", target), p99sAt)
@@ -839,8 +844,8 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 	if steps == nil {
 		found = "no search (RECSINK_BENCH_AT)"
 	}
-	b.Logf("S3 over %s: %s (target >= 1000 with p99 <= 250 ms, max <= 1 s); measured at %d (%d of %d windows there met the target); median [min, max] of %d windows: p99 %s ms, max %s ms (plain write+fsync: p99 %s ms, max %s ms); ingest %s MB/s beside the disk's write+fsync ceiling %s MB/s (%s of it); heap %s KiB per recording (target <= 64); cores busy of the machine's %d: %s, of which versitygw %s and this process (recsink and the benchmark's clients) %s",
-		benchTransport(srv), found, best, met, runs, runs, p99s, maxs, baseP99s, baseMaxs, rates, ceilings, rateRatios, heaps, runtime.NumCPU(), busy, s3Cores, selfCores)
+	b.Logf("S3 over %s: %s (target >= 1000 with p99 <= 250 ms, max <= 1 s); measured at %d (%d of %d windows there met the target); median [min, max] of %d windows: p99 %s ms, max %s ms (plain write+fsync: p99 %s ms, max %s ms); ingest %s MB/s beside the disk's write+fsync ceiling %s MB/s (%s of it); heap %s KiB per recording (target <= 64); cores busy of the machine's %d: %s, of which versitygw %s, recsink's process %s and the recorders' process %s",
+		benchTransport(srv), found, best, met, runs, runs, p99s, maxs, baseP99s, baseMaxs, rates, ceilings, rateRatios, heaps, runtime.NumCPU(), busy, s3Cores, selfCores, recCores)
 }
 
 // fileWriters runs n writers doing write+fsync of payload on the real-time
@@ -984,19 +989,21 @@ func benchRuns(b *testing.B) int {
 // cpuTime returns the CPU time, user and system, the process has used.
 // cpuSample is a reading of the CPU time used so far: by the whole machine
 // (every core's busy time, /proc/stat), by this process (recsink, and the
-// benchmark's own clients where they run in it) and by versitygw.
+// benchmark's own clients where they run in it), by versitygw and by the
+// recorders' process where there is one.
 type cpuSample struct {
-	at                time.Time
-	machine, self, s3 time.Duration
-	machineOK, s3OK   bool
+	at                           time.Time
+	machine, self, s3, recorders time.Duration
+	machineOK, s3OK, recOK       bool
 }
 
 // cpuUse is the CPU time used between two samples.
 type cpuUse struct {
 	self, s3 time.Duration
-	// machine, self and s3 cores: the CPU time over the wall time, 0
-	// where it is not known.
-	machine, selfCores, s3Cores float64
+	// machine, self, s3 and recorders' cores: the CPU time over the wall
+	// time, 0 where it is not known.
+	machine, selfCores, s3Cores, recCores float64
+	recOK                                 bool // the recorders' process was measured
 }
 
 func (e *benchEnv) cpuNow() cpuSample {
@@ -1010,9 +1017,20 @@ func cpuNow(srv *s3test.Server) cpuSample {
 	return s
 }
 
-// String tells the cores busy: the machine's, versitygw's and this
-// process's.
+// cpuNowWith is cpuNow with the recorders' process's CPU time.
+func cpuNowWith(srv *s3test.Server, r *recorders) cpuSample {
+	s := cpuNow(srv)
+	s.recorders, s.recOK = r.cpu()
+	return s
+}
+
+// String tells the cores busy: the machine's, versitygw's, this
+// process's and the recorders' process's where there is one.
 func (u cpuUse) String() string {
+	if u.recOK {
+		return fmt.Sprintf("cores busy: %.2f of the machine's %d, versitygw %.2f, recsink's process %.2f, the recorders' process %.2f",
+			u.machine, runtime.NumCPU(), u.s3Cores, u.selfCores, u.recCores)
+	}
 	return fmt.Sprintf("cores busy: %.2f of the machine's %d, versitygw %.2f, this process (recsink and the benchmark's clients) %.2f",
 		u.machine, runtime.NumCPU(), u.s3Cores, u.selfCores)
 }
@@ -1030,6 +1048,9 @@ func (a cpuSample) until(b cpuSample) cpuUse {
 	}
 	if a.machineOK && b.machineOK {
 		u.machine = (b.machine - a.machine).Seconds() / wall
+	}
+	if a.recOK && b.recOK {
+		u.recOK, u.recCores = true, (b.recorders-a.recorders).Seconds()/wall
 	}
 	return u
 }

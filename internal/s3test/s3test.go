@@ -508,3 +508,8 @@ func tail(path string) string {
 	}
 	return strings.TrimSpace(string(b))
 }
+
+// ProcessCPU returns the CPU time (user and system) that the process pid
+// has used, or false where it cannot be read (other than Linux): for
+// benchmarks that run a helper process beside the server.
+func ProcessCPU(pid int) (time.Duration, bool) { return processCPU(pid) }

@@ -1,0 +1,234 @@
+package main_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/recsink/recsink/internal/s3test"
+)
+
+// The real-time recorders of BenchmarkConcurrentRecordings run in a
+// process of their own, as recorders run on machines of their own in
+// production: in the benchmark's process their HTTP client's garbage (32
+// KiB a request, which net/http allocates to copy a body to a plain TCP
+// connection: 70 % of the process's allocations at 1,000 recordings), their
+// goroutines' stacks and their CPU time were counted as recsink's, in its
+// GC, its heap and its cores. They still share the machine's cores, and
+// their CPU time is reported beside recsink's.
+//
+// The benchmark drives them over a pipe, one JSON command and one JSON
+// reply a line: the process is this test binary, run for
+// TestBenchRecorders with RECSINK_BENCH_RECORDERS=1, reading commands on
+// stdin and replying on file descriptor 3 (stdout is the test's).
+
+// recordersCmd is a command to the recorders' process.
+type recordersCmd struct {
+	// Op is add (start a recorder for each of Recs), keep (end every
+	// recorder after the first Keep, and wait for them), start (start
+	// counting writes), stop (stop counting, and reply the counts), or
+	// closeIdle (close the idle connections of ended recorders).
+	Op   string    `json:"op"`
+	Recs []Started `json:"recs,omitempty"`
+	Keep int       `json:"keep,omitempty"`
+}
+
+// recordersReply is the reply to a recordersCmd.
+type recordersReply struct {
+	Err string `json:"err,omitempty"` // the command failed
+	// Writes, P99 and Max are the writes acknowledged and their latency
+	// between start and stop; Failed the writes that failed and Acked the
+	// bytes acknowledged in that time.
+	Writes, Failed, Acked int64
+	P99, Max              time.Duration
+	// Running is the number of recorders running after the command, and
+	// FirstErr the first failed write's error since the process started.
+	Running  int
+	FirstErr string `json:"firstErr,omitempty"`
+}
+
+// recorders is the benchmark's side of the recorders' process.
+type recorders struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	enc *json.Encoder
+	dec *json.Decoder
+}
+
+// startRecorders starts the recorders' process, ended when the benchmark
+// ends.
+func startRecorders(b *testing.B) *recorders {
+	b.Helper()
+	replies, replyW, err := os.Pipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchRecorders$", "-test.count=1")
+	// GOGC=400, as recsink serve's (gc.go): a recorder's every request
+	// leaves 32 KiB of garbage (see above), and the recorders' GC is the
+	// benchmark's cost, not recsink's.
+	cmd.Env = append(os.Environ(), "RECSINK_BENCH_RECORDERS=1", "GOGC=400")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.ExtraFiles = []*os.File{replyW}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("start the recorders' process: %v", err)
+	}
+	replyW.Close()
+	r := &recorders{cmd: cmd, in: in, enc: json.NewEncoder(in), dec: json.NewDecoder(replies)}
+	b.Cleanup(func() {
+		// The end of its input ends the process: it ends its recorders
+		// and exits.
+		in.Close()
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				b.Errorf("the recorders' process: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			b.Errorf("the recorders' process did not end within 30 s of its input's end: killed")
+			<-done
+		}
+		replies.Close()
+	})
+	return r
+}
+
+// pid returns the recorders' process's ID.
+func (r *recorders) pid() int { return r.cmd.Process.Pid }
+
+// send sends c and returns its reply, or an error when the process fails
+// it or cannot be reached. It is not safe for concurrent use.
+func (r *recorders) send(c recordersCmd) (recordersReply, error) {
+	var reply recordersReply
+	if err := r.enc.Encode(c); err != nil {
+		return reply, fmt.Errorf("recorders' process, %s: %w", c.Op, err)
+	}
+	if err := r.dec.Decode(&reply); err != nil {
+		return reply, fmt.Errorf("recorders' process, %s: no reply: %w", c.Op, err)
+	}
+	if reply.Err != "" {
+		return reply, fmt.Errorf("recorders' process, %s: %s", c.Op, reply.Err)
+	}
+	return reply, nil
+}
+
+// do is send that fails b on an error; only from b's goroutine.
+func (r *recorders) do(b *testing.B, c recordersCmd) recordersReply {
+	b.Helper()
+	reply, err := r.send(c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return reply
+}
+
+// cpu returns the CPU time that the recorders' process has used.
+func (r *recorders) cpu() (time.Duration, bool) { return s3test.ProcessCPU(r.pid()) }
+
+// TestBenchRecorders is the recorders' process of
+// BenchmarkConcurrentRecordings, when run by it; skipped otherwise.
+func TestBenchRecorders(t *testing.T) {
+	if os.Getenv("RECSINK_BENCH_RECORDERS") != "1" {
+		t.Skip("the recorders' process of BenchmarkConcurrentRecordings, run by it")
+	}
+	out := os.NewFile(3, "replies")
+	if out == nil {
+		t.Fatal("no file descriptor 3 to reply on")
+	}
+	if err := serveRecorders(os.Stdin, out); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// serveRecorders runs recorders as the commands read from in say, replying
+// on out, until in ends; then it ends them all.
+func serveRecorders(in io.Reader, out io.Writer) error {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096, IdleConnTimeout: time.Minute}}
+	defer client.CloseIdleConnections()
+	payload := benchData(rtWriteBytes)
+	hist := &latencyHist{}
+	var failed, acked atomic.Int64
+	var firstErr atomic.Value
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type recorder struct {
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
+	var running []recorder
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var failed0, acked0 int64
+	dec, enc := json.NewDecoder(in), json.NewEncoder(out)
+	for {
+		var c recordersCmd
+		if err := dec.Decode(&c); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("read a command: %w", err)
+		}
+		var r recordersReply
+		switch c.Op {
+		case "add":
+			for _, rec := range c.Recs {
+				rctx, rcancel := context.WithCancel(ctx)
+				done := make(chan struct{})
+				running = append(running, recorder{rcancel, done})
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer close(done)
+					if err := ackedWriter(rctx, client, rec, payload, hist, &failed, &acked); err != nil {
+						firstErr.CompareAndSwap(nil, err)
+					}
+				}()
+			}
+		case "keep":
+			if c.Keep < 0 || c.Keep > len(running) {
+				r.Err = fmt.Sprintf("keep %d of %d recorders: want 0 to %d", c.Keep, len(running), len(running))
+				break
+			}
+			for _, rec := range running[c.Keep:] {
+				rec.cancel()
+			}
+			for _, rec := range running[c.Keep:] {
+				<-rec.done
+			}
+			running = running[:c.Keep]
+		case "closeIdle":
+			client.CloseIdleConnections()
+		case "start":
+			failed0, acked0 = failed.Load(), acked.Load()
+			hist.start()
+		case "stop":
+			hist.stop()
+			r.Writes, r.P99, r.Max = hist.count(), hist.quantile(0.99), hist.max()
+			r.Failed, r.Acked = failed.Load()-failed0, acked.Load()-acked0
+		default:
+			r.Err = fmt.Sprintf("unknown command %q: want add, keep, start, stop or closeIdle", c.Op)
+		}
+		r.Running = len(running)
+		if err, ok := firstErr.Load().(error); ok {
+			r.FirstErr = err.Error()
+		}
+		if err := enc.Encode(r); err != nil {
+			return fmt.Errorf("reply to %s: %w", c.Op, err)
+		}
+	}
+}
