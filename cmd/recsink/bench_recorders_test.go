@@ -159,7 +159,12 @@ func TestBenchRecorders(t *testing.T) {
 // serveRecorders runs recorders as the commands read from in say, replying
 // on out, until in ends; then it ends them all.
 func serveRecorders(in io.Reader, out io.Writer) error {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096, IdleConnTimeout: time.Minute}}
+	// A write buffer that holds a whole request: net/http copies a body
+	// that does not fit through a buffer of 32 KiB allocated anew for each
+	// request, and that garbage's GC took CPU from the cores the recorders
+	// share with recsink.
+	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096, IdleConnTimeout: time.Minute,
+		WriteBufferSize: rtWriteBytes + 4<<10}}
 	defer client.CloseIdleConnections()
 	payload := benchData(rtWriteBytes)
 	hist := &latencyHist{}
