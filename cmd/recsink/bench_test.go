@@ -769,7 +769,9 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 	}
 	// The windows at the largest number carried, each with new recordings
 	// into an empty bucket.
-	var p99s, maxs, rates, heaps, busy, s3Cores, selfCores, recCores samples
+	// perRec is recsink's CPU time per second of each recording (ms), what
+	// sizes a node: the cores that n recordings need are n times it.
+	var p99s, maxs, rates, heaps, busy, s3Cores, selfCores, recCores, perRec samples
 	met := 0
 	for i := range runs {
 		recycle()
@@ -781,7 +783,7 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 		p99s, maxs = append(p99s, ms(w.p99)), append(maxs, ms(w.max))
 		rates, heaps = append(rates, w.rate), append(heaps, float64(w.heapPerRec)/1024)
 		busy, s3Cores, selfCores = append(busy, w.cpu.machine), append(s3Cores, w.cpu.s3Cores), append(selfCores, w.cpu.selfCores)
-		recCores = append(recCores, w.cpu.recCores)
+		recCores, perRec = append(recCores, w.cpu.recCores), append(perRec, 1000*w.cpu.selfCores/float64(best))
 		b.Logf("N=%d window %d: %d writes, p99 %v, max %v, %d failed writes, %.1f MB/s acknowledged, heap %d KiB/recording; goroutines' scheduling latency p99 %v, GC %.0f%% of the CPU time; %s",
 			best, i+1, w.writes, w.p99, w.max, w.errors, w.rate, w.heapPerRec>>10, w.schedP99, 100*w.gcCPU, w.cpu)
 	}
@@ -835,6 +837,7 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 	report(b, "busy-cores", busy)
 	report(b, "s3-cores", s3Cores)
 	report(b, "process-cores", selfCores)
+	report(b, "CPU-ms/recording-s", perRec)
 	report(b, "recorders-cores", recCores)
 	if len(heapsAt) > 0 {
 		report(b, fmt.Sprintf("heap-KiB/rec-at-%d", target), heapsAt)
@@ -844,8 +847,8 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 	if steps == nil {
 		found = "no search (RECSINK_BENCH_AT)"
 	}
-	b.Logf("S3 over %s: %s (target >= 1000 with p99 <= 250 ms, max <= 1 s); measured at %d (%d of %d windows there met the target); median [min, max] of %d windows: p99 %s ms, max %s ms (plain write+fsync: p99 %s ms, max %s ms); ingest %s MB/s beside the disk's write+fsync ceiling %s MB/s (%s of it); heap %s KiB per recording (target <= 64); cores busy of the machine's %d: %s, of which versitygw %s, recsink's process %s and the recorders' process %s",
-		benchTransport(srv), found, best, met, runs, runs, p99s, maxs, baseP99s, baseMaxs, rates, ceilings, rateRatios, heaps, runtime.NumCPU(), busy, s3Cores, selfCores, recCores)
+	b.Logf("S3 over %s: %s (target >= 1000 with p99 <= 250 ms, max <= 1 s); measured at %d (%d of %d windows there met the target); median [min, max] of %d windows: p99 %s ms, max %s ms (plain write+fsync: p99 %s ms, max %s ms); ingest %s MB/s beside the disk's write+fsync ceiling %s MB/s (%s of it); heap %s KiB per recording (target <= 64); cores busy of the machine's %d: %s, of which versitygw %s, recsink's process %s and the recorders' process %s; recsink's CPU per recording %s ms a second",
+		benchTransport(srv), found, best, met, runs, runs, p99s, maxs, baseP99s, baseMaxs, rates, ceilings, rateRatios, heaps, runtime.NumCPU(), busy, s3Cores, selfCores, recCores, perRec)
 }
 
 // fileWriters runs n writers doing write+fsync of payload on the real-time
