@@ -15,14 +15,15 @@ import (
 // gcPercent is the GC's target growth of the heap (GOGC) that recsink serve
 // runs with, where Go's default is 100.
 //
-// A live recording keeps about 40 KiB of heap, while every request it makes
+// A live recording keeps 30–40 KiB of heap, while every request it makes
 // allocates anew: at 1,000 real-time recordings on a 2-core VM the GC took
 // 10–11 % of the process's CPU time with GOGC=100 and 2 % with 400, the
 // process used 1.13–1.21 cores instead of 1.28–1.40, and the p99 of
 // acknowledgements fell from 0.6–1.8 s to 0.29–0.59 s (2 windows each,
-// BenchmarkConcurrentRecordings with RECSINK_BENCH_AT=1000). The heap grows
+// BenchmarkConcurrentRecordings with RECSINK_BENCH_AT=1000, its recorders
+// then still in its process). The heap grows
 // to about five times the live heap between collections instead of two:
-// about 200 MiB at 1,000 recordings. memoryLimit bounds it.
+// 150–200 MiB at 1,000 recordings. memoryShare bounds it.
 const gcPercent = 400
 
 // memoryShare is the share of the machine's (or its cgroup's) memory that
