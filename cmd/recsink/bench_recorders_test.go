@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -170,6 +173,9 @@ func serveRecorders(in io.Reader, out io.Writer) error {
 	hist := &latencyHist{}
 	var failed, acked atomic.Int64
 	var firstErr atomic.Value
+	// The recorders end first (cancel), then they are waited for.
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	type recorder struct {
@@ -177,8 +183,6 @@ func serveRecorders(in io.Reader, out io.Writer) error {
 		done   chan struct{}
 	}
 	var running []recorder
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	var failed0, acked0 int64
 	dec, enc := json.NewDecoder(in), json.NewEncoder(out)
 	for {
@@ -235,5 +239,83 @@ func serveRecorders(in io.Reader, out io.Writer) error {
 		if err := enc.Encode(r); err != nil {
 			return fmt.Errorf("reply to %s: %w", c.Op, err)
 		}
+	}
+}
+
+// TestServeRecorders drives the recorders' process's loop against a tus
+// stand-in that acknowledges every PATCH: recorders start, their writes
+// and acknowledged bytes are counted between start and stop, keep ends
+// them, and a bad command gets an error, not a silent reply.
+func TestServeRecorders(t *testing.T) {
+	var patches atomic.Int64
+	var mu sync.Mutex
+	offsets := map[string]int64{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil || r.Method != "PATCH" {
+			http.Error(w, "bad PATCH", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		offsets[r.URL.Path] += n
+		off := offsets[r.URL.Path]
+		mu.Unlock()
+		patches.Add(1)
+		w.Header().Set("Upload-Offset", strconv.FormatInt(off, 10))
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+
+	cmds, cmdW := io.Pipe()
+	repliesR, replies := io.Pipe()
+	served := make(chan error, 1)
+	go func() { served <- serveRecorders(cmds, replies) }()
+	enc, dec := json.NewEncoder(cmdW), json.NewDecoder(repliesR)
+	do := func(c recordersCmd) recordersReply {
+		t.Helper()
+		if err := enc.Encode(c); err != nil {
+			t.Fatal(err)
+		}
+		var r recordersReply
+		if err := dec.Decode(&r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+
+	recs := []Started{{ID: "a", IngestURL: srv.URL + "/a"}, {ID: "b", IngestURL: srv.URL + "/b"}, {ID: "c", IngestURL: srv.URL + "/c"}}
+	if r := do(recordersCmd{Op: "add", Recs: recs}); r.Err != "" || r.Running != 3 {
+		t.Fatalf("add 3: %+v, want 3 running", r)
+	}
+	do(recordersCmd{Op: "start"})
+	// Each recorder writes every rtInterval: wait for two rounds.
+	deadline := time.Now().Add(10 * time.Second)
+	for before := patches.Load(); patches.Load() < before+6; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d PATCHes within 10 s of start, want 6 more", patches.Load()-before)
+		}
+		time.Sleep(10 * time.Millisecond) // polled under the deadline above
+	}
+	r := do(recordersCmd{Op: "stop"})
+	if r.Writes < 3 || r.Failed != 0 || r.Acked < 3*rtWriteBytes || r.P99 <= 0 || r.Max < r.P99 || r.FirstErr != "" {
+		t.Errorf("stop after 6 acknowledged PATCHes: %+v, want at least 3 writes and their bytes counted, none failed", r)
+	}
+	if r := do(recordersCmd{Op: "keep", Keep: 1}); r.Running != 1 {
+		t.Errorf("keep 1: %d running", r.Running)
+	}
+	if r := do(recordersCmd{Op: "keep", Keep: 2}); !strings.Contains(r.Err, "keep 2 of 1") {
+		t.Errorf("keep 2 of 1: error %q, want one naming the counts", r.Err)
+	}
+	if r := do(recordersCmd{Op: "shout"}); !strings.Contains(r.Err, `unknown command "shout"`) {
+		t.Errorf("unknown command: error %q", r.Err)
+	}
+	cmdW.Close()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("serveRecorders after its input ended: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serveRecorders did not end within 10 s of its input's end")
 	}
 }
