@@ -27,14 +27,16 @@ func (r *recorder) handle(err error, credID string, failures int, part int32) (f
 		r.fail(r.ctx, fmt.Sprintf("S3 did not complete the object: %s The parts in the bucket do not add up to the bytes recsink sent, so the recording is not completed.", se.Explain()))
 		return true
 	case se.ChecksumMismatch() && part > 0:
-		// The bytes changed on the way (a bad proxy, NIC or disk): the
-		// spool's bytes go again, identical, a few times before giving up.
+		// The bytes changed on the way (a bad proxy, NIC or disk; the
+		// spool's parts carry the CRC taken as their bytes were received,
+		// so a change on recsink's own disk shows here too): the spool's
+		// bytes go again, identical, a few times before giving up.
 		if r.digestRefusals == nil {
 			r.digestRefusals = map[int32]int{}
 		}
 		r.digestRefusals[part]++
 		if n := r.digestRefusals[part]; n >= maxDigestRefusals {
-			r.fail(r.ctx, fmt.Sprintf("S3 refused part %d %d times in a row because the bytes it received did not match the checksum of the bytes recsink sent: something on the way to the bucket changes data. No wrong object was written; the recording's bytes stay in recsink's spool.", part, n))
+			r.fail(r.ctx, fmt.Sprintf("S3 refused part %d %d times in a row because the bytes it received did not match the checksum of the bytes recsink sent, taken as recsink received them: something between recsink's spool disk and the bucket changes data. No wrong object was written; the recording's bytes stay in recsink's spool.", part, n))
 			return true
 		}
 		r.logRateLimited("upload", err)

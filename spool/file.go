@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/recsink/recsink"
+	"github.com/recsink/recsink/internal/crc"
 )
 
 // Sync cadence of Append: received bytes are fsynced, and so acknowledged, at
@@ -69,18 +70,23 @@ type File struct {
 
 	// wmu guards the writer. Append holds it while writing and syncing,
 	// never while reading its body. Lock order: wmu, then mu.
-	wmu           sync.Mutex
-	w             FSFile    // the part being written; nil between parts
-	wpart         int32     // the part w holds
-	failuresSeen  int64     // the spool's failed group syncs, when w last synced on its own
-	written       int64     // bytes written, synced or not
-	hash          hash.Hash // over bytes 0..written; nil once finished
-	syncedHash    []byte    // the marshaled state of hash at the durable offset
-	finishDoubt   bool      // a failed Finish may have left its marker in place
-	unsyncedSince time.Time // when the first unsynced byte was written; zero when none
-	timer         *time.Timer
-	timerArmed    bool
-	broken        error // a failure the file cannot recover from: it takes no more writes
+	wmu          sync.Mutex
+	w            FSFile    // the part being written; nil between parts
+	wpart        int32     // the part w holds
+	failuresSeen int64     // the spool's failed group syncs, when w last synced on its own
+	written      int64     // bytes written, synced or not
+	hash         hash.Hash // over bytes 0..written; nil once finished
+	syncedHash   []byte    // the marshaled state of hash at the durable offset
+	// crc is the CRC64NVME of part wpart's bytes written so far, known
+	// unless the part was reopened with bytes in it (after a restart);
+	// syncedCRC and syncedCRCKnown are the same at the durable offset.
+	crc, syncedCRC           uint64
+	crcKnown, syncedCRCKnown bool
+	finishDoubt              bool      // a failed Finish may have left its marker in place
+	unsyncedSince            time.Time // when the first unsynced byte was written; zero when none
+	timer                    *time.Timer
+	timerArmed               bool
+	broken                   error // a failure the file cannot recover from: it takes no more writes
 	// faulted is the disk fault (see diskFault) that left bytes after the
 	// durable offset that cannot be trusted: rollbackLocked drops them
 	// before anything is written again.
@@ -100,6 +106,10 @@ type File struct {
 	// completePartLocked); cleared by Finish.
 	states  []partState
 	relPart int32 // the highest part recorded in the released marker
+	// crcs are the CRC64NVMEs of complete parts taken as their bytes were
+	// written, until their release; a part completed before a restart has
+	// none. PartReader.PartChecksum hands them to the uploader.
+	crcs map[int32]uint64
 
 	// relMu serializes Release's disk work without holding mu through it.
 	relMu sync.Mutex
@@ -319,6 +329,9 @@ func (f *File) writeLocked(p []byte) (int, error) {
 		}
 		n, err := f.w.Write(chunk)
 		f.hash.Write(chunk[:n])
+		if f.crcKnown {
+			f.crc = crc64.Update(f.crc, chunk[:n])
+		}
 		f.written += int64(n)
 		total += n
 		p = p[n:]
@@ -378,6 +391,11 @@ func (f *File) openPartLocked() error {
 	}
 	f.w, f.wpart = w, n
 	f.failuresSeen = f.s.failuresNow()
+	// The bytes written before a restart are not read back for their CRC:
+	// that part is read for it when it goes up.
+	off, _ := f.l.Part(n)
+	f.crc, f.crcKnown = 0, f.written == off
+	f.syncedCRC, f.syncedCRCKnown = f.crc, f.crcKnown
 	return nil
 }
 
@@ -414,6 +432,7 @@ func (f *File) completePartLocked() error {
 	f.mu.Lock()
 	f.states = append(f.states, st)
 	f.complete = n
+	f.keepCRCLocked(n)
 	f.mu.Unlock()
 	f.notify()
 	return nil
@@ -465,6 +484,7 @@ func (f *File) syncLocked() error {
 	}
 	f.offset.Store(f.written)
 	f.syncedHash = marshalHash(f.hash)
+	f.syncedCRC, f.syncedCRCKnown = f.crc, f.crcKnown
 	f.unsyncedSince = time.Time{}
 	return nil
 }
@@ -511,6 +531,7 @@ func (f *File) rollbackLocked() error {
 		f.s.used.Add(off - f.written)
 		f.written = off
 		f.hash = unmarshalHash(f.syncedHash)
+		f.crc, f.crcKnown = f.syncedCRC, f.syncedCRCKnown
 	}
 	f.unsyncedSince = time.Time{}
 	f.faulted = nil
@@ -583,11 +604,41 @@ func (f *File) CompleteParts() []int32 {
 // so that a retried upload resends identical bytes.
 type PartReader struct {
 	*io.SectionReader
-	f FSFile
+	f        FSFile
+	crc      uint64 // CRC64NVME of the part's bytes as they were written
+	crcKnown bool
 }
 
 // Close closes the part's file.
 func (p *PartReader) Close() error { return p.f.Close() }
+
+// PartChecksum implements recsink.PartChecksummer: the part's CRC64NVME,
+// taken as its bytes were written, so that S3 checks the bytes read back
+// from the disk against the bytes received, and the uploader need not read
+// the part once more for its CRC. False for another algorithm, and for a
+// part completed before a restart.
+func (p *PartReader) PartChecksum(alg recsink.ChecksumAlgorithm) (string, bool) {
+	if alg != recsink.ChecksumCRC64NVME || !p.crcKnown {
+		return "", false
+	}
+	return crc64.Encode(p.crc), true
+}
+
+// crc64 is the CRC that the spool takes of each part as it is written: S3's
+// default full-object checksum, and recsink's first choice.
+var crc64 = crc.ByName(string(recsink.ChecksumCRC64NVME))
+
+// keepCRCLocked keeps the CRC of part n, just completed, for its upload
+// when it is known. Holding wmu and mu.
+func (f *File) keepCRCLocked(n int32) {
+	if !f.crcKnown {
+		return
+	}
+	if f.crcs == nil {
+		f.crcs = map[int32]uint64{}
+	}
+	f.crcs[n] = f.crc
+}
 
 // Part opens part n for reading. It fails when n is released or not
 // complete. The caller closes the reader.
@@ -602,6 +653,7 @@ func (f *File) Part(n int32) (*PartReader, error) {
 	case f.released.has(n):
 		err = recsink.Errorf(recsink.ECONFLICT, "part %d of recording %s is released", n, f.id)
 	}
+	sum, known := f.crcs[n]
 	f.mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -616,7 +668,7 @@ func (f *File) Part(n int32) (*PartReader, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("spool: open part %d of %s: %w", n, f.id, err)
 	}
-	return &PartReader{SectionReader: io.NewSectionReader(r, 0, size), f: r}, nil
+	return &PartReader{SectionReader: io.NewSectionReader(r, 0, size), f: r, crc: sum, crcKnown: known}, nil
 }
 
 // Release deletes part n's bytes once S3 has confirmed the part, and lowers
@@ -681,6 +733,7 @@ func (f *File) Release(n int32) error {
 	}
 	f.mu.Lock()
 	f.released.set(n)
+	delete(f.crcs, n)
 	for f.released.has(f.lowUnreleased) {
 		f.lowUnreleased++
 	}
@@ -709,6 +762,8 @@ func (f *File) Finish() error {
 	if err := f.syncLocked(); err != nil {
 		return err
 	}
+	// The last part, partial, becomes complete below.
+	lastOpen := f.w != nil
 	if f.w != nil {
 		if err := f.w.Close(); err != nil {
 			return fmt.Errorf("spool: close part %d of %s: %w", f.wpart, f.id, err)
@@ -739,6 +794,9 @@ func (f *File) Finish() error {
 	f.states = nil // the finished marker holds the digest
 	if f.written > 0 {
 		f.complete = f.l.PartAt(f.written - 1)
+	}
+	if lastOpen && f.wpart == f.complete {
+		f.keepCRCLocked(f.wpart)
 	}
 	f.mu.Unlock()
 	f.notify()

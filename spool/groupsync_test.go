@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/recsink/recsink"
+	"github.com/recsink/recsink/internal/crc"
 	"github.com/recsink/recsink/spool"
 )
 
@@ -231,5 +232,32 @@ func TestGroupSyncFailureReachesEveryFile(t *testing.T) {
 	}
 	if got := g.own("/spool/") - own; got != 0 {
 		t.Fatalf("%d own fsyncs once every file had checked itself, want 0", got)
+	}
+}
+
+// TestPartChecksumAfterRollback: bytes written and then cut off after a
+// failed sync leave no trace in the part's CRC.
+func TestPartChecksumAfterRollback(t *testing.T) {
+	t.Parallel()
+	g, _, files := openGated(t, 1)
+	f := files[0]
+	ctx := context.Background()
+	g.failNext.Store(true)
+	if off, err := f.Append(ctx, bytes.NewReader([]byte{9, 9, 9}), 1); recsink.ErrorCode(err) != recsink.EUNAVAILABLE || off != 1 {
+		t.Fatalf("append during a failed sync: offset %d, %v; want 1 and EUNAVAILABLE", off, err)
+	}
+	rest := randomBytes(999) // the rest of part 1, from the durable offset
+	if off, err := f.Append(ctx, bytes.NewReader(rest), 1); err != nil || off != 1000 {
+		t.Fatalf("append after the fault: offset %d, %v; want 1000", off, err)
+	}
+	pr, err := f.Part(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	crc64 := crc.ByName("CRC64NVME")
+	want := crc64.Encode(crc64.Checksum(append([]byte{1}, rest...)))
+	if got, ok := pr.PartChecksum(recsink.ChecksumCRC64NVME); !ok || got != want {
+		t.Errorf("part 1's CRC64NVME after a rollback: %q, %v; want %q, of the bytes kept", got, ok, want)
 	}
 }

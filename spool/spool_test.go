@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/recsink/recsink"
+	"github.com/recsink/recsink/internal/crc"
 	"github.com/recsink/recsink/spool"
 )
 
@@ -892,5 +893,69 @@ func TestHashStateStoredByRelease(t *testing.T) {
 	}
 	if got, want := f.SHA256(), sha(data); got != want {
 		t.Fatalf("digest when finished %s, want %s", got, want)
+	}
+}
+
+// TestPartChecksum: each part's CRC64NVME is taken as its bytes are written
+// and handed to the uploader with the part (recsink.PartChecksummer), so that
+// S3 checks the bytes read back from the disk against the bytes received.
+// A part with bytes from before a restart has none, to be read for it; nor
+// has any other algorithm.
+func TestPartChecksum(t *testing.T) {
+	dir := t.TempDir()
+	s := MustOpen(t, dir, 0)
+	f := MustCreate(t, s, "rec", small)
+	// Parts of 1000, 1000, 2000, 2000 and 4000 bytes: 1 to 3 complete,
+	// and 200 bytes of part 4.
+	data := randomBytes(7000)
+	MustAppend(t, f, data[:4200])
+	crc64 := crc.ByName("CRC64NVME")
+	check := func(f *spool.File, n int32, wantKnown bool) {
+		t.Helper()
+		pr, err := f.Part(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pr.Close()
+		var _ recsink.PartChecksummer = pr
+		got, ok := pr.PartChecksum(recsink.ChecksumCRC64NVME)
+		if !wantKnown {
+			if ok {
+				t.Errorf("part %d: CRC64NVME %s known, want none (bytes from before a restart)", n, got)
+			}
+			return
+		}
+		off, _ := small.Part(n)
+		want := crc64.Encode(crc64.Checksum(data[off : off+pr.Size()]))
+		if !ok || got != want {
+			t.Errorf("part %d: CRC64NVME %q, %v; want %q, the CRC of its bytes", n, got, ok, want)
+		}
+		if v, ok := pr.PartChecksum(recsink.ChecksumCRC32C); ok {
+			t.Errorf("part %d: CRC32C %q given, want none: only CRC64NVME is taken", n, v)
+		}
+	}
+	for n := int32(1); n <= 3; n++ {
+		check(f, n, true)
+	}
+	if err := f.Release(1); err != nil {
+		t.Fatal(err)
+	}
+
+	// A restart in the middle of part 4: parts 2 and 3, complete before it,
+	// and part 4, which has bytes from before it, are read for their CRCs.
+	_, f = MustReopen(t, f, dir, 0, "rec", small)
+	MustAppend(t, f, data[4200:6500])
+	check(f, 2, false)
+	check(f, 3, false)
+	check(f, 4, false)
+	// Part 5 is written after the restart, and the stop makes its 1000
+	// bytes the last part.
+	MustAppend(t, f, data[6500:])
+	if err := f.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	check(f, 5, true)
+	if err := f.Release(5); err != nil {
+		t.Fatal(err)
 	}
 }
