@@ -62,7 +62,6 @@ type recordersReply struct {
 // recorders is the benchmark's side of the recorders' process.
 type recorders struct {
 	cmd *exec.Cmd
-	in  io.WriteCloser
 	enc *json.Encoder
 	dec *json.Decoder
 }
@@ -90,7 +89,7 @@ func startRecorders(b *testing.B) *recorders {
 		b.Fatalf("start the recorders' process: %v", err)
 	}
 	replyW.Close()
-	r := &recorders{cmd: cmd, in: in, enc: json.NewEncoder(in), dec: json.NewDecoder(replies)}
+	r := &recorders{cmd: cmd, enc: json.NewEncoder(in), dec: json.NewDecoder(replies)}
 	b.Cleanup(func() {
 		// The end of its input ends the process: it ends its recorders
 		// and exits.
@@ -111,9 +110,6 @@ func startRecorders(b *testing.B) *recorders {
 	})
 	return r
 }
-
-// pid returns the recorders' process's ID.
-func (r *recorders) pid() int { return r.cmd.Process.Pid }
 
 // send sends c and returns its reply, or an error when the process fails
 // it or cannot be reached. It is not safe for concurrent use.
@@ -142,7 +138,7 @@ func (r *recorders) do(b *testing.B, c recordersCmd) recordersReply {
 }
 
 // cpu returns the CPU time that the recorders' process has used.
-func (r *recorders) cpu() (time.Duration, bool) { return s3test.ProcessCPU(r.pid()) }
+func (r *recorders) cpu() (time.Duration, bool) { return s3test.ProcessCPU(r.cmd.Process.Pid) }
 
 // TestBenchRecorders is the recorders' process of
 // BenchmarkConcurrentRecordings, when run by it; skipped otherwise.
