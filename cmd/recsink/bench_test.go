@@ -599,7 +599,6 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 	defer client.CloseIdleConnections()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var firstErr string
 
 	runtime.GC()
 	heapBase := liveHeap()
@@ -661,7 +660,7 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 		}
 	}
 	shrink := func(n int) {
-		firstErr = recs.do(b, recordersCmd{Op: "keep", Keep: n}).FirstErr
+		recs.do(b, recordersCmd{Op: "keep", Keep: n})
 		failed := 0
 		for _, id := range writers[n:] {
 			if err := stopRecording(ctx, client, e.Org, id); err != nil {
@@ -808,8 +807,8 @@ func BenchmarkConcurrentRecordings(b *testing.B) {
 		writeHeapProfile(b, filepath.Join(dir, fmt.Sprintf("heap-%d.pprof", len(writers))))
 	}
 	// The recorders end; their recordings stay open until recsink stops.
-	firstErr = recs.do(b, recordersCmd{Op: "keep"}).FirstErr
-	if firstErr != "" {
+	// FirstErr is the first since the recorders' process started.
+	if firstErr := recs.do(b, recordersCmd{Op: "keep"}).FirstErr; firstErr != "" {
 		b.Logf("first failed write: %s", firstErr)
 	}
 
