@@ -67,6 +67,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
+	tmtypes "github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager/types"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/recsink/recsink"
@@ -104,6 +105,7 @@ type benchEnv struct {
 	*Env
 	meeting string
 	tm      *transfermanager.Client
+	sameTM  *transfermanager.Client // with recsink's checksum (see baseline)
 	s3      *awss3.Client
 	spy     *s3spy.Proxy
 	// transport is "https" or "http", for the logs.
@@ -266,7 +268,47 @@ func mustBenchEnv(b *testing.B, spy bool) *benchEnv {
 		o.Concurrency = benchConcurrency
 		o.RequestChecksumCalculation = checksums
 	})
-	return &benchEnv{Env: e, meeting: meeting, tm: tm, s3: client, spy: proxy, transport: benchTransport(srv)}
+	sameTM := transfermanager.New(&crc64Parts{Client: client, sums: map[string]string{}}, func(o *transfermanager.Options) {
+		o.PartSizeBytes = benchPartSize
+		o.Concurrency = benchConcurrency
+		o.RequestChecksumCalculation = checksums
+	})
+	return &benchEnv{Env: e, meeting: meeting, tm: tm, sameTM: sameTM, s3: client, spy: proxy, transport: benchTransport(srv)}
+}
+
+// crc64Parts is the S3 client of the baseline with recsink's checksum. The
+// transfer manager (v0.5.7 to v0.5.9) drops each part's CRC64NVME from its
+// CompleteMultipartUpload, which S3 then refuses; this puts them back, as
+// UploadPart returned them.
+type crc64Parts struct {
+	*awss3.Client
+	mu   sync.Mutex
+	sums map[string]string // upload ID and part number → the part's CRC64NVME
+}
+
+func (c *crc64Parts) UploadPart(ctx context.Context, in *awss3.UploadPartInput, optFns ...func(*awss3.Options)) (*awss3.UploadPartOutput, error) {
+	out, err := c.Client.UploadPart(ctx, in, optFns...)
+	if err == nil && out.ChecksumCRC64NVME != nil {
+		c.mu.Lock()
+		c.sums[fmt.Sprint(aws.ToString(in.UploadId), "/", aws.ToInt32(in.PartNumber))] = *out.ChecksumCRC64NVME
+		c.mu.Unlock()
+	}
+	return out, err
+}
+
+func (c *crc64Parts) CompleteMultipartUpload(ctx context.Context, in *awss3.CompleteMultipartUploadInput, optFns ...func(*awss3.Options)) (*awss3.CompleteMultipartUploadOutput, error) {
+	if in.MultipartUpload != nil {
+		c.mu.Lock()
+		for i, p := range in.MultipartUpload.Parts {
+			key := fmt.Sprint(aws.ToString(in.UploadId), "/", aws.ToInt32(p.PartNumber))
+			if sum, ok := c.sums[key]; ok && p.ChecksumCRC64NVME == nil {
+				in.MultipartUpload.Parts[i].ChecksumCRC64NVME = aws.String(sum)
+			}
+			delete(c.sums, key)
+		}
+		c.mu.Unlock()
+	}
+	return c.Client.CompleteMultipartUpload(ctx, in, optFns...)
 }
 
 // emptyBucket deletes every object of the bucket, so that the tmpfs holds
@@ -310,17 +352,29 @@ func emptyBucket(b *testing.B, client *awss3.Client, bucket string) {
 
 // baseline uploads data with the transfer manager and returns the key, how
 // long it took from CreateMultipartUpload to CompleteMultipartUpload, and
-// the CPU time used meanwhile.
-func (e *benchEnv) baseline(b *testing.B, data []byte) (key string, d time.Duration, cpu cpuUse) {
+// the CPU time used meanwhile. With sameChecksum the upload carries
+// recsink's own checksum, a full-object CRC64NVME (see
+// recsink.FullObjectChecksums), instead of the SDK's default, a composite
+// CRC32: the same integrity, and the same work for versitygw, which takes
+// CRC64NVME with Go's table-driven hash/crc64 and CRC32 with the
+// processor's carry-less multiplication.
+func (e *benchEnv) baseline(b *testing.B, data []byte, sameChecksum bool) (key string, d time.Duration, cpu cpuUse) {
 	b.Helper()
 	key = "baseline/" + recsink.RandomToken(6)
-	cpu0 := e.cpuNow()
-	start := time.Now()
-	_, err := e.tm.UploadObject(context.Background(), &transfermanager.UploadObjectInput{
+	in := &transfermanager.UploadObjectInput{
 		Bucket: aws.String(e.Bucket),
 		Key:    aws.String(key),
 		Body:   bytes.NewReader(data),
-	})
+	}
+	tm := e.tm
+	if sameChecksum {
+		tm = e.sameTM
+		in.ChecksumAlgorithm = tmtypes.ChecksumAlgorithm(recsink.FullObjectChecksums[0])
+		in.ChecksumType = tmtypes.ChecksumTypeFullObject
+	}
+	cpu0 := e.cpuNow()
+	start := time.Now()
+	_, err := tm.UploadObject(context.Background(), in)
 	d = time.Since(start)
 	cpu = cpu0.until(e.cpuNow())
 	if err != nil {
@@ -467,46 +521,57 @@ func BenchmarkStreamThroughput(b *testing.B) {
 	benchSum(data)
 	gib := float64(n) / (1 << 30)
 	var rate, baseRate, ratio, cpu, baseCPU, cpuRatio samples
+	var sameRate, sameRatio, sameCPU, sameS3CPU samples
 	var s3CPU, baseS3CPU, cores, baseCores samples
 	for i := range benchRuns(b) {
 		// Alternate the order, so that neither always runs on a disk busy
 		// writing back the other's bytes.
-		var base time.Duration
-		var bcpu cpuUse
-		if i%2 == 1 {
+		var base, same time.Duration
+		var bcpu, scpu cpuUse
+		baselines := func() {
 			cleanDisk()
-			_, base, bcpu = e.baseline(b, data)
+			_, base, bcpu = e.baseline(b, data, false)
+			cleanDisk()
+			_, same, scpu = e.baseline(b, data, true)
+		}
+		if i%2 == 1 {
+			baselines()
 		}
 		cleanDisk()
 		r := e.record(b, data)
 		if i%2 == 0 {
-			cleanDisk()
-			_, base, bcpu = e.baseline(b, data)
+			baselines()
 		}
 		e.emptyBucket(b)
 		rr := float64(n) / 1e6 / r.end.Sub(r.start).Seconds()
-		br := float64(n) / 1e6 / base.Seconds()
+		br, sr := float64(n)/1e6/base.Seconds(), float64(n)/1e6/same.Seconds()
 		rate, baseRate, ratio = append(rate, rr), append(baseRate, br), append(ratio, rr/br)
+		sameRate, sameRatio = append(sameRate, sr), append(sameRatio, rr/sr)
 		c, bc := r.cpu.self.Seconds()/gib, bcpu.self.Seconds()/gib
 		cpu, baseCPU, cpuRatio = append(cpu, c), append(baseCPU, bc), append(cpuRatio, c/bc)
+		sameCPU, sameS3CPU = append(sameCPU, scpu.self.Seconds()/gib), append(sameS3CPU, scpu.s3.Seconds()/gib)
 		s3CPU, baseS3CPU = append(s3CPU, r.cpu.s3.Seconds()/gib), append(baseS3CPU, bcpu.s3.Seconds()/gib)
 		cores, baseCores = append(cores, r.cpu.machine), append(baseCores, bcpu.machine)
-		b.Logf("run %d: recsink %.1f MB/s %.2f CPU-s/GiB (its PUT took %v, the stop to uploaded %v), transfer manager %.1f MB/s %.2f CPU-s/GiB; versitygw %.2f and %.2f CPU-s/GiB; the machine's %d cores %.2f and %.2f busy",
-			i+1, rr, c, r.stop.Sub(r.start).Round(time.Millisecond), r.end.Sub(r.stop).Round(time.Millisecond), br, bc,
-			s3CPU[i], baseS3CPU[i], runtime.NumCPU(), cores[i], baseCores[i])
+		b.Logf("run %d: recsink %.1f MB/s %.2f CPU-s/GiB (its PUT took %v, the stop to uploaded %v), transfer manager %.1f MB/s %.2f CPU-s/GiB, with recsink's checksum %.1f MB/s %.2f CPU-s/GiB; versitygw %.2f, %.2f and %.2f CPU-s/GiB; the machine's %d cores %.2f and %.2f busy",
+			i+1, rr, c, r.stop.Sub(r.start).Round(time.Millisecond), r.end.Sub(r.stop).Round(time.Millisecond), br, bc, sr, sameCPU[i],
+			s3CPU[i], baseS3CPU[i], sameS3CPU[i], runtime.NumCPU(), cores[i], baseCores[i])
 	}
 	report(b, "recsink-MB/s", rate)
 	report(b, "baseline-MB/s", baseRate)
 	report(b, "ratio", ratio)
+	report(b, "same-checksum-MB/s", sameRate)
+	report(b, "same-checksum-ratio", sameRatio)
 	report(b, "recsink-CPU-s/GiB", cpu)
 	report(b, "baseline-CPU-s/GiB", baseCPU)
 	report(b, "CPU-ratio", cpuRatio)
+	report(b, "same-checksum-CPU-s/GiB", sameCPU)
 	report(b, "s3-CPU-s/GiB", s3CPU)
 	report(b, "baseline-s3-CPU-s/GiB", baseS3CPU)
+	report(b, "same-checksum-s3-CPU-s/GiB", sameS3CPU)
 	report(b, "busy-cores", cores)
 	report(b, "baseline-busy-cores", baseCores)
-	b.Logf("%d MiB over %s, %d runs (median [min, max]): recsink %s MB/s, transfer manager %s MB/s, ratio %s (target >= 1.0); CPU-s/GiB recsink %s, transfer manager %s, ratio %s; versitygw's CPU-s/GiB receiving from recsink %s, from the transfer manager %s; busy cores of the machine's %d: %s with recsink, %s with the transfer manager",
-		n>>20, e.transport, len(rate), rate, baseRate, ratio, cpu, baseCPU, cpuRatio, s3CPU, baseS3CPU, runtime.NumCPU(), cores, baseCores)
+	b.Logf("%d MiB over %s, %d runs (median [min, max]): recsink %s MB/s, transfer manager %s MB/s, ratio %s (target >= 1.0); the transfer manager with recsink's checksum (full-object CRC64NVME) %s MB/s, ratio %s; CPU-s/GiB recsink %s, transfer manager %s, ratio %s, with recsink's checksum %s; versitygw's CPU-s/GiB receiving from recsink %s, from the transfer manager %s, with recsink's checksum %s; busy cores of the machine's %d: %s with recsink, %s with the transfer manager",
+		n>>20, e.transport, len(rate), rate, baseRate, ratio, sameRate, sameRatio, cpu, baseCPU, cpuRatio, sameCPU, s3CPU, baseS3CPU, sameS3CPU, runtime.NumCPU(), cores, baseCores)
 }
 
 // BenchmarkStopToComplete sends a recording (1 GiB by default) at full
@@ -530,7 +595,7 @@ func BenchmarkStopToComplete(b *testing.B) {
 		cmu := e.complete(b, r.key)
 		last := e.tail(b, r.key)
 		cleanDisk()
-		key, d, _ := e.baseline(b, data)
+		key, d, _ := e.baseline(b, data, false)
 		bcmu := e.complete(b, key)
 		e.emptyBucket(b)
 		o, c, a, t := cmu.Start.Sub(r.stop).Seconds(), cmu.End.Sub(cmu.Start).Seconds(), r.end.Sub(cmu.End).Seconds(), r.end.Sub(r.stop).Seconds()
