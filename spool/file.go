@@ -165,12 +165,11 @@ func (f *File) Offset() int64 { return f.offset.Load() }
 // offset. When expect >= 0 and differs from Offset it is ECONFLICT without
 // reading r; a second Append while one runs is ECONFLICT too. It fsyncs
 // every SyncBytes and SyncInterval while reading (behind its writes, with
-// group commit), and at the end, advancing Offset after each fsync. An
-// error from r (the client went away) or ctx is returned after syncing what
-// was written, which stays acknowledged. When the spool limit would be
-// exceeded, it writes and syncs what fits and returns EUNAVAILABLE with
-// RetryAfter; so it does when free space on the disk falls below the
-// headroom. A full or failing disk
+// group commit), and at the end, advancing Offset after each fsync. An error from r (the client went away)
+// or ctx is returned after syncing what was written, which stays
+// acknowledged. When the spool limit would be exceeded, it writes and syncs
+// what fits and returns EUNAVAILABLE with RetryAfter; so it does when free
+// space on the disk falls below the headroom. A full or failing disk
 // (ENOSPC, EDQUOT, EIO) is EUNAVAILABLE too, returned with the durable
 // offset: nothing acknowledged is lost, and the next Append at that offset
 // carries on once the disk has room again.
