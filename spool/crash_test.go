@@ -22,8 +22,7 @@ import (
 // HEAD answers), and the bytes up to it exactly those appended.
 //
 // Even seeds commit in groups (one syncfs for every waiting write), odd
-// seeds fsync each part file on its own; seeds that are multiples of 4 also
-// sync behind an append's writes, every few hundred bytes.
+// seeds fsync each part file on its own.
 //
 // RECSINK_CRASH_ITERATIONS sets the number of runs (default 1000, 200 with -short); each run's
 // seed is in its failure message.
@@ -81,19 +80,11 @@ func crashRun(seed uint64, stream []byte, stats *crashStats) error {
 	cfg := spool.Config{Dir: dir, FS: fsys, SyncEachFile: seed%2 == 1}
 
 	// open (re)starts the spool as a new process would.
-	// Seeds that are multiples of 4 sync every few hundred bytes while an
-	// append runs, and so behind its writes (File.syncBehindLocked).
-	lowerSync := func(s *spool.Spool) {
-		if seed%4 == 0 {
-			spool.SetSyncBytes(s, int64(1+rng.IntN(2000)))
-		}
-	}
 	open := func() error {
 		var err error
 		if s, err = spool.OpenConfig(cfg); err != nil {
 			return fmt.Errorf("open spool: %w", err)
 		}
-		lowerSync(s)
 		if f, err = s.Open(id, l); err != nil {
 			return fmt.Errorf("open recording: %w", err)
 		}
@@ -158,7 +149,6 @@ func crashRun(seed uint64, stream []byte, stats *crashStats) error {
 	if err != nil {
 		return err
 	}
-	lowerSync(s)
 	if f, err = s.Create(id, l); err != nil {
 		return err
 	}

@@ -25,11 +25,10 @@ import (
 	"github.com/recsink/recsink/internal/crc"
 )
 
-// Sync cadence of Append: received bytes are fsynced, and so acknowledged,
-// every SyncBytes and within about SyncInterval of arriving, so that a long
+// Sync cadence of Append: received bytes are fsynced, and so acknowledged, at
+// least every SyncBytes and within SyncInterval of arriving, so that a long
 // streamed PUT makes progress visible to HEAD and a recorder that reconnects
-// resends little. With group commit these syncs run behind the writes (see
-// File.syncBehindLocked); the end of an Append always waits for its own.
+// resends little.
 const (
 	SyncBytes    = 1 << 20
 	SyncInterval = 250 * time.Millisecond
@@ -92,10 +91,6 @@ type File struct {
 	// durable offset that cannot be trusted: rollbackLocked drops them
 	// before anything is written again.
 	faulted error
-	// behind is set while a stream's sync runs behind its writes (see
-	// syncBehindLocked); rollbacks counts the rollbacks, which void it.
-	behind    bool
-	rollbacks int64
 
 	// mu guards what the uploader reads. Fields also guarded by wmu are
 	// changed holding both.
@@ -163,9 +158,9 @@ func (f *File) Offset() int64 { return f.offset.Load() }
 
 // Append copies r to the end of the recording and returns the new durable
 // offset. When expect >= 0 and differs from Offset it is ECONFLICT without
-// reading r; a second Append while one runs is ECONFLICT too. It fsyncs
-// every SyncBytes and SyncInterval while reading (behind its writes, with
-// group commit), and at the end, advancing Offset after each fsync. An error from r (the client went away)
+// reading r; a second Append while one runs is ECONFLICT too. It fsyncs at
+// least every SyncBytes and SyncInterval while reading, and at the end,
+// advancing Offset after each fsync. An error from r (the client went away)
 // or ctx is returned after syncing what was written, which stays
 // acknowledged. When the spool limit would be exceeded, it writes and syncs
 // what fits and returns EUNAVAILABLE with RetryAfter; so it does when free
@@ -533,7 +528,6 @@ func (f *File) rollbackLocked() error {
 		}
 	}
 	if f.written != off {
-		f.rollbacks++
 		f.s.used.Add(off - f.written)
 		f.written = off
 		f.hash = unmarshalHash(f.syncedHash)
@@ -544,23 +538,17 @@ func (f *File) rollbackLocked() error {
 	return nil
 }
 
-// maybeSyncLocked syncs when SyncBytes or SyncInterval has been reached (with
-// group commit, behind the writes: see syncBehindLocked), and arms the timer
-// that syncs when the body stalls: the next read may block for long, and
-// bytes already received must become visible to HEAD.
+// maybeSyncLocked syncs when SyncBytes or SyncInterval has been reached, and
+// otherwise arms the timer that syncs when the body stalls: the next read may
+// block for long, and bytes already received must become visible to HEAD.
 func (f *File) maybeSyncLocked() error {
 	unsynced := f.written - f.offset.Load()
 	if unsynced == 0 {
 		return nil
 	}
 	age := time.Since(f.unsyncedSince)
-	if unsynced >= f.s.syncBytes || age >= SyncInterval {
-		if !f.syncBehindLocked(unsynced) {
-			return f.syncLocked()
-		}
-		// What the sync behind leaves out, the timer syncs if the body
-		// stalls now.
-		age = 0
+	if unsynced >= SyncBytes || age >= SyncInterval {
+		return f.syncLocked()
 	}
 	if !f.timerArmed {
 		f.timerArmed = true
@@ -573,70 +561,13 @@ func (f *File) maybeSyncLocked() error {
 	return nil
 }
 
-// maxBehind bounds, in SyncBytes, what a stream writes past its durable
-// offset while its sync runs behind (see syncBehindLocked): past it, the
-// writer waits for a sync of its own.
-const maxBehind = 8
-
-// syncBehindLocked starts a group sync of the bytes written so far that runs
-// beside the stream's next writes, where syncLocked would make the writer
-// wait for it: a stream at full speed spent 30 % of its time waiting for
-// these syncs (BenchmarkStreamThroughput's execution trace), for an offset
-// that only HEAD reads before the stream ends, whose final sync is still
-// waited for. One runs at a time. When it succeeds it advances the durable
-// offset to where it began, unless a rollback (which drops the bytes after
-// the durable offset) or a sync of the writer's own came between. When it
-// fails, or another group sync failed meanwhile, it changes nothing, and the
-// writer's next sync is one of its own, which finds the failure (see
-// syncPart). It returns false, for the writer to sync and wait, without
-// group commit, with maxBehind SyncBytes unsynced, or after a failed group
-// sync.
-func (f *File) syncBehindLocked(unsynced int64) bool {
-	g := f.s.group
-	switch {
-	case g == nil || unsynced >= maxBehind*f.s.syncBytes || f.broken != nil || f.faulted != nil || g.failures.Load() != f.failuresSeen:
-		return false
-	case f.behind:
-		return true
-	}
-	f.behind = true
-	target, state, crc, crcKnown := f.written, marshalHash(f.hash), f.crc, f.crcKnown
-	rollbacks, seen, began := f.rollbacks, f.failuresSeen, time.Now()
-	go func() {
-		err := g.sync()
-		f.wmu.Lock()
-		defer f.wmu.Unlock()
-		f.behind = false
-		if err != nil || g.failures.Load() != seen || f.rollbacks != rollbacks ||
-			f.closed || f.broken != nil || f.faulted != nil || target <= f.offset.Load() {
-			return
-		}
-		f.offset.Store(target)
-		f.syncedHash = state
-		f.syncedCRC, f.syncedCRCKnown = crc, crcKnown
-		if f.written == target {
-			f.unsyncedSince = time.Time{}
-		} else {
-			f.unsyncedSince = began // the bytes after target came after it
-		}
-	}()
-	return true
-}
-
 // idleSync is the timer's sync. An error breaks the file, and the appender
 // reports it when its read returns.
 func (f *File) idleSync() {
 	f.wmu.Lock()
 	defer f.wmu.Unlock()
 	f.timerArmed = false
-	switch {
-	case f.closed || f.finished || f.w == nil:
-	case f.behind:
-		// A sync behind the writes runs, and the writer must not wait
-		// for another one here: look again shortly.
-		f.timerArmed = true
-		f.timer.Reset(SyncInterval / 5)
-	default:
+	if !f.closed && !f.finished && f.w != nil {
 		_ = f.syncLocked() // a fault is seen by the Append when its read returns
 	}
 }

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"io/fs"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/recsink/recsink"
 	"github.com/recsink/recsink/internal/crc"
@@ -261,93 +259,5 @@ func TestPartChecksumAfterRollback(t *testing.T) {
 	want := crc64.Encode(crc64.Checksum(append([]byte{1}, rest...)))
 	if got, ok := pr.PartChecksum(recsink.ChecksumCRC64NVME); !ok || got != want {
 		t.Errorf("part 1's CRC64NVME after a rollback: %q, %v; want %q, of the bytes kept", got, ok, want)
-	}
-}
-
-// TestSyncBehindStream: an append past SyncBytes goes on reading and writing
-// while the sync of its first bytes runs, instead of waiting for it; the
-// offset advances only once that sync has returned, and a power cut then
-// keeps every byte up to it.
-func TestSyncBehindStream(t *testing.T) {
-	t.Parallel()
-	g := newGatedFS()
-	cfg := spool.Config{Dir: "/spool", FS: g}
-	s, err := spool.OpenConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spool.SetSyncBytes(s, 4096) // a stream syncs behind after 4 KiB, and waits past 32
-	l := spool.Layout{BaseSize: 1 << 20, TierParts: 1000}
-	f := MustCreate(t, s, "stream", l)
-	data := randomBytes(20000)
-	// The first byte opens the part, whose creation syncs and waits.
-	if off, err := f.Append(context.Background(), bytes.NewReader(data[:1]), 0); err != nil || off != 1 {
-		t.Fatalf("first append: offset %d, %v", off, err)
-	}
-
-	entered, release := g.holdNext()
-	released := false
-	defer func() {
-		if !released {
-			release()
-		}
-	}()
-	pr, pw := io.Pipe()
-	appended := make(chan error, 1)
-	go func() {
-		_, err := f.Append(context.Background(), pr, 1)
-		appended <- err
-	}()
-	if _, err := pw.Write(data[1:5000]); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-entered:
-	case <-time.After(10 * time.Second):
-		t.Fatal("4999 bytes written with SyncBytes at 4096, and no sync began")
-	}
-	// The sync is held: the append must take more bytes all the same.
-	wrote := make(chan error, 1)
-	go func() {
-		_, err := pw.Write(data[5000:])
-		wrote <- err
-	}()
-	select {
-	case err := <-wrote:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the append waited for the sync behind its writes")
-	}
-	if off := f.Offset(); off != 1 {
-		t.Fatalf("Offset = %d while the only sync is held, want 1", off)
-	}
-
-	release()
-	released = true
-	waitFor(t, "the offset to advance once the sync returned", func() bool { return f.Offset() >= 5000 })
-	acked := f.Offset()
-	if acked != 5000 && acked != int64(len(data)) {
-		t.Fatalf("Offset = %d, want 5000 (where the sync began) or %d (the idle sync's)", acked, len(data))
-	}
-
-	g.Crash(false) // a power cut: only what was synced is kept
-	pw.CloseWithError(io.ErrUnexpectedEOF)
-	<-appended // its handles fail now: whatever it says, the recovery decides
-	s2, err := spool.OpenConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f2, err := s2.Open("stream", l)
-	if err != nil {
-		t.Fatal(err)
-	}
-	off := f2.Offset()
-	if off < acked {
-		t.Fatalf("Offset after the power cut = %d, below the %d acknowledged", off, acked)
-	}
-	if f2.SHA256() != sha(data[:off]) {
-		t.Fatalf("the %d bytes recovered differ from those appended", off)
 	}
 }

@@ -91,9 +91,6 @@ type Spool struct {
 	log      *slog.Logger
 	used     atomic.Int64
 	group    *groupSync // nil: each file fsyncs its own bytes
-	// syncBytes is SyncBytes, lowered by tests (SetSyncBytes) so that
-	// short appends sync behind their writes.
-	syncBytes int64
 
 	// The disk's free space: statfs'd at most every diskCheckEvery, minus
 	// the bytes written since.
@@ -146,7 +143,7 @@ func OpenConfig(cfg Config) (*Spool, error) {
 	if err := syncDir(fsys, filepath.Dir(dir)); err != nil {
 		return nil, fmt.Errorf("spool: create %s: %w", dir, faultOr(err))
 	}
-	s := &Spool{fs: fsys, dir: dir, limit: cfg.Limit, headroom: cfg.Headroom, log: log, syncBytes: SyncBytes,
+	s := &Spool{fs: fsys, dir: dir, limit: cfg.Limit, headroom: cfg.Headroom, log: log,
 		open: make(map[string]*File), idle: make(map[string]int64)}
 	if sfs, ok := fsys.(SyncFS); ok && !cfg.SyncEachFile {
 		sy, err := sfs.OpenSyncer(dir)
