@@ -263,16 +263,13 @@ func mustBenchEnv(b *testing.B, spy bool) *benchEnv {
 		ResponseChecksumValidation:                aws.ResponseChecksumValidationWhenRequired,
 		DisableLogOutputChecksumValidationSkipped: true,
 	})
-	tm := transfermanager.New(client, func(o *transfermanager.Options) {
+	tmOptions := func(o *transfermanager.Options) {
 		o.PartSizeBytes = benchPartSize
 		o.Concurrency = benchConcurrency
 		o.RequestChecksumCalculation = checksums
-	})
-	sameTM := transfermanager.New(&crc64Parts{Client: client, sums: map[string]string{}}, func(o *transfermanager.Options) {
-		o.PartSizeBytes = benchPartSize
-		o.Concurrency = benchConcurrency
-		o.RequestChecksumCalculation = checksums
-	})
+	}
+	tm := transfermanager.New(client, tmOptions)
+	sameTM := transfermanager.New(&crc64Parts{Client: client, sums: map[string]string{}}, tmOptions)
 	return &benchEnv{Env: e, meeting: meeting, tm: tm, sameTM: sameTM, s3: client, spy: proxy, transport: benchTransport(srv)}
 }
 
