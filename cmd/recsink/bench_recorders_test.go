@@ -127,12 +127,12 @@ func (r *recorders) send(c recordersCmd) (recordersReply, error) {
 	return reply, nil
 }
 
-// do is send that fails b on an error; only from b's goroutine.
-func (r *recorders) do(b *testing.B, c recordersCmd) recordersReply {
-	b.Helper()
+// do is send that fails tb on an error; only from tb's goroutine.
+func (r *recorders) do(tb testing.TB, c recordersCmd) recordersReply {
+	tb.Helper()
 	reply, err := r.send(c)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	return reply
 }
@@ -268,30 +268,22 @@ func TestServeRecorders(t *testing.T) {
 	go func() { served <- serveRecorders(cmds, replies) }()
 	// The benchmark's own side of the pipe.
 	rs := &recorders{enc: json.NewEncoder(cmdW), dec: json.NewDecoder(repliesR)}
-	do := func(c recordersCmd) recordersReply {
-		t.Helper()
-		r, err := rs.send(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
 
 	recs := []Started{{ID: "a", IngestURL: srv.URL + "/a"}, {ID: "b", IngestURL: srv.URL + "/b"}, {ID: "c", IngestURL: srv.URL + "/c"}}
-	if r := do(recordersCmd{Op: "add", Recs: recs}); r.Running != 3 {
+	if r := rs.do(t, recordersCmd{Op: "add", Recs: recs}); r.Running != 3 {
 		t.Fatalf("add 3: %+v, want 3 running", r)
 	}
-	do(recordersCmd{Op: "start"})
+	rs.do(t, recordersCmd{Op: "start"})
 	// Each recorder writes every rtInterval: wait for two rounds.
 	before := patches.Load()
 	if !waitFor(10*time.Second, func() bool { return patches.Load() >= before+6 }) {
 		t.Fatalf("%d PATCHes within 10 s of start, want 6 more", patches.Load()-before)
 	}
-	r := do(recordersCmd{Op: "stop"})
+	r := rs.do(t, recordersCmd{Op: "stop"})
 	if r.Writes < 3 || r.Failed != 0 || r.Acked < 3*rtWriteBytes || r.P99 <= 0 || r.Max < r.P99 || r.FirstErr != "" {
 		t.Errorf("stop after 6 acknowledged PATCHes: %+v, want at least 3 writes and their bytes counted, none failed", r)
 	}
-	if r := do(recordersCmd{Op: "keep", Keep: 1}); r.Running != 1 {
+	if r := rs.do(t, recordersCmd{Op: "keep", Keep: 1}); r.Running != 1 {
 		t.Errorf("keep 1: %d running", r.Running)
 	}
 	if _, err := rs.send(recordersCmd{Op: "keep", Keep: 2}); err == nil || !strings.Contains(err.Error(), "keep 2 of 1") {
