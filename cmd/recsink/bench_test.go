@@ -280,14 +280,19 @@ func mustBenchEnv(b *testing.B, spy bool) *benchEnv {
 type crc64Parts struct {
 	*awss3.Client
 	mu   sync.Mutex
-	sums map[string]string // upload ID and part number → the part's CRC64NVME
+	sums map[string]string // partKey → the part's CRC64NVME
+}
+
+// partKey names part n of upload id in crc64Parts.sums.
+func partKey(id *string, n *int32) string {
+	return aws.ToString(id) + "/" + strconv.Itoa(int(aws.ToInt32(n)))
 }
 
 func (c *crc64Parts) UploadPart(ctx context.Context, in *awss3.UploadPartInput, optFns ...func(*awss3.Options)) (*awss3.UploadPartOutput, error) {
 	out, err := c.Client.UploadPart(ctx, in, optFns...)
 	if err == nil && out.ChecksumCRC64NVME != nil {
 		c.mu.Lock()
-		c.sums[fmt.Sprint(aws.ToString(in.UploadId), "/", aws.ToInt32(in.PartNumber))] = *out.ChecksumCRC64NVME
+		c.sums[partKey(in.UploadId, in.PartNumber)] = *out.ChecksumCRC64NVME
 		c.mu.Unlock()
 	}
 	return out, err
@@ -297,7 +302,7 @@ func (c *crc64Parts) CompleteMultipartUpload(ctx context.Context, in *awss3.Comp
 	if in.MultipartUpload != nil {
 		c.mu.Lock()
 		for i, p := range in.MultipartUpload.Parts {
-			key := fmt.Sprint(aws.ToString(in.UploadId), "/", aws.ToInt32(p.PartNumber))
+			key := partKey(in.UploadId, p.PartNumber)
 			if sum, ok := c.sums[key]; ok && p.ChecksumCRC64NVME == nil {
 				in.MultipartUpload.Parts[i].ChecksumCRC64NVME = aws.String(sum)
 			}
