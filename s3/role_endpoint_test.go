@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/recsink/recsink"
 	"github.com/recsink/recsink/oidc"
@@ -24,22 +21,7 @@ import (
 func TestStorage_RoleEndpointNotAllowed(t *testing.T) {
 	t.Parallel()
 	issuer := MustIssuer(t, "")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	var accepted atomic.Int32
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			c.Close()
-		}
-	}()
+	l := newStrayListener(t)
 	st := s3.New(s3.Config{AllowEndpoints: []string{"127.0.0.1:1"}, Logger: slog.New(slog.DiscardHandler), Identity: issuer})
 	dest := recsink.Destination{Bucket: "recordings", Endpoint: "http://" + l.Addr().String(), Region: "us-east-1", ForcePathStyle: true}
 	role := recsink.AccessKey{ID: "arn:aws:iam::123456789012:role/recsink", Subject: oidc.Subject("org_a")}
@@ -72,9 +54,7 @@ func TestStorage_RoleEndpointNotAllowed(t *testing.T) {
 	if !errors.As(err, &e) || e.Code != recsink.EFORBIDDEN || e.Field != "endpoint" {
 		t.Fatalf("Client = %v, %v; want EFORBIDDEN on endpoint", c, err)
 	}
-	// Give a stray connection time to be accepted before counting.
-	time.Sleep(50 * time.Millisecond)
-	if n := accepted.Load(); n != 0 {
+	if n := l.strays(t); n != 0 {
 		t.Errorf("the endpoint not allowed accepted %d connections, want none", n)
 	}
 }

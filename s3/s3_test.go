@@ -15,7 +15,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -133,21 +132,7 @@ func TestStorage_Check(t *testing.T) {
 		t.Parallel()
 		// A listener of our own stands for the endpoint: it must see no
 		// connection at all.
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var accepted atomic.Int32
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				accepted.Add(1)
-				c.Close()
-			}
-		}()
+		l := newStrayListener(t)
 		d := dest
 		d.Endpoint = "http://" + l.Addr().String()
 		report, err := st.Check(context.Background(), d, owner)
@@ -172,10 +157,7 @@ func TestStorage_Check(t *testing.T) {
 		if !errors.As(err, &e) || e.Code != recsink.EFORBIDDEN || e.Field != "endpoint" || e.Message != wantMsg {
 			t.Errorf("Client error = %v, want EFORBIDDEN on endpoint", err)
 		}
-		// Give a stray connection time to be accepted before counting.
-		time.Sleep(50 * time.Millisecond)
-		l.Close()
-		if n := accepted.Load(); n != 0 {
+		if n := l.strays(t); n != 0 {
 			t.Errorf("the endpoint accepted %d connections, want none", n)
 		}
 	})
